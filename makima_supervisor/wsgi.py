@@ -1,0 +1,9 @@
+"""WSGI entry point (gunicorn: ``makima_supervisor.wsgi:application``)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "makima_supervisor.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class SupervisorsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "supervisors"
+    verbose_name = "Supervisors"

@@ -1,0 +1,132 @@
+"""The seed's enumerations, in one place.
+
+Models, services, the API and the admin all import their choices from here, so
+a value spelled one way on the wire is spelled the same way in the database and
+on the admin's filters. Values are spelled exactly as the seed spells them
+(``RecoveryAction`` keeps the seed's PascalCase, as serde writes a unit enum).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SupervisorStatus(models.TextChoices):
+    """``supervisor_states.state``: what the supervisor is doing right now."""
+
+    INITIALIZING = "initializing", "Initializing"
+    IDLE = "idle", "Idle"
+    WORKING = "working", "Working"
+    WAITING_FOR_USER = "waiting_for_user", "Waiting for user"
+    WAITING_FOR_TASKS = "waiting_for_tasks", "Waiting for tasks"
+    BLOCKED = "blocked", "Blocked"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+#: States in which a supervisor is expected to make progress on its own: one
+#: that has been silent in these for too long is stale. Waiting for a human is
+#: deliberately absent: a slow human does not make a supervisor stale.
+ACTIVE_STATES: frozenset[str] = frozenset(
+    {
+        SupervisorStatus.INITIALIZING,
+        SupervisorStatus.WORKING,
+        SupervisorStatus.WAITING_FOR_TASKS,
+    }
+)
+
+#: States whose saved state must carry an error message to be understood.
+STATES_NEEDING_ERROR: frozenset[str] = frozenset({SupervisorStatus.FAILED, SupervisorStatus.BLOCKED})
+
+
+class RestorationSource(models.TextChoices):
+    """``supervisor_states.restoration_source``: why a restoration happened."""
+
+    DAEMON_RESTART = "daemon_restart", "Daemon restart"
+    TASK_REASSIGNMENT = "task_reassignment", "Task reassignment"
+    MANUAL = "manual", "Manual"
+
+
+class QuestionType(models.TextChoices):
+    """``PendingQuestion.questionType``; the seed's default is ``general``."""
+
+    GENERAL = "general", "General"
+    PHASE_CONFIRMATION = "phase_confirmation", "Phase confirmation"
+    CONTRACT_COMPLETE = "contract_complete", "Contract complete"
+
+
+class RecoveryAction(models.TextChoices):
+    """The seed's ``StateRecoveryAction``, spelled as serde writes it."""
+
+    PROCEED = "Proceed", "Proceed"
+    USE_CHECKPOINT = "UseCheckpoint", "Use checkpoint"
+    START_FRESH = "StartFresh", "Start fresh"
+    MANUAL_INTERVENTION = "ManualIntervention", "Manual intervention"
+
+
+#: Severity order of recovery actions: validation keeps the most severe one found.
+RECOVERY_SEVERITY: dict[str, int] = {
+    RecoveryAction.PROCEED: 0,
+    RecoveryAction.USE_CHECKPOINT: 1,
+    RecoveryAction.START_FRESH: 2,
+    RecoveryAction.MANUAL_INTERVENTION: 3,
+}
+
+
+class TaskStatus(models.TextChoices):
+    """``tasks.status`` as makima keeps it."""
+
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    BLOCKED = "blocked", "Blocked"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+#: A task in one of these will not change any more: a supervisor waiting on it
+#: has its answer. ``interrupted`` is not terminal: makima resumes such tasks.
+TERMINAL_TASK_STATUSES: frozenset[str] = frozenset({TaskStatus.DONE, TaskStatus.FAILED})
+
+
+class ContractStatus(models.TextChoices):
+    """``contracts.status``."""
+
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    ARCHIVED = "archived", "Archived"
+
+
+class DaemonStatus(models.TextChoices):
+    """``daemons.status``: a daemon's own connection as last reported."""
+
+    CONNECTED = "connected", "Connected"
+    DISCONNECTED = "disconnected", "Disconnected"
+
+
+class SavePoint(models.TextChoices):
+    """The moments the seed names at which state is persisted.
+
+    Every save point but the heartbeat also takes a checkpoint; the reason of a
+    checkpoint is one of these.
+    """
+
+    TASK_SPAWNED = "task_spawned", "Task spawned"
+    QUESTION_ASKED = "question_asked", "Question asked"
+    QUESTION_ANSWERED = "question_answered", "Question answered"
+    QUESTION_WITHDRAWN = "question_withdrawn", "Question withdrawn"
+    PHASE_CHANGED = "phase_changed", "Phase changed"
+    STATE_SAVED = "state_saved", "Full state saved"
+    STATE_UPDATED = "state_updated", "State updated"
+    HEARTBEAT = "heartbeat", "Heartbeat"
+
+
+class ActorKind(models.TextChoices):
+    """Who or what asked for a change that the service records."""
+
+    STAFF = "staff", "Staff user"
+    DAEMON = "daemon", "Daemon"
+    COMMAND = "command", "Management command"
+    SYSTEM = "system", "System"

@@ -1,0 +1,21 @@
+"""The app's models, split by what they hold; import them from here."""
+
+from .access import DaemonApiKey, IdempotencyKey
+from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
+from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
+from .world import Contract, Daemon, Task
+
+__all__ = [
+    "HEARTBEAT_COLUMNS",
+    "HEAVY_COLUMNS",
+    "Contract",
+    "ConversationSnapshot",
+    "Daemon",
+    "DaemonApiKey",
+    "IdempotencyKey",
+    "QuestionAnswer",
+    "RestorationLog",
+    "SupervisorCheckpoint",
+    "SupervisorState",
+    "Task",
+]

@@ -1,0 +1,121 @@
+"""This project's own records around a supervisor: checkpoints, answers, restorations."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from supervisors.enums import ActorKind, RecoveryAction, RestorationSource, SavePoint
+from supervisors.fields import UUIDArrayField
+
+from .supervisor import SupervisorState
+from .world import Daemon
+
+
+class ConversationSnapshot(models.Model):
+    """A conversation history as one checkpoint saw it, stored once per distinct content.
+
+    Checkpoints taken while the history does not change (most save points do
+    not touch it) share one snapshot, found by ``digest``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    supervisor = models.ForeignKey(SupervisorState, on_delete=models.CASCADE, related_name="conversation_snapshots")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the canonical JSON of the history.")
+    messages = models.JSONField(default=list)
+    message_count = models.PositiveIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "supervisor_conversation_snapshots"
+        constraints = [models.UniqueConstraint(fields=["supervisor", "digest"], name="conversation_snapshot_unique")]
+
+
+class SupervisorCheckpoint(models.Model):
+    """A snapshot of a supervisor's state at a save point, to fall back on when the state is invalid."""
+
+    id = models.BigAutoField(primary_key=True)
+    supervisor = models.ForeignKey(SupervisorState, on_delete=models.CASCADE, related_name="checkpoints")
+    reason = models.CharField(max_length=50, choices=SavePoint.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    state = models.CharField(max_length=50)
+    phase = models.CharField(max_length=50)
+    current_activity = models.TextField(null=True, blank=True)
+    progress = models.IntegerField(default=0)
+    error_message = models.TextField(null=True, blank=True)
+    spawned_task_ids = UUIDArrayField(blank=True)
+    pending_task_ids = UUIDArrayField(blank=True)
+    pending_questions = models.JSONField(default=list, blank=True)
+    conversation = models.ForeignKey(
+        ConversationSnapshot, on_delete=models.PROTECT, null=True, blank=True, related_name="checkpoints"
+    )
+
+    class Meta:
+        db_table = "supervisor_checkpoints"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["supervisor", "-id"], name="checkpoint_supervisor_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class QuestionAnswer(models.Model):
+    """A human's answer to a pending question, kept until the daemon acknowledges it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    supervisor = models.ForeignKey(SupervisorState, on_delete=models.CASCADE, related_name="answers")
+    question_id = models.UUIDField()
+    question = models.JSONField(help_text="The PendingQuestion as it was asked.")
+    answer = models.TextField()
+    answered_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    answered_by_daemon = models.ForeignKey(
+        Daemon, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    answered_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "supervisor_question_answers"
+        ordering = ["answered_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["supervisor", "question_id"], name="question_answered_once")
+        ]
+
+
+class RestorationLog(models.Model):
+    """One restoration (or a refused one): who asked, why, what was found and done."""
+
+    id = models.BigAutoField(primary_key=True)
+    supervisor = models.ForeignKey(
+        SupervisorState, on_delete=models.CASCADE, null=True, blank=True, related_name="restorations"
+    )
+    contract_id = models.UUIDField(db_index=True)
+    started_at = models.DateTimeField(db_index=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    source = models.CharField(max_length=50, choices=RestorationSource.choices)
+    actor_kind = models.CharField(max_length=20, choices=ActorKind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_daemon = models.ForeignKey(Daemon, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor_label = models.TextField(blank=True, default="", help_text="Who asked, as text (survives deletions).")
+    reason = models.TextField(blank=True, default="")
+    previous_state = models.CharField(max_length=50, blank=True, default="")
+    recovery_action = models.CharField(max_length=50, choices=RecoveryAction.choices)
+    checkpoint = models.ForeignKey(
+        SupervisorCheckpoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    issues = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    success = models.BooleanField()
+    restoration_count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "supervisor_restoration_log"
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["supervisor", "-started_at"], name="restoration_log_supervisor")]

@@ -1,0 +1,118 @@
+"""Shape checks for the JSON that ``supervisor_states`` holds.
+
+Used by model validation, the services and the API alike, so a question that
+one surface refuses is refused by all of them with the same message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils.dateparse import parse_datetime
+
+from supervisors.enums import QuestionType
+
+MAX_QUESTION_LENGTH = 10_000
+MAX_CHOICES = 50
+MAX_CHOICE_LENGTH = 1_000
+
+
+def validate_progress(value: Any) -> None:
+    """Progress is a whole percentage, as the table's CHECK constraint demands."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValidationError(
+            "Progress must be a whole number from 0 to 100, not %(value)r.",
+            code="invalid_progress",
+            params={"value": value},
+        )
+
+
+def validate_conversation_history(value: Any) -> None:
+    """A conversation history is a JSON array of message objects, each with a string ``role``."""
+    if not isinstance(value, list):
+        raise ValidationError(
+            "Conversation history must be a JSON array of messages, not %(kind)s.",
+            code="invalid_history",
+            params={"kind": type(value).__name__},
+        )
+    for index, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not message["role"]:
+            raise ValidationError(
+                "Conversation history message %(index)s must be an object with a non-empty string 'role'.",
+                code="invalid_message",
+                params={"index": index},
+            )
+
+
+def clean_pending_question(value: Any) -> dict[str, Any]:
+    """Check one PendingQuestion and return it in its canonical camelCase form.
+
+    ``choices`` defaults to ``[]`` and ``questionType`` to ``general``, as the
+    seed's serde defaults do; ``id`` and ``askedAt`` are required.
+    """
+    if not isinstance(value, dict):
+        raise ValidationError("A pending question must be a JSON object.", code="invalid_question")
+    errors: dict[str, str] = {}
+    try:
+        question_id = str(uuid.UUID(str(value.get("id")))) if isinstance(value.get("id"), (str, uuid.UUID)) else None
+    except ValueError:
+        question_id = None
+    if question_id is None:
+        errors["id"] = f"{value.get('id')!r} is not a valid UUID."
+    text = value.get("question")
+    if not isinstance(text, str) or not text.strip():
+        errors["question"] = "The question text must be a non-empty string."
+    elif len(text) > MAX_QUESTION_LENGTH:
+        errors["question"] = f"The question text is longer than {MAX_QUESTION_LENGTH} characters."
+    choices = value.get("choices", [])
+    if choices is None:
+        choices = []
+    if not isinstance(choices, list) or not all(isinstance(c, str) and c for c in choices):
+        errors["choices"] = "Choices must be a list of non-empty strings."
+    elif len(choices) > MAX_CHOICES or any(len(c) > MAX_CHOICE_LENGTH for c in choices):
+        errors["choices"] = f"At most {MAX_CHOICES} choices of at most {MAX_CHOICE_LENGTH} characters each."
+    context = value.get("context")
+    if context is not None and not isinstance(context, str):
+        errors["context"] = "Context must be a string or null."
+    question_type = value.get("questionType", QuestionType.GENERAL)
+    if question_type not in QuestionType.values:
+        errors["questionType"] = f"{question_type!r} is not one of {', '.join(QuestionType.values)}."
+    asked_at = value.get("askedAt")
+    parsed = parse_datetime(asked_at) if isinstance(asked_at, str) else None
+    if parsed is None or parsed.tzinfo is None:
+        errors["askedAt"] = f"{asked_at!r} is not an RFC 3339 timestamp with a time zone."
+    if errors:
+        raise ValidationError(errors)
+    return {
+        "id": question_id,
+        "question": text,
+        "choices": list(choices),
+        "context": context,
+        "questionType": question_type,
+        "askedAt": asked_at,
+    }
+
+
+def validate_pending_questions(value: Any) -> None:
+    """``pending_questions`` is a JSON array of well-formed questions with distinct ids."""
+    if not isinstance(value, list):
+        raise ValidationError("Pending questions must be a JSON array.", code="invalid_questions")
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        try:
+            question = clean_pending_question(item)
+        except ValidationError as exc:
+            raise ValidationError(
+                "Pending question %(index)s is malformed: %(detail)s",
+                code="invalid_question",
+                params={"index": index, "detail": "; ".join(exc.messages)},
+            ) from None
+        if question["id"] in seen:
+            raise ValidationError(
+                "Pending question id %(id)s appears more than once.",
+                code="duplicate_question",
+                params={"id": question["id"]},
+            )
+        seen.add(question["id"])
