@@ -1,0 +1,51 @@
+"""Typed errors raised by the services.
+
+Every surface maps them the same way: the API to its JSON error shape and HTTP
+status, the admin to a message, the commands to a line on stderr and an exit
+code. ``code`` is machine-readable and stable; ``fields`` names the offending
+inputs (snake_case model field names; the API camel-cases them).
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class: a request the service refused, with nothing written."""
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(ServiceError):
+    """The input breaks a rule (an enum value, a range, a JSON shape, a foreign task)."""
+
+    code = "invalid"
+    http_status = 400
+
+
+class NotFound(ServiceError):
+    """The contract, supervisor, task or question does not exist (or is not visible to the caller)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(ServiceError):
+    """The request does not fit the current state (a completed supervisor, a question no longer pending)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class PreconditionFailed(ServiceError):
+    """The caller's view of the row is out of date (If-Match)."""
+
+    code = "precondition_failed"
+    http_status = 412
