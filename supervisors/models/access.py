@@ -49,3 +49,6 @@ class IdempotencyKey(models.Model):
     class Meta:
         db_table = "idempotency_keys"
         constraints = [models.UniqueConstraint(fields=["daemon", "key"], name="idempotency_key_per_daemon")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.daemon_id})"

@@ -33,6 +33,9 @@ class ConversationSnapshot(models.Model):
         db_table = "supervisor_conversation_snapshots"
         constraints = [models.UniqueConstraint(fields=["supervisor", "digest"], name="conversation_snapshot_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.message_count} messages ({self.digest[:12]})"
+
 
 class SupervisorCheckpoint(models.Model):
     """A snapshot of a supervisor's state at a save point, to fall back on when the state is invalid."""
@@ -86,6 +89,9 @@ class QuestionAnswer(models.Model):
             models.UniqueConstraint(fields=["supervisor", "question_id"], name="question_answered_once")
         ]
 
+    def __str__(self) -> str:
+        return f"Answer to {self.question_id}"
+
 
 class RestorationLog(models.Model):
     """One restoration (or a refused one): who asked, why, what was found and done."""
@@ -119,3 +125,7 @@ class RestorationLog(models.Model):
         db_table = "supervisor_restoration_log"
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["supervisor", "-started_at"], name="restoration_log_supervisor")]
+
+    def __str__(self) -> str:
+        outcome = "succeeded" if self.success else "failed"
+        return f"{self.get_source_display()} restoration {outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -10,7 +10,7 @@ import uuid
 
 from django.db import models
 
-from supervisors.enums import ContractStatus, DaemonStatus, TaskStatus, TERMINAL_TASK_STATUSES
+from supervisors.enums import TERMINAL_TASK_STATUSES, ContractStatus, DaemonStatus, TaskStatus
 from supervisors.fields import DatabaseNow
 
 

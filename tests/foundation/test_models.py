@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from supervisors.enums import RecoveryAction, SupervisorStatus, TaskStatus, TERMINAL_TASK_STATUSES
+from supervisors.enums import TERMINAL_TASK_STATUSES, RecoveryAction, SupervisorStatus, TaskStatus
 from supervisors.models import SupervisorState
 from tests.factories import make_contract, make_question, make_supervisor, make_task
 
