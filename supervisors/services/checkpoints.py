@@ -31,7 +31,7 @@ from django.db import connection
 from django.utils import timezone
 
 from supervisors.enums import SavePoint, SupervisorStatus
-from supervisors.models import ConversationSnapshot, SupervisorCheckpoint, SupervisorState
+from supervisors.models import ConversationSnapshot, RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.validators import validate_pending_questions
 
 #: The state columns a checkpoint copies (the conversation goes through a snapshot).
@@ -155,32 +155,40 @@ def checkpoint_issues(checkpoint: SupervisorCheckpoint | dict[str, Any]) -> list
 def prune_checkpoints(supervisor: SupervisorState) -> int:
     """Keep the newest ``retention()`` checkpoints and the newest self-consistent one; returns how many went.
 
-    Costs a bounded number of queries: one for the ids beyond the window and,
-    only when none inside it is consistent, a scan for the newest one that is.
+    A bounded number of queries whatever the history: one read of the newest
+    ``retention() + 1`` rows (small: the conversation is elsewhere) and, only
+    when one falls out of the window, the deletes. Only when no checkpoint in
+    the window is consistent does it look further back for the newest one
+    that is, to keep it.
     """
     keep = retention()
+    fields = ("id", *CHECKPOINT_FIELDS)
     newest = list(
-        SupervisorCheckpoint.objects.filter(supervisor=supervisor)
-        .order_by("-id")
-        .values_list("id", flat=True)[: keep + 1]
+        SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("-id").values(*fields)[: keep + 1]
     )
     if len(newest) <= keep:
         return 0
-    window = newest[:keep]
-    boundary = window[-1]
-    protected: int | None = None
-    fields = ("id", *CHECKPOINT_FIELDS)
-    window_rows = SupervisorCheckpoint.objects.filter(id__in=window).order_by("-id").values(*fields)
-    if not any(not checkpoint_issues(row) for row in window_rows):
+    boundary = newest[keep - 1]["id"]
+    protected = 0  # no checkpoint has id 0: "protect nothing"
+    if all(checkpoint_issues(row) for row in newest[:keep]):
         older = SupervisorCheckpoint.objects.filter(supervisor=supervisor, id__lt=boundary).order_by("-id")
         for row in older.values(*fields).iterator(chunk_size=50):
             if not checkpoint_issues(row):
                 protected = row["id"]
                 break
-    doomed = SupervisorCheckpoint.objects.filter(supervisor=supervisor, id__lt=boundary)
-    if protected is not None:
-        doomed = doomed.exclude(id=protected)
-    deleted, _ = doomed.delete()
+    # Restoration logs keep their row but lose the link to a pruned checkpoint
+    # (SET_NULL). Both statements are plain SQL on purpose: Django's deletion
+    # collector would first read every doomed row.
+    RestorationLog.objects.filter(checkpoint__supervisor=supervisor, checkpoint_id__lt=boundary).exclude(
+        checkpoint_id=protected
+    ).update(checkpoint=None)
+    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {SupervisorCheckpoint._meta.db_table} WHERE supervisor_id = %s AND id < %s AND id <> %s",
+            [pk, boundary, protected],
+        )
+        deleted = cursor.rowcount
     delete_unused_snapshots(supervisor)
     return deleted
 
