@@ -33,8 +33,10 @@ from django.db import connection
 from django.utils import timezone
 
 from supervisors.enums import SavePoint, SupervisorStatus
-from supervisors.models import ConversationSnapshot, RestorationLog, SupervisorCheckpoint, SupervisorState
+from supervisors.models import RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.validators import validate_pending_questions
+
+from .conversations import collect_unused_snapshots, snapshot_messages, snapshot_of_current_history
 
 #: The state columns a checkpoint copies (the conversation goes through a snapshot).
 CHECKPOINT_FIELDS = (
@@ -51,55 +53,6 @@ CHECKPOINT_FIELDS = (
 
 def retention() -> int:
     return max(1, int(getattr(settings, "SUPERVISOR_CHECKPOINT_RETENTION", 20)))
-
-
-def _history_digest_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "encode(sha256(convert_to(conversation_history::text, 'UTF8')), 'hex')"
-    return "SHA256(conversation_history)"
-
-
-def _snapshot_insert_sql() -> str:
-    table = ConversationSnapshot._meta.db_table
-    source = SupervisorState._meta.db_table
-    if connection.vendor == "postgresql":
-        count = (
-            "CASE WHEN jsonb_typeof(conversation_history) = 'array' "
-            "THEN jsonb_array_length(conversation_history) ELSE 0 END"
-        )
-        size = "octet_length(conversation_history::text)"
-    else:
-        count = (
-            "CASE WHEN json_type(conversation_history) = 'array' "
-            "THEN json_array_length(conversation_history) ELSE 0 END"
-        )
-        size = "length(CAST(conversation_history AS BLOB))"
-    return (
-        f"INSERT INTO {table} (supervisor_id, digest, messages, message_count, size_bytes, created_at) "
-        f"SELECT id, %s, conversation_history, {count}, {size}, %s FROM {source} WHERE id = %s "
-        f"ON CONFLICT (supervisor_id, digest) DO NOTHING"
-    )
-
-
-def conversation_snapshot_id(supervisor: SupervisorState) -> int:
-    """The snapshot holding the supervisor's current history, created if this history is new.
-
-    Runs under the supervisor's row lock (the caller's transaction), so the
-    history cannot change between the digest and the copy.
-    """
-    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
-    table = SupervisorState._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_history_digest_sql()} FROM {table} WHERE id = %s", [pk])
-        (digest,) = cursor.fetchone()
-        existing = ConversationSnapshot.objects.filter(supervisor=supervisor, digest=digest).values_list(
-            "id", flat=True
-        )
-        found = list(existing)
-        if found:
-            return found[0]
-        cursor.execute(_snapshot_insert_sql(), [digest, timezone.now(), pk])
-    return ConversationSnapshot.objects.filter(supervisor=supervisor, digest=digest).values_list("id", flat=True)[0]
 
 
 #: Columns the new checkpoint hands back (its task id lists stay in the database).
@@ -134,7 +87,7 @@ def take_checkpoint(supervisor: SupervisorState, reason: SavePoint | str) -> Sup
     """
     if reason == SavePoint.HEARTBEAT:
         raise ValueError("Heartbeats do not take checkpoints.")
-    snapshot_id = conversation_snapshot_id(supervisor)
+    snapshot_id = snapshot_of_current_history(supervisor)
     columns = ", ".join(CHECKPOINT_FIELDS)
     now = timezone.now()
     created_at = SupervisorCheckpoint._meta.get_field("created_at").get_db_prep_value(now, connection)
@@ -242,25 +195,8 @@ def prune_checkpoints(supervisor: SupervisorState, *, newest_is_consistent: bool
             [pk, boundary, protected],
         )
         deleted = cursor.rowcount
-    delete_unused_snapshots(supervisor)
+    collect_unused_snapshots(supervisor)
     return deleted
-
-
-def delete_unused_snapshots(supervisor: SupervisorState) -> None:
-    """Drop the conversations no checkpoint refers to any more, without loading them.
-
-    One DELETE: going through the ORM would fetch each snapshot (megabytes of
-    messages) just to check its PROTECT relation.
-    """
-    snapshots = ConversationSnapshot._meta.db_table
-    checkpoints = SupervisorCheckpoint._meta.db_table
-    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {snapshots} WHERE supervisor_id = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM {checkpoints} c WHERE c.conversation_id = {snapshots}.id)",
-            [pk],
-        )
 
 
 def checkpoint_snapshot(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
@@ -272,8 +208,5 @@ def checkpoint_snapshot(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
     if checkpoint.conversation_id is None:
         data["conversation_history"] = []
     else:
-        messages = ConversationSnapshot.objects.filter(id=checkpoint.conversation_id).values_list(
-            "messages", flat=True
-        )[0]
-        data["conversation_history"] = messages
+        data["conversation_history"] = snapshot_messages(checkpoint.conversation_id)
     return data
