@@ -169,8 +169,3 @@ SUPERVISOR_STALE_AFTER_SECONDS = env.int("SUPERVISOR_STALE_AFTER_SECONDS", defau
 DAEMON_GONE_AFTER_SECONDS = env.int("DAEMON_GONE_AFTER_SECONDS", default=120)
 #: Checkpoints kept per supervisor (the newest valid one is always kept).
 SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", default=20)
-#: Store a checkpoint's conversation that only grew as the new messages after its
-#: parent's (docs/persistence.md). Off by default: every reader of
-#: supervisor_conversation_snapshots.messages must then go through
-#: supervisors.services.conversations (SQL that copies the column would get a tail).
-SUPERVISOR_CONVERSATION_TAILS = env.bool("SUPERVISOR_CONVERSATION_TAILS", default=False)

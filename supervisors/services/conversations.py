@@ -1,4 +1,4 @@
-"""Where checkpoints keep conversation histories: once per distinct history, or (tails) once per message.
+"""Where checkpoints keep conversation histories: each message stored about once.
 
 A supervisor's conversation mostly grows at the end, and can weigh megabytes.
 Copying it into every checkpoint would make checkpoint storage grow as
@@ -6,23 +6,18 @@ Copying it into every checkpoint would make checkpoint storage grow as
 
 * A :class:`ConversationSnapshot` is keyed by (supervisor, digest of the whole
   history): checkpoints taken while the history does not change share one.
-* With ``SUPERVISOR_CONVERSATION_TAILS`` on, a history whose first ``k``
-  messages are exactly the history of the previous snapshot (checked by
-  digest, in the database) is stored as a *tail*: the new messages only, with
-  ``parent`` and ``base_count = k``. The whole history is the parent's whole
-  history followed by the tail. It is off by default because a reader that
-  copies the ``messages`` column in SQL (rather than through
-  :func:`snapshot_histories` or the model attribute) would get only the tail.
+* A history whose first ``k`` messages are exactly the history of the previous
+  snapshot (checked by digest, in the database) is stored as a *tail*: the new
+  messages only, with ``parent`` and ``base_count = k``. The whole history is
+  the parent's whole history followed by the tail.
 * When pruning leaves a snapshot that no checkpoint uses, it is deleted if
   nothing builds on it, and merged into its only child if it is a tail
   (rewriting two small tails, never the base). What stays is the retained
   checkpoints' snapshots plus at most the root each chain started from, so a
   chain is at most ``retention + 1`` long, and a conversation that only grows
   is stored about once (root + tails = the newest history), whatever the
-  number of checkpoints. Without tails, storage is at most one copy per
-  distinct history among the retained checkpoints. A history that was
-  rewritten (not extended) starts a new root; the old chain goes as its
-  checkpoints are pruned.
+  number of checkpoints. A history that was rewritten (not extended) starts a
+  new root; the old chain goes as its checkpoints are pruned.
 
 Everything heavy happens in SQL on the supervisor's row (digests, the tail,
 the copy): the history is not loaded into Python to take a checkpoint.
@@ -34,7 +29,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -81,11 +75,6 @@ def _sql() -> dict[str, str]:
     }
 
 
-def tails_enabled() -> bool:
-    """``SUPERVISOR_CONVERSATION_TAILS``: store a grown history as a tail after its parent's."""
-    return bool(getattr(settings, "SUPERVISOR_CONVERSATION_TAILS", False))
-
-
 def snapshot_of_current_history(supervisor: SupervisorState) -> int:
     """The id of a snapshot holding the supervisor's current history, stored if it is new.
 
@@ -108,8 +97,6 @@ def snapshot_of_current_history(supervisor: SupervisorState) -> int:
             .order_by("-id")
             .values_list("conversation_id", "conversation__message_count", "conversation__digest")
             .first()
-            if tails_enabled()
-            else None
         )
         base = 0
         if parent is not None and 0 < parent[1] < count:

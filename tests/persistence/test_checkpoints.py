@@ -144,25 +144,8 @@ def message(i: int) -> dict:
     return {"role": "assistant" if i % 2 else "user", "content": f"message {i} " + "x" * 2000}
 
 
-@pytest.fixture
-def tails(settings):
-    settings.SUPERVISOR_CONVERSATION_TAILS = True
-
-
-def test_without_tails_each_distinct_history_is_one_whole_copy(supervisor, settings):
-    """The default: every snapshot row holds a whole history, so SQL that copies it is right."""
-    settings.SUPERVISOR_CHECKPOINT_RETENTION = 5
-    history: list[dict] = []
-    for i in range(8):
-        history = [*history, message(i)]
-        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": history})
-    rows = ConversationSnapshot.objects.filter(supervisor=supervisor).order_by("id")
-    assert [len(m) for m in rows.values_list("messages", flat=True)] == [4, 5, 6, 7, 8]
-    assert not rows.filter(parent__isnull=False).exists()
-
-
-def test_a_growing_conversation_is_stored_about_once(supervisor, settings, tails):
-    """With tails, 30 save points each adding a message: storage stays near one copy of the newest history."""
+def test_a_growing_conversation_is_stored_about_once(supervisor, settings):
+    """30 save points, each adding a message: storage stays near one copy of the newest history."""
     settings.SUPERVISOR_CHECKPOINT_RETENTION = 5
     history: list[dict] = []
     for i in range(30):
@@ -178,7 +161,7 @@ def test_a_growing_conversation_is_stored_about_once(supervisor, settings, tails
     assert stored_bytes(supervisor) < 1.2 * one_copy  # not 5 copies
 
 
-def test_a_rewritten_conversation_starts_afresh_and_the_old_chain_goes(supervisor, settings, tails):
+def test_a_rewritten_conversation_starts_afresh_and_the_old_chain_goes(supervisor, settings):
     settings.SUPERVISOR_CHECKPOINT_RETENTION = 3
     history = [message(i) for i in range(3)]
     for i in range(3, 6):
@@ -197,7 +180,7 @@ def test_a_rewritten_conversation_starts_afresh_and_the_old_chain_goes(superviso
     )
 
 
-def test_going_back_to_an_older_conversation_reuses_its_snapshot(supervisor, tails):
+def test_going_back_to_an_older_conversation_reuses_its_snapshot(supervisor):
     first = [message(0)]
     second = [message(0), message(1)]
     update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": first})
@@ -225,7 +208,7 @@ def test_a_history_that_is_not_a_list_is_still_checkpointed_as_it_is(supervisor)
     assert histories == [{"not": "a list"}, [message(1)]]
 
 
-def test_many_histories_are_read_in_two_queries(supervisor, settings, tails, django_assert_num_queries):
+def test_many_histories_are_read_in_two_queries(supervisor, settings, django_assert_num_queries):
     from supervisors.services.conversations import snapshot_histories
 
     settings.SUPERVISOR_CHECKPOINT_RETENTION = 6
@@ -244,7 +227,7 @@ def test_many_histories_are_read_in_two_queries(supervisor, settings, tails, dja
     assert histories[ids[-1]] == history
 
 
-def test_reading_a_snapshot_always_gives_the_whole_history(supervisor, tails):
+def test_reading_a_snapshot_always_gives_the_whole_history(supervisor):
     """Code that reads ``snapshot.messages`` (the admin, a restoration) never gets only a tail."""
     history: list[dict] = []
     for i in range(3):
