@@ -7,9 +7,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
-from django.db import connection
 from django.utils import timezone
 
 from supervisors.enums import (
@@ -112,7 +111,7 @@ def test_resumes_working_when_nothing_is_pending(actor):
 
 
 def test_invalid_state_falls_back_to_the_newest_checkpoint_that_validates(actor):
-    supervisor, tasks = make_working_supervisor(tasks=2, pending=1)
+    supervisor, _tasks = make_working_supervisor(tasks=2, pending=1)
     good = make_checkpoint(supervisor, history=[{"role": "user", "content": "older"}], progress=30)
     make_checkpoint(supervisor, pending_task_ids=[uuid.uuid4()], history=[{"role": "user", "content": "bad"}])
     SupervisorState.objects.filter(id=supervisor.id).update(conversation_history={"not": "a list"})
