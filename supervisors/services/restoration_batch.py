@@ -102,11 +102,15 @@ def _explain_missing(
     missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, run_started_at: datetime
 ) -> list[Skipped]:
     """Why ids seen in the page were not locked: one read, no lock."""
+    condition = selection.q(now)
+    matches = (
+        Case(When(condition, then=Value(True)), default=Value(False), output_field=BooleanField())
+        if condition
+        else Value(True, output_field=BooleanField())
+    )
     rows = (
         SupervisorState.objects.filter(id__in=list(missing))
-        .annotate(
-            matches=Case(When(selection.q(now), then=Value(True)), default=Value(False), output_field=BooleanField())
-        )
+        .annotate(matches=matches)
         .values("contract_id", "state", "last_restored_at", "matches")
     )
     skipped = []
