@@ -1,21 +1,75 @@
-"""Reads shared by the admin, the API and the management commands.
-
-Grouped by area; each group says which part of the service owns it.
-"""
+"""Reads shared by the admin, the API and the commands, grouped by the area that owns them."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import ACTIVE_STATES, DaemonStatus
-from supervisors.models import Daemon, SupervisorState
+from supervisors.models import Daemon, QuestionAnswer, SupervisorState
+
+# --- Persistence: questions and answers ---------------------------------------
+
+
+def unacknowledged_answers(contract_id: uuid.UUID | str) -> QuerySet[QuestionAnswer]:
+    """Answers the contract's daemon has not yet acknowledged, oldest first."""
+    return QuestionAnswer.objects.filter(supervisor__contract_id=contract_id, acknowledged_at__isnull=True).order_by(
+        "answered_at", "id"
+    )
+
+
+def get_supervisors_with_pending_questions() -> QuerySet[SupervisorState]:
+    """Supervisors with at least one pending question, conversation left unloaded (the seed's query)."""
+    return (
+        SupervisorState.objects.exclude(pending_questions=[])
+        .defer("conversation_history")
+        .select_related("contract")
+        .order_by("last_activity", "id")
+    )
+
+
+def pending_questions_overview() -> list[dict[str, Any]]:
+    """Every pending question across supervisors, oldest first, with where it comes from.
+
+    Each item: ``contract_id``, ``contract_name``, ``supervisor_id``, ``state``,
+    ``phase`` and ``question`` (the PendingQuestion dict as stored).
+    """
+    rows = get_supervisors_with_pending_questions().values(
+        "id", "contract_id", "contract__name", "state", "phase", "pending_questions"
+    )
+    items = [
+        {
+            "contract_id": row["contract_id"],
+            "contract_name": row["contract__name"],
+            "supervisor_id": row["id"],
+            "state": row["state"],
+            "phase": row["phase"],
+            "question": question,
+        }
+        for row in rows
+        for question in row["pending_questions"] or []
+        if isinstance(question, dict)
+    ]
+    items.sort(key=lambda item: (_asked_at(item["question"]), str(item["question"].get("id"))))
+    return items
+
+
+def _asked_at(question: dict[str, Any]) -> datetime:
+    """When a question was asked, comparable across time zones; unreadable times sort first."""
+    value = question.get("askedAt")
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None or parsed.tzinfo is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return parsed
+
 
 # --- Restoration: stale supervisors, gone daemons, batch selection ------------------------------
 

@@ -50,7 +50,7 @@ class SupervisorCheckpoint(models.Model):
     pending_task_ids = UUIDArrayField(blank=True)
     pending_questions = models.JSONField(default=list, blank=True)
     conversation = models.ForeignKey(
-        ConversationSnapshot, on_delete=models.PROTECT, null=True, blank=True, related_name="checkpoints"
+        ConversationSnapshot, on_delete=models.RESTRICT, null=True, blank=True, related_name="checkpoints"
     )
 
     class Meta:

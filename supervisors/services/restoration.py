@@ -14,6 +14,7 @@ transaction with the supervisor rows locked: a failure leaves all as it was.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
@@ -44,9 +45,11 @@ from supervisors.models import (
 )
 from supervisors.selectors import daemon_is_gone, is_stale
 from supervisors.services.actors import Actor
+from supervisors.services.checkpoints import checkpoint_snapshot
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.restoration_context import generate_restoration_context_message
 from supervisors.services.restoration_writes import update_supervisor_rows
+from supervisors.services.signals import send_on_commit
 from supervisors.services.validation import (
     StateValidationResult,
     ValidationWorld,
@@ -59,9 +62,10 @@ from supervisors.services.validation import (
 
 logger = logging.getLogger(__name__)
 
-#: Sent on commit when pending questions were delivered again to the human (after a
-#: restoration, or by ``redeliver_pending_questions``): notifiers listen to it.
-#: kwargs: contract_id, questions (list of PendingQuestion dicts), actor.
+#: Sent on commit (``send_robust``, like persistence's question signals) when pending
+#: questions were delivered again to the human, after a restoration or by
+#: ``redeliver_pending_questions``: notifiers listen to it to show them again.
+#: kwargs: contract_id, supervisor_id, questions (PendingQuestion dicts), actor (label).
 questions_redelivered = Signal()
 
 __all__ = [
@@ -169,24 +173,22 @@ def ensure_supervisor_task(contract: Contract) -> tuple[Task, bool]:
 
 
 def _checkpoint_fields(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
-    """What restoring from a checkpoint would put back.
+    """What restoring from a checkpoint would put back: persistence's ``checkpoint_snapshot``.
 
-    The persistence branch's ``checkpoint_snapshot`` is the agreed function for
-    this; it replaces this reader once merged. The conversation is expected to
-    be attached already (prefetched per batch), so this costs no query.
+    ``checkpoint_snapshot`` reads the conversation with one query per
+    checkpoint, which would make a batch's queries grow with its size; the
+    batch has already read every conversation it needs in one query and
+    attached it (``_load_checkpoints``). So the state columns come from
+    ``checkpoint_snapshot`` on a copy without its conversation link (no query),
+    and the conversation from the attached snapshot.
     """
-    conversation = checkpoint.conversation
-    return {
-        "state": checkpoint.state,
-        "phase": checkpoint.phase,
-        "current_activity": checkpoint.current_activity,
-        "progress": checkpoint.progress,
-        "error_message": checkpoint.error_message,
-        "spawned_task_ids": list(checkpoint.spawned_task_ids or []),
-        "pending_task_ids": list(checkpoint.pending_task_ids or []),
-        "pending_questions": checkpoint.pending_questions,
-        "conversation_history": conversation.messages if conversation is not None else [],
-    }
+    detached = copy.copy(checkpoint)
+    detached.conversation_id = None
+    data = checkpoint_snapshot(detached)
+    if checkpoint.conversation_id is not None:
+        snapshot = checkpoint.conversation
+        data["conversation_history"] = snapshot.messages if snapshot is not None else []
+    return data
 
 
 def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[SupervisorCheckpoint]]:
@@ -591,14 +593,14 @@ def restore_locked_supervisors(
     if options.dry_run or not plans:
         return outcomes
     if not isolate_failures:
-        _write(plans)
+        _write(plans, options.actor)
         return outcomes
     try:
         with transaction.atomic():
-            _write(plans)
+            _write(plans, options.actor)
     except DatabaseError:
         logger.warning("Batch write failed; retrying the %d supervisors one by one", len(plans), exc_info=True)
-        failed = _write_one_by_one(plans)
+        failed = _write_one_by_one(plans, options.actor)
         for outcome in outcomes:
             if outcome.supervisor.id in failed:
                 outcome.error, outcome.result = failed[outcome.supervisor.id], None
@@ -622,7 +624,7 @@ def _add_checkpoint_tasks(
         tasks.update(load_tasks(missing))  # type: ignore[attr-defined]
 
 
-def _write(plans: Sequence[_Plan]) -> None:
+def _write(plans: Sequence[_Plan], actor: Actor) -> None:
     """All the batch's rows: one UPDATE of the states, one INSERT of the logs, and the takeovers."""
     written = update_supervisor_rows({p.supervisor.id: p.changes for p in plans})
     if written != len(plans):
@@ -634,15 +636,15 @@ def _write(plans: Sequence[_Plan]) -> None:
     RestorationLog.objects.bulk_create(logs)
     for plan in plans:
         plan.result.log = plan.log
-    _announce_questions(plans)
+    _announce_questions(plans, actor)
 
 
-def _write_one_by_one(plans: Sequence[_Plan]) -> dict[uuid.UUID, Exception]:
+def _write_one_by_one(plans: Sequence[_Plan], actor: Actor) -> dict[uuid.UUID, Exception]:
     failed: dict[uuid.UUID, Exception] = {}
     for plan in plans:
         try:
             with transaction.atomic():
-                _write([plan])
+                _write([plan], actor)
         except DatabaseError as exc:
             logger.warning("Restoring the supervisor of contract %s failed: %s", plan.supervisor.contract_id, exc)
             failed[plan.supervisor.id] = exc
@@ -650,18 +652,17 @@ def _write_one_by_one(plans: Sequence[_Plan]) -> dict[uuid.UUID, Exception]:
     return failed
 
 
-def _announce_questions(plans: Sequence[_Plan]) -> None:
+def _announce_questions(plans: Sequence[_Plan], actor: Actor) -> None:
     for plan in plans:
         questions = plan.result.context.pending_questions if plan.result.context.success else []
         if questions:
-            _send_redelivered_on_commit(plan.supervisor.contract_id, questions, None)
-
-
-def _send_redelivered_on_commit(contract_id: uuid.UUID, questions: list[dict[str, Any]], actor: Actor | None) -> None:
-    def send() -> None:
-        questions_redelivered.send(sender=SupervisorState, contract_id=contract_id, questions=questions, actor=actor)
-
-    transaction.on_commit(send)
+            send_on_commit(
+                questions_redelivered,
+                contract_id=plan.supervisor.contract_id,
+                supervisor_id=plan.supervisor.id,
+                questions=questions,
+                actor=str(actor),
+            )
 
 
 # --- one supervisor ---------------------------------------------------------------------------------
@@ -844,7 +845,13 @@ def redeliver_pending_questions(contract_id: uuid.UUID, *, actor: Actor) -> list
             raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": [str(contract_id)]})
         questions = well_formed_questions(supervisor.pending_questions)
         if questions:
-            _send_redelivered_on_commit(contract_id, questions, actor)
+            send_on_commit(
+                questions_redelivered,
+                contract_id=contract_id,
+                supervisor_id=supervisor.id,
+                questions=questions,
+                actor=str(actor),
+            )
             logger.info(
                 "Re-delivered %d pending questions of contract %s (asked by %s)", len(questions), contract_id, actor
             )

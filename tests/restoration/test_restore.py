@@ -225,7 +225,7 @@ def test_a_failure_in_the_middle_leaves_row_checkpoints_and_log_as_before(actor,
     checkpoints_before = list(SupervisorCheckpoint.objects.values())
     logs_before = RestorationLog.objects.count()
 
-    def fail(plans):
+    def fail(plans, actor):
         assert RestorationLog.objects.count() == logs_before + 1  # the log row was written...
         raise DatabaseError("injected failure")
 
@@ -383,7 +383,7 @@ def test_redeliver_pending_questions_returns_the_answerable_ones(actor, django_c
     finally:
         questions_redelivered.disconnect(dispatch_uid="t")
     assert questions == [good]
-    assert received[0]["contract_id"] == supervisor.contract_id and received[0]["actor"] == actor
+    assert received[0]["contract_id"] == supervisor.contract_id and received[0]["actor"] == str(actor)
     with pytest.raises(NotFound):
         redeliver_pending_questions(uuid.uuid4(), actor=actor)
 
