@@ -626,6 +626,13 @@ def _add_checkpoint_tasks(
 
 def _write(plans: Sequence[_Plan], actor: Actor) -> None:
     """All the batch's rows: one UPDATE of the states, one INSERT of the logs, and the takeovers."""
+    # last_restored_at is what a concurrent batch run checks to skip a supervisor this
+    # run restored: stamp it as late as possible, just before the commit, not when the
+    # page started, so a run starting meanwhile sees it as restored after its start.
+    stamp = timezone.now()
+    for plan in plans:
+        if "last_restored_at" in plan.changes:
+            plan.changes["last_restored_at"] = stamp
     written = update_supervisor_rows({p.supervisor.id: p.changes for p in plans})
     if written != len(plans):
         raise DatabaseError(f"Expected to update {len(plans)} supervisor rows, updated {written}.")

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -34,6 +34,11 @@ from supervisors.services.validation import StateValidationResult, load_worlds, 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 200
+
+#: A supervisor restored this long before a run started still counts as restored by a
+#: concurrent run. It covers the moment between another run stamping ``last_restored_at``
+#: and its commit (milliseconds: the stamp is taken just before the write).
+CONCURRENT_RUN_GRACE = timedelta(seconds=1)
 
 
 @dataclass
@@ -99,7 +104,7 @@ class BatchRunReport:
 
 
 def _explain_missing(
-    missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, run_started_at: datetime
+    missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, skip_restored_since: datetime
 ) -> list[Skipped]:
     """Why ids seen in the page were not locked: one read, no lock."""
     condition = selection.q(now)
@@ -116,7 +121,7 @@ def _explain_missing(
     skipped = []
     for row in rows:
         restored_at = row["last_restored_at"]
-        if restored_at is not None and restored_at >= run_started_at:
+        if restored_at is not None and restored_at >= skip_restored_since:
             reason = "restored by another run since this run started"
         elif not row["matches"]:
             reason = f"no longer matches the selection (state is now {row['state']})"
@@ -131,13 +136,17 @@ def restore_page(
     selection: SupervisorSelection,
     options: RestoreOptions,
     *,
-    run_started_at: datetime,
+    skip_restored_since: datetime,
     now: datetime | None = None,
 ) -> BatchRunReport:
-    """Lock, re-check and restore one page of supervisors in one transaction."""
+    """Lock, re-check and restore one page of supervisors in one transaction.
+
+    Re-checked under the lock: the selection still holds and the supervisor was
+    not restored at or after ``skip_restored_since`` (by another run).
+    """
     now = now or timezone.now()
-    report = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
-    recheck = selection.q(now) & ~Q(last_restored_at__gte=run_started_at)
+    report = BatchRunReport(started_at=skip_restored_since, dry_run=options.dry_run)
+    recheck = selection.q(now) & ~Q(last_restored_at__gte=skip_restored_since)
     with transaction.atomic():
         query = SupervisorState.objects.filter(recheck, id__in=ids).select_related("contract").order_by("id")
         if not options.dry_run:
@@ -145,7 +154,7 @@ def restore_page(
         rows = list(query)
         locked = {r.id for r in rows}
         if len(locked) < len(ids):
-            report.skipped += _explain_missing([i for i in ids if i not in locked], selection, now, run_started_at)
+            report.skipped += _explain_missing([i for i in ids if i not in locked], selection, now, skip_restored_since)
         todo = []
         for row in rows:
             if row.state == SupervisorStatus.COMPLETED:
@@ -184,7 +193,7 @@ def restore_selection(
     try:
         for ids in selection_id_batches(effective, batch_size=batch_size):
             try:
-                page = restore_page(ids, effective, options, run_started_at=run_started_at)
+                page = restore_page(ids, effective, options, skip_restored_since=run_started_at - CONCURRENT_RUN_GRACE)
             except DatabaseError as exc:
                 logger.exception("A page of %d supervisors failed", len(ids))
                 contract_ids = SupervisorState.objects.filter(id__in=ids).values_list("contract_id", flat=True)

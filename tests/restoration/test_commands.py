@@ -172,7 +172,7 @@ def test_a_supervisor_restored_by_another_run_meanwhile_is_skipped():
     restore_supervisor(first.contract_id, source="manual", actor=Actor.command("other run"))
     options = RestoreOptions(source="manual", actor=Actor.command("this run"))
     report = restore_page(
-        [first.id, second.id], SupervisorSelection(all_supervisors=True), options, run_started_at=run_started
+        [first.id, second.id], SupervisorSelection(all_supervisors=True), options, skip_restored_since=run_started
     )
     assert [r.contract_id for r in report.restored] == [second.contract_id]
     assert [(s.contract_id, s.reason) for s in report.skipped] == [
@@ -186,7 +186,7 @@ def test_a_supervisor_that_no_longer_matches_is_skipped():
     SupervisorState.objects.filter(id=supervisor.id).update(state=SupervisorStatus.WORKING)
     options = RestoreOptions(source="manual", actor=Actor.command("test"))
     report = restore_page(
-        [supervisor.id], SupervisorSelection(states=("interrupted",)), options, run_started_at=timezone.now()
+        [supervisor.id], SupervisorSelection(states=("interrupted",)), options, skip_restored_since=timezone.now()
     )
     assert report.skipped[0].reason == "no longer matches the selection (state is now working)"
     assert not report.restored
@@ -200,6 +200,7 @@ def test_a_rerun_finishes_the_rest():
     out, _, code = run("restore_supervisors", "--stale", "--json")
     assert code == 0 and json.loads(out)["counts"]["restored"] == 0
     # --all has no such natural end: --not-restored-since leaves out what an earlier run did
+    SupervisorState.objects.update(last_restored_at=timezone.now() - timedelta(minutes=5))  # time passes
     since = timezone.now()
     restore_supervisor(stale[0].contract_id, source="manual", actor=Actor.command("x"))
     out, _, _ = run("restore_supervisors", "--all", "--not-restored-since", since.isoformat(), "--json")
@@ -280,3 +281,33 @@ def test_two_runs_at_once_never_restore_the_same_supervisor():
     assert summary["skipped"] == [{"contractId": str(held.contract_id), "reason": "locked by another run"}]
     assert SupervisorState.objects.get(id=held.id).restoration_count == 0
     assert summary["restored"][0]["recoveryAction"] == RecoveryAction.PROCEED
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("selection", [SupervisorSelection(all_supervisors=True), SupervisorSelection(stale=True)])
+def test_two_whole_runs_started_together_restore_each_supervisor_once(selection):
+    supervisors = [interrupted(f"s{i}", state=SupervisorStatus.WORKING, pending=0) for i in range(60)]
+    SupervisorState.objects.update(last_activity=timezone.now() - timedelta(hours=1))
+    start = threading.Barrier(2)
+    reports = {}
+
+    def one_run(name: str) -> None:
+        try:
+            start.wait(10)
+            options = RestoreOptions(source="manual", actor=Actor.command(name))
+            reports[name] = restore_selection(selection, options, batch_size=5)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_run, args=(name,)) for name in ("run A", "run B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    restored = [{r.contract_id for r in report.restored} for report in reports.values()]
+    assert not (restored[0] & restored[1])
+    assert restored[0] | restored[1] == {s.contract_id for s in supervisors}
+    assert set(SupervisorState.objects.values_list("restoration_count", flat=True)) == {1}
+    assert RestorationLog.objects.count() == 60
+    assert not any(report.failed for report in reports.values())
