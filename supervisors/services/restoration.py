@@ -58,6 +58,7 @@ from supervisors.services.validation import (
     state_findings,
     validate_with_world,
     well_formed_questions,
+    world_findings,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ __all__ = [
     "redeliver_pending_questions",
     "restore_locked_supervisors",
     "restore_supervisor",
+    "validate_checkpoint",
 ]
 
 
@@ -212,6 +214,27 @@ def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, li
             checkpoint.conversation = snapshots.get(checkpoint.conversation_id)
         by_supervisor[checkpoint.supervisor_id].append(checkpoint)
     return by_supervisor
+
+
+def validate_checkpoint(checkpoint: SupervisorCheckpoint) -> StateValidationResult:
+    """Would restoring from this checkpoint be accepted? The same rules as the live state.
+
+    For the admin's "restore from this checkpoint": it can mark the checkpoints
+    that would be refused, with the reasons. ``recovery_action`` is what
+    restoring from it would be (UseCheckpoint, or ManualIntervention when the
+    contract or the supervisor task is the problem). Changes nothing.
+    """
+    supervisor = SupervisorState.objects.select_related("contract").get(id=checkpoint.supervisor_id)
+    world = load_worlds([supervisor])[supervisor.id]
+    fields = checkpoint_snapshot(checkpoint)
+    missing = set(fields["spawned_task_ids"]) | set(fields["pending_task_ids"])
+    world.tasks.update(load_tasks(missing - world.tasks.keys()))  # type: ignore[attr-defined]
+    manual = world_findings(supervisor, world)
+    issues, warnings = state_findings(fields, world, contract_id=supervisor.contract_id)
+    action = RecoveryAction.MANUAL_INTERVENTION if manual else RecoveryAction.USE_CHECKPOINT
+    return StateValidationResult(
+        is_valid=not (manual or issues), issues=manual + issues, recovery_action=action, warnings=warnings
+    )
 
 
 # --- planning one supervisor (pure: no query) -------------------------------------------------------

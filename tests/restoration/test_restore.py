@@ -403,3 +403,14 @@ def test_pending_task_that_failed_counts_as_finished(actor):
     result = restore_supervisor(supervisor.contract_id, source="manual", actor=actor)
     assert result.finished_task_ids == [tasks[1].id]
     assert "finished while you were away" in result.context.restoration_context_message
+
+
+def test_validate_checkpoint_tells_which_checkpoints_can_be_restored():
+    supervisor, _ = make_working_supervisor()
+    good = make_checkpoint(supervisor)
+    bad = make_checkpoint(supervisor, pending_task_ids=[ghost := uuid.uuid4()], history={"x": 1})
+    assert restoration.validate_checkpoint(good).is_valid
+    result = restoration.validate_checkpoint(bad)
+    assert not result.is_valid and result.recovery_action == RecoveryAction.USE_CHECKPOINT
+    assert any(str(ghost) in issue for issue in result.issues)
+    assert any(issue.startswith("conversation_history:") for issue in result.issues)
