@@ -311,24 +311,15 @@ def _actor_log_fields(actor: Actor) -> dict[str, Any]:
     }
 
 
-def _plan_one(
-    supervisor: SupervisorState,
-    world: ValidationWorld,
-    validation: StateValidationResult,
-    checkpoints: Sequence[SupervisorCheckpoint],
-    options: RestoreOptions,
-    now: datetime,
-    started: float,
-) -> _Plan:
-    """Decide and compute everything one restoration writes, without touching the database."""
-    previous_state = supervisor.state
-    warnings: list[str] = []
-    stale = is_stale(supervisor, now)
+def _resolve_action(
+    supervisor: SupervisorState, validation: StateValidationResult, options: RestoreOptions
+) -> tuple[RecoveryAction, list[str]]:
+    """The action validation calls for, or the one the caller forces when that is allowed."""
     action = validation.recovery_action
-    forced = options.force_action
-    if options.checkpoint_id is not None:
-        forced = RecoveryAction.USE_CHECKPOINT
-    if forced is not None and action == RecoveryAction.MANUAL_INTERVENTION and forced != action:
+    forced = RecoveryAction.USE_CHECKPOINT if options.checkpoint_id is not None else options.force_action
+    if forced is None:
+        return RecoveryAction(action), []
+    if action == RecoveryAction.MANUAL_INTERVENTION and forced != action:
         raise Conflict(
             f"The supervisor of contract {supervisor.contract_id} needs manual intervention: "
             f"{'; '.join(validation.issues)}",
@@ -340,56 +331,82 @@ def _plan_one(
             f"Cannot proceed with an invalid state: {'; '.join(validation.issues)}",
             fields={"force_action": validation.issues},
         )
-    if forced is not None:
-        if forced != action:
-            warnings.append(f"force_action: {forced} asked for by {options.actor} (validation suggested {action})")
-        action = RecoveryAction(forced)
+    notes = []
+    if forced != action:
+        notes.append(f"force_action: {forced} asked for by {options.actor} (validation suggested {action})")
+    return RecoveryAction(forced), notes
 
-    checkpoint: SupervisorCheckpoint | None = None
+
+def _plan_blocked(
+    supervisor: SupervisorState,
+    validation: StateValidationResult,
+    options: RestoreOptions,
+    now: datetime,
+    started: float,
+    notes: list[str],
+) -> _Plan:
+    """ManualIntervention: blocked with the reasons in error_message; nothing else changes."""
+    reasons = validation.issues or [f"blocked by {options.actor}" + (f": {options.reason}" if options.reason else "")]
+    changes = {
+        "state": SupervisorStatus.BLOCKED,
+        "error_message": "Manual intervention needed: " + "; ".join(reasons),
+        "updated_at": now,
+    }
+    warnings = validation.warnings + notes
+    context_message = generate_restoration_context_message(
+        source=options.source,
+        restoration_count=supervisor.restoration_count,
+        previous_state=supervisor.state,
+        phase=supervisor.phase,
+        progress=supervisor.progress,
+        current_activity=supervisor.current_activity,
+        recovery_action=RecoveryAction.MANUAL_INTERVENTION,
+        questions=[],
+        waiting_task_ids=[],
+        finished_task_ids=[],
+        last_activity=supervisor.last_activity,
+        issues=reasons,
+        warnings=warnings,
+    )
+    context = SupervisorRestorationContext(
+        success=False,
+        previous_state=supervisor.state,
+        conversation_history=supervisor.conversation_history,
+        pending_questions=well_formed_questions(supervisor.pending_questions),
+        waiting_task_ids=list(supervisor.pending_task_ids or []),
+        spawned_task_ids=list(supervisor.spawned_task_ids or []),
+        restoration_count=supervisor.restoration_count,
+        restoration_context_message=context_message,
+        warnings=warnings,
+    )
+    result = RestorationResult(
+        contract_id=supervisor.contract_id,
+        supervisor_id=supervisor.id,
+        context=context,
+        recovery_action=RecoveryAction.MANUAL_INTERVENTION,
+        checkpoint_id=None,
+        validation=validation,
+        dry_run=options.dry_run,
+    )
+    return _Plan(supervisor, result, changes, _log_row(supervisor, result, options, now, started, supervisor.state))
+
+
+def _plan_one(
+    supervisor: SupervisorState,
+    world: ValidationWorld,
+    validation: StateValidationResult,
+    checkpoints: Sequence[SupervisorCheckpoint],
+    options: RestoreOptions,
+    now: datetime,
+    started: float,
+) -> _Plan:
+    """Decide and compute everything one restoration writes (steps 2 to 9), without a query."""
+    action, warnings = _resolve_action(supervisor, validation, options)
     if action == RecoveryAction.MANUAL_INTERVENTION:
-        reasons = validation.issues or [
-            f"blocked by {options.actor}" + (f": {options.reason}" if options.reason else "")
-        ]
-        message = "Manual intervention needed: " + "; ".join(reasons)
-        changes = {"state": SupervisorStatus.BLOCKED, "error_message": message, "updated_at": now}
-        warnings = validation.warnings + warnings
-        context_message = generate_restoration_context_message(
-            source=options.source,
-            restoration_count=supervisor.restoration_count,
-            previous_state=previous_state,
-            phase=supervisor.phase,
-            progress=supervisor.progress,
-            current_activity=supervisor.current_activity,
-            recovery_action=action,
-            questions=[],
-            waiting_task_ids=[],
-            finished_task_ids=[],
-            last_activity=supervisor.last_activity,
-            issues=reasons,
-            warnings=warnings,
-        )
-        context = SupervisorRestorationContext(
-            success=False,
-            previous_state=previous_state,
-            conversation_history=supervisor.conversation_history,
-            pending_questions=well_formed_questions(supervisor.pending_questions),
-            waiting_task_ids=list(supervisor.pending_task_ids or []),
-            spawned_task_ids=list(supervisor.spawned_task_ids or []),
-            restoration_count=supervisor.restoration_count,
-            restoration_context_message=context_message,
-            warnings=warnings,
-        )
-        result = RestorationResult(
-            contract_id=supervisor.contract_id,
-            supervisor_id=supervisor.id,
-            context=context,
-            recovery_action=action,
-            checkpoint_id=None,
-            validation=validation,
-            dry_run=options.dry_run,
-        )
-        return _Plan(supervisor, result, changes, _log_row(supervisor, result, options, now, started, previous_state))
-
+        return _plan_blocked(supervisor, validation, options, now, started, warnings)
+    previous_state = supervisor.state
+    stale = is_stale(supervisor, now)
+    checkpoint: SupervisorCheckpoint | None = None
     applied_warnings = list(validation.warnings)
     if action == RecoveryAction.USE_CHECKPOINT:
         checkpoint, fields, checkpoint_warnings = _choose_checkpoint(
