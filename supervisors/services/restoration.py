@@ -669,6 +669,14 @@ def _write(plans: Sequence[_Plan], actor: Actor) -> None:
     # last_restored_at is what a concurrent batch run checks to skip a supervisor this
     # run restored: stamp it as late as possible, just before the commit, not when the
     # page started, so a run starting meanwhile sees it as restored after its start.
+    # That is why the state rows are written last.
+    for plan in plans:
+        if plan.move_task_to is not None:
+            Task.objects.filter(id=plan.supervisor.task_id).update(daemon=plan.move_task_to, updated_at=timezone.now())
+    RestorationLog.objects.bulk_create([p.log for p in plans if p.log is not None])
+    for plan in plans:
+        plan.result.log = plan.log
+    _announce_questions(plans, actor)
     stamp = timezone.now()
     for plan in plans:
         if "last_restored_at" in plan.changes:
@@ -676,14 +684,6 @@ def _write(plans: Sequence[_Plan], actor: Actor) -> None:
     written = update_supervisor_rows({p.supervisor.id: p.changes for p in plans})
     if written != len(plans):
         raise DatabaseError(f"Expected to update {len(plans)} supervisor rows, updated {written}.")
-    for plan in plans:
-        if plan.move_task_to is not None:
-            Task.objects.filter(id=plan.supervisor.task_id).update(daemon=plan.move_task_to, updated_at=timezone.now())
-    logs = [p.log for p in plans if p.log is not None]
-    RestorationLog.objects.bulk_create(logs)
-    for plan in plans:
-        plan.result.log = plan.log
-    _announce_questions(plans, actor)
 
 
 def _write_one_by_one(plans: Sequence[_Plan], actor: Actor) -> dict[uuid.UUID, Exception]:

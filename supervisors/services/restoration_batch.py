@@ -5,7 +5,14 @@ transaction: its rows are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
 (SQLite's IMMEDIATE transaction serialises writers instead) and the selection
 is checked again under the lock, so two runs at once never restore the same
 supervisor: a row another run holds is skipped, and one another run restored
-since this run started (``last_restored_at``) no longer matches. A failure on
+since this run started (``last_restored_at``) no longer matches.
+
+What "at once" covers: a supervisor restored by another run after this run
+started is skipped; one that another run restored (and committed) before this
+run started is like any other, so it is restored again only by a selection it
+still matches (``--all``, not ``--stale`` or ``--state interrupted``). The
+other run stamps ``last_restored_at`` in the last statement before its commit,
+which leaves only that statement's own duration as a window. A failure on
 one supervisor is reported and the others of its page are still written
 (see ``restore_locked_supervisors``). Committed pages stay committed, so a
 re-run after an interruption finishes the rest.
@@ -18,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -34,11 +41,6 @@ from supervisors.services.validation import StateValidationResult, load_worlds, 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 200
-
-#: A supervisor restored this long before a run started still counts as restored by a
-#: concurrent run. It covers the moment between another run stamping ``last_restored_at``
-#: and its commit (milliseconds: the stamp is taken just before the write).
-CONCURRENT_RUN_GRACE = timedelta(seconds=1)
 
 
 @dataclass
@@ -193,7 +195,7 @@ def restore_selection(
     try:
         for ids in selection_id_batches(effective, batch_size=batch_size):
             try:
-                page = restore_page(ids, effective, options, skip_restored_since=run_started_at - CONCURRENT_RUN_GRACE)
+                page = restore_page(ids, effective, options, skip_restored_since=run_started_at)
             except DatabaseError as exc:
                 logger.exception("A page of %d supervisors failed", len(ids))
                 contract_ids = SupervisorState.objects.filter(id__in=ids).values_list("contract_id", flat=True)
