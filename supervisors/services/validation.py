@@ -44,12 +44,16 @@ class StateValidationResult:
     recovery_action: RecoveryAction
     warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The seed's shape (its struct has no camelCase renaming), with ``warnings`` added."""
+    def as_dict(self, *, camel: bool = False) -> dict[str, Any]:
+        """The seed's shape (its struct has no camelCase renaming), with ``warnings`` added.
+
+        ``camel=True`` gives ``isValid``/``recoveryAction`` for surfaces whose
+        other objects are camelCase (the commands' JSON, possibly the API).
+        """
         return {
-            "is_valid": self.is_valid,
+            "isValid" if camel else "is_valid": self.is_valid,
             "issues": list(self.issues),
-            "recovery_action": str(self.recovery_action),
+            "recoveryAction" if camel else "recovery_action": str(self.recovery_action),
             "warnings": list(self.warnings),
         }
 

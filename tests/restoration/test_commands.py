@@ -242,7 +242,7 @@ def test_validate_supervisors_reports_each_invalid_one_and_exits_non_zero():
     out, _, _ = run("validate_supervisors", "--all", "--json", "--batch-size", "1")
     data = json.loads(out)
     assert (data["checked"], data["invalid"]) == (4, 2)
-    assert {s["recovery_action"] for s in data["supervisors"]} == {"UseCheckpoint", "ManualIntervention"}
+    assert {s["recoveryAction"] for s in data["supervisors"]} == {"UseCheckpoint", "ManualIntervention"}
     assert list(SupervisorState.objects.order_by("id").values()) == before
 
 
