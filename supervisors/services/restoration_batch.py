@@ -106,7 +106,7 @@ class BatchRunReport:
 
 
 def _explain_missing(
-    missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, skip_restored_since: datetime
+    missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, run_started_at: datetime
 ) -> list[Skipped]:
     """Why ids seen in the page were not locked: one read, no lock."""
     condition = selection.q(now)
@@ -123,7 +123,7 @@ def _explain_missing(
     skipped = []
     for row in rows:
         restored_at = row["last_restored_at"]
-        if restored_at is not None and restored_at >= skip_restored_since:
+        if restored_at is not None and restored_at >= run_started_at:
             reason = "restored by another run since this run started"
         elif not row["matches"]:
             reason = f"no longer matches the selection (state is now {row['state']})"
@@ -138,17 +138,17 @@ def restore_page(
     selection: SupervisorSelection,
     options: RestoreOptions,
     *,
-    skip_restored_since: datetime,
+    run_started_at: datetime,
     now: datetime | None = None,
 ) -> BatchRunReport:
     """Lock, re-check and restore one page of supervisors in one transaction.
 
     Re-checked under the lock: the selection still holds and the supervisor was
-    not restored at or after ``skip_restored_since`` (by another run).
+    not restored at or after ``run_started_at`` (by another run).
     """
     now = now or timezone.now()
-    report = BatchRunReport(started_at=skip_restored_since, dry_run=options.dry_run)
-    recheck = selection.q(now) & ~Q(last_restored_at__gte=skip_restored_since)
+    report = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
+    recheck = selection.q(now) & ~Q(last_restored_at__gte=run_started_at)
     with transaction.atomic():
         query = SupervisorState.objects.filter(recheck, id__in=ids).select_related("contract").order_by("id")
         if not options.dry_run:
@@ -156,7 +156,7 @@ def restore_page(
         rows = list(query)
         locked = {r.id for r in rows}
         if len(locked) < len(ids):
-            report.skipped += _explain_missing([i for i in ids if i not in locked], selection, now, skip_restored_since)
+            report.skipped += _explain_missing([i for i in ids if i not in locked], selection, now, run_started_at)
         todo = []
         for row in rows:
             if row.state == SupervisorStatus.COMPLETED:
@@ -195,7 +195,7 @@ def restore_selection(
     try:
         for ids in selection_id_batches(effective, batch_size=batch_size):
             try:
-                page = restore_page(ids, effective, options, skip_restored_since=run_started_at)
+                page = restore_page(ids, effective, options, run_started_at=run_started_at)
             except DatabaseError as exc:
                 logger.exception("A page of %d supervisors failed", len(ids))
                 contract_ids = SupervisorState.objects.filter(id__in=ids).values_list("contract_id", flat=True)

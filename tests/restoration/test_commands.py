@@ -172,7 +172,7 @@ def test_a_supervisor_restored_by_another_run_meanwhile_is_skipped():
     restore_supervisor(first.contract_id, source="manual", actor=Actor.command("other run"))
     options = RestoreOptions(source="manual", actor=Actor.command("this run"))
     report = restore_page(
-        [first.id, second.id], SupervisorSelection(all_supervisors=True), options, skip_restored_since=run_started
+        [first.id, second.id], SupervisorSelection(all_supervisors=True), options, run_started_at=run_started
     )
     assert [r.contract_id for r in report.restored] == [second.contract_id]
     assert [(s.contract_id, s.reason) for s in report.skipped] == [
@@ -186,7 +186,7 @@ def test_a_supervisor_that_no_longer_matches_is_skipped():
     SupervisorState.objects.filter(id=supervisor.id).update(state=SupervisorStatus.WORKING)
     options = RestoreOptions(source="manual", actor=Actor.command("test"))
     report = restore_page(
-        [supervisor.id], SupervisorSelection(states=("interrupted",)), options, skip_restored_since=timezone.now()
+        [supervisor.id], SupervisorSelection(states=("interrupted",)), options, run_started_at=timezone.now()
     )
     assert report.skipped[0].reason == "no longer matches the selection (state is now working)"
     assert not report.restored
