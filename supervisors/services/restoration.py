@@ -53,6 +53,9 @@ from supervisors.services.signals import send_on_commit
 from supervisors.services.validation import (
     StateValidationResult,
     ValidationWorld,
+    conversation_checks,
+    conversation_loaded,
+    conversation_problem,
     load_tasks,
     load_worlds,
     state_findings,
@@ -177,41 +180,46 @@ def ensure_supervisor_task(contract: Contract) -> tuple[Task, bool]:
 def _checkpoint_fields(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
     """What restoring from a checkpoint would put back: persistence's ``checkpoint_snapshot``.
 
-    ``checkpoint_snapshot`` reads the conversation with one query per
-    checkpoint, which would make a batch's queries grow with its size; the
-    batch has already read every conversation it needs in one query and
-    attached it (``_load_checkpoints``). So the state columns come from
-    ``checkpoint_snapshot`` on a copy without its conversation link (no query),
-    and the conversation from the attached snapshot.
+    ``checkpoint_snapshot`` reads the conversation, one query per checkpoint:
+    a batch's queries would grow with its size, and its memory with the
+    conversations'. So the state columns come from ``checkpoint_snapshot`` on a
+    copy without its conversation link (no query); the conversation stays in
+    the database: ``conversation_problem`` (checked there by
+    ``_load_checkpoints``) stands in for it, and the write copies it from its
+    snapshot row (``conversation_snapshot_id``).
     """
     detached = copy.copy(checkpoint)
     detached.conversation_id = None
     data = checkpoint_snapshot(detached)
     if checkpoint.conversation_id is not None:
-        snapshot = checkpoint.conversation
-        data["conversation_history"] = snapshot.messages if snapshot is not None else []
+        del data["conversation_history"]
+        data["conversation_problem"] = getattr(checkpoint, "conversation_problem", None)
+        data["conversation_snapshot_id"] = checkpoint.conversation_id
     return data
 
 
 def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[SupervisorCheckpoint]]:
-    """Every checkpoint of these supervisors, newest first, conversations attached: two queries.
+    """Every checkpoint of these supervisors, newest first, each conversation checked: two queries.
 
     Many checkpoints share one conversation snapshot; each distinct snapshot is
-    read once instead of once per checkpoint.
+    checked once, by the database, and its messages are not read.
     """
     if not supervisor_ids:
         return {}
     by_supervisor: dict[uuid.UUID, list[SupervisorCheckpoint]] = {s: [] for s in supervisor_ids}
     checkpoints = list(SupervisorCheckpoint.objects.filter(supervisor_id__in=supervisor_ids).order_by("-id"))
     snapshot_ids = {c.conversation_id for c in checkpoints if c.conversation_id is not None}
-    snapshots = (
-        {s.id: s for s in ConversationSnapshot.objects.filter(id__in=snapshot_ids).only("id", "messages")}
-        if snapshot_ids
-        else {}
-    )
+    problems: dict[int, str | None] = {}
+    if snapshot_ids:
+        rows = conversation_checks(ConversationSnapshot.objects.filter(id__in=snapshot_ids), "messages").values_list(
+            "id", "history_kind", "history_bad_index"
+        )
+        problems = {pk: conversation_problem(kind, bad) for pk, kind, bad in rows}
     for checkpoint in checkpoints:
         if checkpoint.conversation_id is not None:
-            checkpoint.conversation = snapshots.get(checkpoint.conversation_id)
+            checkpoint.conversation_problem = problems.get(
+                checkpoint.conversation_id, f"snapshot {checkpoint.conversation_id} is missing"
+            )
         by_supervisor[checkpoint.supervisor_id].append(checkpoint)
     return by_supervisor
 
@@ -371,7 +379,7 @@ def _plan_blocked(
     context = SupervisorRestorationContext(
         success=False,
         previous_state=supervisor.state,
-        conversation_history=supervisor.conversation_history,
+        conversation_history=supervisor.conversation_history if conversation_loaded(supervisor) else None,
         pending_questions=well_formed_questions(supervisor.pending_questions),
         waiting_task_ids=list(supervisor.pending_task_ids or []),
         spawned_task_ids=list(supervisor.spawned_task_ids or []),
@@ -471,8 +479,13 @@ def _plan_one(
         "last_activity": now,
         "updated_at": now,
     }
-    conversation = supervisor.conversation_history
-    if "conversation_history" in fields:
+    # The conversation: only what is already in memory goes into the context; a batch
+    # does not read conversations (restore_supervisor fills it in for its caller).
+    conversation = supervisor.conversation_history if conversation_loaded(supervisor) else None
+    if "conversation_snapshot_id" in fields:
+        changes["conversation_snapshot_id"] = fields["conversation_snapshot_id"]
+        conversation = None
+    elif "conversation_history" in fields:
         conversation = fields["conversation_history"]
         changes["conversation_history"] = conversation
 
@@ -778,9 +791,24 @@ def restore_supervisor(
                 _log_refusal(supervisor, options, now, refusal)
         else:
             outcome = restore_locked_supervisors([supervisor], options, now=now, isolate_failures=False)[0]
-            assert outcome.result is not None
-            return outcome.result
+            result = outcome.result
+            assert result is not None
+            if result.context.conversation_history is None:
+                result.context.conversation_history = _restored_conversation(supervisor.id, result)
+            return result
     raise refusal
+
+
+def _restored_conversation(supervisor_id: uuid.UUID, result: RestorationResult) -> Any:
+    """The conversation the restoration put back, which the engine copied without reading it."""
+    if result.dry_run:
+        messages = SupervisorCheckpoint.objects.filter(id=result.checkpoint_id).values_list(
+            "conversation__messages", flat=True
+        )
+    else:
+        messages = SupervisorState.objects.filter(id=supervisor_id).values_list("conversation_history", flat=True)
+    found = list(messages)
+    return found[0] if found and found[0] is not None else []
 
 
 def _log_refusal(supervisor: SupervisorState, options: RestoreOptions, now: datetime, refusal: Conflict) -> None:

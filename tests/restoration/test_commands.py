@@ -311,3 +311,16 @@ def test_two_whole_runs_started_together_restore_each_supervisor_once(selection)
     assert set(SupervisorState.objects.values_list("restoration_count", flat=True)) == {1}
     assert RestorationLog.objects.count() == 60
     assert not any(report.failed for report in reports.values())
+
+
+def test_a_batch_copies_the_checkpoint_conversation_without_reading_it():
+    supervisor = interrupted("a")
+    older = [{"role": "user", "content": "the conversation as the checkpoint saw it"}]
+    checkpoint = make_checkpoint(supervisor, history=older)
+    SupervisorState.objects.filter(id=supervisor.id).update(conversation_history=[{"oops": 1}])
+    options = RestoreOptions(source="manual", actor=Actor.command("test"))
+    report = restore_selection(SupervisorSelection(all_supervisors=True), options)
+    (result,) = report.restored
+    assert result.checkpoint_id == checkpoint.id
+    assert result.context.conversation_history is None  # batches do not carry conversations
+    assert SupervisorState.objects.get(id=supervisor.id).conversation_history == older
