@@ -2,10 +2,11 @@
 
 One engine serves one supervisor (``restore_supervisor``: the API's resume, the
 admin's actions) and a locked batch of them (``restore_locked_supervisors``:
-the ``restore_supervisors`` command). For a batch it reads the tasks, the
-checkpoints and their conversations in a fixed number of queries, plans each
-supervisor in memory, then writes every state row in one UPDATE and every log
-row in one INSERT; so the work per supervisor is Python, not round trips.
+the ``restore_supervisors`` command). For a batch it reads the tasks and the
+checkpoints in a fixed number of queries (conversations are checked and copied
+by the database, never read), plans each supervisor in memory, then writes
+every log row in one INSERT and every state row in one UPDATE; so the work per
+supervisor is Python, not round trips.
 
 Everything a restoration writes (the state row, the checkpoint applied, the
 task moved on takeover, the RestorationLog row) happens inside the caller's
@@ -601,8 +602,10 @@ def restore_locked_supervisors(
 ) -> list[Outcome]:
     """Restore supervisors whose rows the caller has locked, in a fixed number of queries.
 
-    Must run inside ``transaction.atomic()``. The rows need ``contract`` and
-    ``task`` loaded (``select_related``). With ``isolate_failures`` a supervisor
+    Must run inside ``transaction.atomic()``. The rows need ``contract`` loaded
+    (``select_related``), and ``task__daemon`` for a takeover; their
+    conversation may be left to the database (``conversation_checks``). With
+    ``isolate_failures`` a supervisor
     that fails is reported in its Outcome and the others are still written (a
     failed bulk write is retried row by row, each in its own savepoint);
     without it the first failure propagates and the caller's transaction rolls
