@@ -37,7 +37,6 @@ from supervisors.enums import (
 )
 from supervisors.models import (
     Contract,
-    ConversationSnapshot,
     Daemon,
     RestorationLog,
     SupervisorCheckpoint,
@@ -47,6 +46,7 @@ from supervisors.models import (
 from supervisors.selectors import daemon_is_gone, is_stale
 from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import checkpoint_snapshot
+from supervisors.services.conversations import snapshot_histories
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.restoration_context import generate_restoration_context_message
 from supervisors.services.restoration_writes import update_supervisor_rows
@@ -54,9 +54,7 @@ from supervisors.services.signals import send_on_commit
 from supervisors.services.validation import (
     StateValidationResult,
     ValidationWorld,
-    conversation_checks,
     conversation_loaded,
-    conversation_problem,
     load_tasks,
     load_worlds,
     state_findings,
@@ -178,51 +176,69 @@ def ensure_supervisor_task(contract: Contract) -> tuple[Task, bool]:
     return Task.objects.create(contract=contract, name=f"supervisor of {contract.name}", is_supervisor=True), True
 
 
-def _checkpoint_fields(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
+def _checkpoint_fields(checkpoint: SupervisorCheckpoint, histories: dict[int, Any]) -> dict[str, Any]:
     """What restoring from a checkpoint would put back: persistence's ``checkpoint_snapshot``.
 
-    ``checkpoint_snapshot`` reads the conversation, one query per checkpoint:
-    a batch's queries would grow with its size, and its memory with the
-    conversations'. So the state columns come from ``checkpoint_snapshot`` on a
-    copy without its conversation link (no query); the conversation stays in
-    the database: ``conversation_problem`` (checked there by
-    ``_load_checkpoints``) stands in for it, and the write copies it from its
-    snapshot row (``conversation_snapshot_id``).
+    ``checkpoint_snapshot`` reads the conversation (two queries per
+    checkpoint), which would make a batch's queries grow with its size. So the
+    state columns come from ``checkpoint_snapshot`` on a copy without its
+    conversation link (no query), and the whole conversation from
+    ``histories``, filled per batch by persistence's ``snapshot_histories``
+    (read here only in the rare case the batch did not expect to need it).
     """
     detached = copy.copy(checkpoint)
     detached.conversation_id = None
     data = checkpoint_snapshot(detached)
     if checkpoint.conversation_id is not None:
-        del data["conversation_history"]
-        data["conversation_problem"] = getattr(checkpoint, "conversation_problem", None)
-        data["conversation_snapshot_id"] = checkpoint.conversation_id
+        if checkpoint.conversation_id not in histories:
+            histories.update(snapshot_histories([checkpoint.conversation_id]))
+        data["conversation_history"] = histories[checkpoint.conversation_id]
+    return data
+
+
+def _state_without_conversation(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
+    detached = copy.copy(checkpoint)
+    detached.conversation_id = None
+    data = checkpoint_snapshot(detached)
+    del data["conversation_history"]
     return data
 
 
 def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[SupervisorCheckpoint]]:
-    """Every checkpoint of these supervisors, newest first, each conversation checked: two queries.
-
-    Many checkpoints share one conversation snapshot; each distinct snapshot is
-    checked once, by the database, and its messages are not read.
-    """
-    if not supervisor_ids:
-        return {}
+    """Every checkpoint of these supervisors, newest first, in one query (conversations not read)."""
     by_supervisor: dict[uuid.UUID, list[SupervisorCheckpoint]] = {s: [] for s in supervisor_ids}
-    checkpoints = list(SupervisorCheckpoint.objects.filter(supervisor_id__in=supervisor_ids).order_by("-id"))
-    snapshot_ids = {c.conversation_id for c in checkpoints if c.conversation_id is not None}
-    problems: dict[int, str | None] = {}
-    if snapshot_ids:
-        rows = conversation_checks(ConversationSnapshot.objects.filter(id__in=snapshot_ids), "messages").values_list(
-            "id", "history_kind", "history_bad_index"
-        )
-        problems = {pk: conversation_problem(kind, bad) for pk, kind, bad in rows}
-    for checkpoint in checkpoints:
-        if checkpoint.conversation_id is not None:
-            checkpoint.conversation_problem = problems.get(
-                checkpoint.conversation_id, f"snapshot {checkpoint.conversation_id} is missing"
-            )
-        by_supervisor[checkpoint.supervisor_id].append(checkpoint)
+    if supervisor_ids:
+        for checkpoint in SupervisorCheckpoint.objects.filter(supervisor_id__in=supervisor_ids).order_by("-id"):
+            by_supervisor[checkpoint.supervisor_id].append(checkpoint)
     return by_supervisor
+
+
+def _load_likely_histories(
+    need: Sequence[uuid.UUID],
+    worlds: Mapping[uuid.UUID, ValidationWorld],
+    checkpoints: Mapping[uuid.UUID, list[SupervisorCheckpoint]],
+    contract_ids: Mapping[uuid.UUID, uuid.UUID],
+    wanted_id: int | None,
+) -> dict[int, Any]:
+    """The whole conversations of the checkpoints the batch will most likely apply, in two queries.
+
+    For each supervisor, the newest checkpoint whose state (all but the
+    conversation) validates, or the one asked for. Only those conversations
+    are read: a supervisor with 20 checkpoints costs one conversation, not 20.
+    """
+    snapshot_ids = set()
+    for supervisor_id in need:
+        for checkpoint in checkpoints.get(supervisor_id, []):
+            if wanted_id is not None and checkpoint.id != wanted_id:
+                continue
+            issues, _ = state_findings(
+                _state_without_conversation(checkpoint), worlds[supervisor_id], contract_id=contract_ids[supervisor_id]
+            )
+            if wanted_id is not None or not issues:
+                if checkpoint.conversation_id is not None:
+                    snapshot_ids.add(checkpoint.conversation_id)
+                break
+    return snapshot_histories(snapshot_ids)
 
 
 def validate_checkpoint(checkpoint: SupervisorCheckpoint) -> StateValidationResult:
@@ -233,7 +249,11 @@ def validate_checkpoint(checkpoint: SupervisorCheckpoint) -> StateValidationResu
     restoring from it would be (UseCheckpoint, or ManualIntervention when the
     contract or the supervisor task is the problem). Changes nothing.
     """
-    supervisor = SupervisorState.objects.select_related("contract").get(id=checkpoint.supervisor_id)
+    supervisor = (
+        SupervisorState.objects.select_related("contract")
+        .defer("conversation_history")
+        .get(id=checkpoint.supervisor_id)
+    )
     world = load_worlds([supervisor])[supervisor.id]
     fields = checkpoint_snapshot(checkpoint)
     missing = set(fields["spawned_task_ids"]) | set(fields["pending_task_ids"])
@@ -263,6 +283,7 @@ def _choose_checkpoint(
     world: ValidationWorld,
     checkpoints: Sequence[SupervisorCheckpoint],
     wanted_id: int | None,
+    histories: dict[int, Any],
 ) -> tuple[SupervisorCheckpoint | None, dict[str, Any] | None, list[str]]:
     """The newest checkpoint that validates (or the one asked for), its fields and its warnings."""
     if wanted_id is not None:
@@ -272,7 +293,7 @@ def _choose_checkpoint(
                 f"Checkpoint {wanted_id} is not a checkpoint of the supervisor of contract {supervisor.contract_id}.",
                 fields={"checkpoint_id": [f"No checkpoint {wanted_id} for this supervisor."]},
             )
-        fields = _checkpoint_fields(chosen)
+        fields = _checkpoint_fields(chosen, histories)
         issues, warnings = state_findings(fields, world, contract_id=supervisor.contract_id)
         if issues:
             raise InvalidInput(
@@ -281,7 +302,10 @@ def _choose_checkpoint(
             )
         return chosen, fields, warnings
     for checkpoint in checkpoints:
-        fields = _checkpoint_fields(checkpoint)
+        issues, _ = state_findings(_state_without_conversation(checkpoint), world, contract_id=supervisor.contract_id)
+        if issues:  # cheap first: the conversation is only read for a checkpoint that passes the rest
+            continue
+        fields = _checkpoint_fields(checkpoint, histories)
         issues, warnings = state_findings(fields, world, contract_id=supervisor.contract_id)
         if not issues:
             return checkpoint, fields, warnings
@@ -408,8 +432,13 @@ def _plan_one(
     options: RestoreOptions,
     now: datetime,
     started: float,
+    histories: dict[int, Any],
 ) -> _Plan:
-    """Decide and compute everything one restoration writes (steps 2 to 9), without a query."""
+    """Decide and compute everything one restoration writes (steps 2 to 9), without a query.
+
+    (Unless a checkpoint expected to apply turns out to have a broken conversation:
+    then the next one's conversation is read.)
+    """
     action, warnings = _resolve_action(supervisor, validation, options)
     if action == RecoveryAction.MANUAL_INTERVENTION:
         return _plan_blocked(supervisor, validation, options, now, started, warnings)
@@ -419,7 +448,7 @@ def _plan_one(
     applied_warnings = list(validation.warnings)
     if action == RecoveryAction.USE_CHECKPOINT:
         checkpoint, fields, checkpoint_warnings = _choose_checkpoint(
-            supervisor, world, checkpoints, options.checkpoint_id
+            supervisor, world, checkpoints, options.checkpoint_id, histories
         )
         if checkpoint is None:
             warnings.append(
@@ -480,13 +509,10 @@ def _plan_one(
         "last_activity": now,
         "updated_at": now,
     }
-    # The conversation: only what is already in memory goes into the context; a batch
-    # does not read conversations (restore_supervisor fills it in for its caller).
+    # The conversation: a batch does not read the live one (the database checked it), so
+    # its results carry the conversation only when it changed; restore_supervisor has it.
     conversation = supervisor.conversation_history if conversation_loaded(supervisor) else None
-    if "conversation_snapshot_id" in fields:
-        changes["conversation_snapshot_id"] = fields["conversation_snapshot_id"]
-        conversation = None
-    elif "conversation_history" in fields:
+    if "conversation_history" in fields:
         conversation = fields["conversation_history"]
         changes["conversation_history"] = conversation
 
@@ -623,6 +649,9 @@ def restore_locked_supervisors(
     ]
     checkpoints = _load_checkpoints(need)
     _add_checkpoint_tasks(worlds, checkpoints)
+    histories = _load_likely_histories(
+        need, worlds, checkpoints, {s.id: s.contract_id for s in supervisors}, options.checkpoint_id
+    )
 
     outcomes: list[Outcome] = []
     plans: list[_Plan] = []
@@ -637,6 +666,7 @@ def restore_locked_supervisors(
                 options,
                 now,
                 one_started,
+                histories,
             )
         except Exception as exc:
             if not isolate_failures:
@@ -794,24 +824,9 @@ def restore_supervisor(
                 _log_refusal(supervisor, options, now, refusal)
         else:
             outcome = restore_locked_supervisors([supervisor], options, now=now, isolate_failures=False)[0]
-            result = outcome.result
-            assert result is not None
-            if result.context.conversation_history is None:
-                result.context.conversation_history = _restored_conversation(supervisor.id, result)
-            return result
+            assert outcome.result is not None
+            return outcome.result
     raise refusal
-
-
-def _restored_conversation(supervisor_id: uuid.UUID, result: RestorationResult) -> Any:
-    """The conversation the restoration put back, which the engine copied without reading it."""
-    if result.dry_run:
-        messages = SupervisorCheckpoint.objects.filter(id=result.checkpoint_id).values_list(
-            "conversation__messages", flat=True
-        )
-    else:
-        messages = SupervisorState.objects.filter(id=supervisor_id).values_list("conversation_history", flat=True)
-    found = list(messages)
-    return found[0] if found and found[0] is not None else []
 
 
 def _log_refusal(supervisor: SupervisorState, options: RestoreOptions, now: datetime, refusal: Conflict) -> None:

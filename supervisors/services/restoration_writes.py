@@ -20,7 +20,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
-from supervisors.models import ConversationSnapshot, SupervisorState
+from supervisors.models import SupervisorState
 
 #: column -> PostgreSQL expression turning the JSON value ``j.v -> 'column'`` into the column's type.
 PG_CASTS: dict[str, str] = {
@@ -40,9 +40,6 @@ PG_CASTS: dict[str, str] = {
     "updated_at": "(j.v->>'{c}')::timestamptz",
 }
 COLUMNS = tuple(PG_CASTS)
-#: Not a column: "copy the conversation from this ConversationSnapshot of the same
-#: supervisor", so a checkpoint's conversation goes back without passing through Python.
-SNAPSHOT_KEY = "conversation_snapshot_id"
 
 
 def _pg_value(value: Any) -> Any:
@@ -64,25 +61,15 @@ def update_supervisor_rows(changes: Mapping[uuid.UUID, Mapping[str, Any]]) -> in
     if not changes:
         return 0
     for row in changes.values():
-        unknown = set(row) - set(COLUMNS) - {SNAPSHOT_KEY}
+        unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"Cannot bulk-write columns {sorted(unknown)}")
     used = [c for c in COLUMNS if any(c in row for row in changes.values())]
-    from_snapshot = any(SNAPSHOT_KEY in row for row in changes.values())
-    if from_snapshot and "conversation_history" not in used:
-        used.append("conversation_history")
     table = connection.ops.quote_name(SupervisorState._meta.db_table)
-    snapshots = connection.ops.quote_name(ConversationSnapshot._meta.db_table)
     if connection.vendor == "postgresql":
         payload = [{"id": str(pk), **{c: _pg_value(v) for c, v in row.items()}} for pk, row in changes.items()]
-        snapshot_case = (
-            f"WHEN j.v ? '{SNAPSHOT_KEY}' THEN (SELECT c.messages FROM {snapshots} c "
-            f"WHERE c.id = (j.v->>'{SNAPSHOT_KEY}')::bigint AND c.supervisor_id = s.id) "
-        )
         sets = ", ".join(
-            f"{connection.ops.quote_name(c)} = CASE "
-            + (snapshot_case if c == "conversation_history" and from_snapshot else "")
-            + f"WHEN j.v ? '{c}' THEN {PG_CASTS[c].format(c=c)} ELSE s.{c} END"
+            f"{connection.ops.quote_name(c)} = CASE WHEN j.v ? '{c}' THEN {PG_CASTS[c].format(c=c)} ELSE s.{c} END"
             for c in used
         )
         sql = (
@@ -96,21 +83,12 @@ def update_supervisor_rows(changes: Mapping[uuid.UUID, Mapping[str, Any]]) -> in
         payload = [
             {
                 "id": pk.get_db_prep_value(key, connection),
-                **{
-                    c: v if c == SNAPSHOT_KEY else fields[c].get_db_prep_value(v, connection, prepared=False)
-                    for c, v in row.items()
-                },
+                **{c: fields[c].get_db_prep_value(v, connection, prepared=False) for c, v in row.items()},
             }
             for key, row in changes.items()
         ]
-        snapshot_case = (
-            f"WHEN json_type(j.value, '$.{SNAPSHOT_KEY}') IS NOT NULL THEN (SELECT c.messages FROM {snapshots} c "
-            f"WHERE c.id = json_extract(j.value, '$.{SNAPSHOT_KEY}') AND c.supervisor_id = {table}.id) "
-        )
         sets = ", ".join(
-            f"{connection.ops.quote_name(c)} = CASE "
-            + (snapshot_case if c == "conversation_history" and from_snapshot else "")
-            + f"WHEN json_type(j.value, '$.{c}') IS NOT NULL "
+            f"{connection.ops.quote_name(c)} = CASE WHEN json_type(j.value, '$.{c}') IS NOT NULL "
             f"THEN json_extract(j.value, '$.{c}') ELSE {table}.{connection.ops.quote_name(c)} END"
             for c in used
         )
