@@ -42,6 +42,18 @@ class EstimatedCountPaginator(Paginator):
 
     is_estimated = False
 
+    def page(self, number):
+        """Read the page's ids first (no joins, a narrow sort), then the rows for those ids only.
+
+        With 100,000 supervisors, sorting the joined rows (contract, task) to keep
+        50 of them costs several times more than sorting ids and joining 50.
+        """
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page])
+        rows = {row.pk: row for row in self.object_list.filter(pk__in=ids).order_by()}
+        return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
+
 
 class EstimatedCountChangeList(ChangeList):
     """Remembers whether the count shown is an estimate, for the template's note."""

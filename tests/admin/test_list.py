@@ -60,23 +60,28 @@ def list_queries(client) -> list[str]:
     return [q["sql"] for q in ctx.captured_queries]
 
 
-def test_query_count_does_not_depend_on_rows_or_page_size(admin_client):
-    for i in range(3):
-        make_supervisor(make_contract(f"c{i}"), pending_questions=[])
-    few = list_queries(admin_client)
-    for i in range(3, 30):
-        make_supervisor(make_contract(f"c{i}"))
-    many = list_queries(admin_client)
+def with_page_size(size: int, client) -> list[str]:
     model_admin = admin.site._registry[SupervisorState]
     original = model_admin.list_per_page
     try:
-        model_admin.list_per_page = 5
-        small_page = list_queries(admin_client)
+        model_admin.list_per_page = size
+        return list_queries(client)
     finally:
         model_admin.list_per_page = original
-    assert len(few) == len(many) == len(small_page)
-    assert any('"supervisor_states"."pending_questions"' in q for q in many), "the page query"
-    assert not any("conversation_history" in q for q in many + small_page), "the list never loads the conversation"
+
+
+def test_query_count_does_not_depend_on_rows_or_page_size(admin_client):
+    for i in range(12):
+        make_supervisor(make_contract(f"c{i}"))
+    ten_of_twelve = with_page_size(10, admin_client)
+    for i in range(12, 60):
+        make_supervisor(make_contract(f"c{i}"), pending_questions=[])
+    ten_of_sixty = with_page_size(10, admin_client)
+    forty_of_sixty = with_page_size(40, admin_client)
+    assert len(ten_of_twelve) == len(ten_of_sixty) == len(forty_of_sixty)
+    everything = ten_of_twelve + ten_of_sixty + forty_of_sixty
+    assert any('"supervisor_states"."pending_questions"' in q for q in everything), "the page query"
+    assert not any("conversation_history" in q for q in everything), "the list never loads the conversation"
 
 
 @pytest.mark.postgres_only
