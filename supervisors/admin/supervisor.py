@@ -65,7 +65,7 @@ class SupervisorStateAdmin(admin.ModelAdmin):
         "activity",
         "questions_count",
         "tasks_display",
-        "restoration_count",
+        "restorations",
         "last_activity_display",
     )
     list_display_links = ("contract_name",)
@@ -173,9 +173,13 @@ class SupervisorStateAdmin(admin.ModelAdmin):
     def questions_count(self, obj: SupervisorState) -> int:
         return len(obj.pending_questions) if isinstance(obj.pending_questions, list) else 0
 
-    @admin.display(description="tasks spawned / waited on")
+    @admin.display(description="tasks (spawned / waiting)")
     def tasks_display(self, obj: SupervisorState) -> str:
         return f"{len(obj.spawned_task_ids or [])} / {len(obj.pending_task_ids or [])}"
+
+    @admin.display(description="restored", ordering="restoration_count")
+    def restorations(self, obj: SupervisorState) -> int:
+        return obj.restoration_count
 
     @admin.display(description="last activity", ordering="last_activity")
     def last_activity_display(self, obj: SupervisorState):
