@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# The admin tests' world: Alpha (working, stale), Beta (a question with <script>), Gamma (a bad pending task).
+from tests.admin.conftest import world  # noqa: F401
+
 # Playwright's sync API runs an event loop in this thread; Django would refuse ORM calls
 # from "async context" without this. The tests themselves are plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

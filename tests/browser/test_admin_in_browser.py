@@ -15,9 +15,6 @@ from .conftest import login
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
-# world fixture of the admin tests: Alpha (working, stale), Beta (a question with <script>), Gamma (bad task)
-from tests.admin.conftest import world  # noqa: E402,F401
-
 
 @pytest.fixture
 def staff_admin() -> User:
