@@ -200,6 +200,7 @@ def test_a_rerun_finishes_the_rest():
     out, _, code = run("restore_supervisors", "--stale", "--json")
     assert code == 0 and json.loads(out)["counts"]["restored"] == 0
     # --all has no such natural end: --not-restored-since leaves out what an earlier run did
+    SupervisorState.objects.update(last_restored_at=timezone.now() - timedelta(minutes=5))  # time passes
     since = timezone.now()
     restore_supervisor(stale[0].contract_id, source="manual", actor=Actor.command("x"))
     out, _, _ = run("restore_supervisors", "--all", "--not-restored-since", since.isoformat(), "--json")
@@ -241,7 +242,7 @@ def test_validate_supervisors_reports_each_invalid_one_and_exits_non_zero():
     out, _, _ = run("validate_supervisors", "--all", "--json", "--batch-size", "1")
     data = json.loads(out)
     assert (data["checked"], data["invalid"]) == (4, 2)
-    assert {s["recovery_action"] for s in data["supervisors"]} == {"UseCheckpoint", "ManualIntervention"}
+    assert {s["recoveryAction"] for s in data["supervisors"]} == {"UseCheckpoint", "ManualIntervention"}
     assert list(SupervisorState.objects.order_by("id").values()) == before
 
 
@@ -280,3 +281,33 @@ def test_two_runs_at_once_never_restore_the_same_supervisor():
     assert summary["skipped"] == [{"contractId": str(held.contract_id), "reason": "locked by another run"}]
     assert SupervisorState.objects.get(id=held.id).restoration_count == 0
     assert summary["restored"][0]["recoveryAction"] == RecoveryAction.PROCEED
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("selection", [SupervisorSelection(all_supervisors=True), SupervisorSelection(stale=True)])
+def test_two_whole_runs_started_together_restore_each_supervisor_once(selection):
+    supervisors = [interrupted(f"s{i}", state=SupervisorStatus.WORKING, pending=0) for i in range(60)]
+    SupervisorState.objects.update(last_activity=timezone.now() - timedelta(hours=1))
+    start = threading.Barrier(2)
+    reports = {}
+
+    def one_run(name: str) -> None:
+        try:
+            start.wait(10)
+            options = RestoreOptions(source="manual", actor=Actor.command(name))
+            reports[name] = restore_selection(selection, options, batch_size=5)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_run, args=(name,)) for name in ("run A", "run B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    restored = [{r.contract_id for r in report.restored} for report in reports.values()]
+    assert not (restored[0] & restored[1])
+    assert restored[0] | restored[1] == {s.contract_id for s in supervisors}
+    assert set(SupervisorState.objects.values_list("restoration_count", flat=True)) == {1}
+    assert RestorationLog.objects.count() == 60
+    assert not any(report.failed for report in reports.values())
