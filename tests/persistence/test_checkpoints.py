@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import connection
 
 from supervisors.enums import SavePoint
 from supervisors.models import ConversationSnapshot, RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.services.checkpoints import checkpoint_issues, checkpoint_snapshot, take_checkpoint
+from supervisors.services.conversations import stored_bytes
 from supervisors.services.questions import add_supervisor_pending_question
 from supervisors.services.state import (
     add_supervisor_spawned_task,
@@ -135,3 +138,71 @@ def test_checkpoints_vanish_with_their_supervisor(supervisor, tasks):
     assert not SupervisorCheckpoint.objects.exists()
     assert not ConversationSnapshot.objects.exists()
     assert make_task  # factories stay importable for other tests
+
+
+def message(i: int) -> dict:
+    return {"role": "assistant" if i % 2 else "user", "content": f"message {i} " + "x" * 2000}
+
+
+def test_a_growing_conversation_is_stored_about_once(supervisor, settings):
+    """30 save points, each adding a message: storage stays near one copy of the newest history."""
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 5
+    history: list[dict] = []
+    for i in range(30):
+        history = [*history, message(i)]
+        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": history})
+    checkpoints = list(SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id"))
+    assert [len(checkpoint_snapshot(c)["conversation_history"]) for c in checkpoints] == [26, 27, 28, 29, 30]
+    assert checkpoint_snapshot(checkpoints[-1])["conversation_history"] == history
+    assert checkpoint_snapshot(checkpoints[0])["conversation_history"] == history[:26]
+    snapshots = ConversationSnapshot.objects.filter(supervisor=supervisor)
+    assert snapshots.count() <= 5 + 1  # the retained checkpoints' snapshots and at most one root
+    one_copy = len(json.dumps(history).encode())
+    assert stored_bytes(supervisor) < 1.2 * one_copy  # not 5 copies
+
+
+def test_a_rewritten_conversation_starts_afresh_and_the_old_chain_goes(supervisor, settings):
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 3
+    history = [message(i) for i in range(3)]
+    for i in range(3, 6):
+        history = [*history, message(i)]
+        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": history})
+    summary = [{"role": "system", "content": "summary of the work so far"}]
+    for i in range(4):
+        summary = [*summary, message(100 + i)]
+        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": summary})
+    kept = list(SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id"))
+    assert [checkpoint_snapshot(c)["conversation_history"] for c in kept] == [summary[:3], summary[:4], summary]
+    assert all(
+        s["messages"][0]["content"] != message(0)["content"]
+        for s in ConversationSnapshot.objects.filter(supervisor=supervisor).values("messages")
+        if s["messages"]
+    )
+
+
+def test_going_back_to_an_older_conversation_reuses_its_snapshot(supervisor):
+    first = [message(0)]
+    second = [message(0), message(1)]
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": first})
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": second})
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": first})
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": [*first, message(7)]})
+    histories = [
+        checkpoint_snapshot(c)["conversation_history"]
+        for c in SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id")
+    ]
+    assert histories == [first, second, first, [*first, message(7)]]
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 3
+
+
+def test_a_history_that_is_not_a_list_is_still_checkpointed_as_it_is(supervisor):
+    """makima may have stored anything; the checkpoint keeps it for the restoration to judge."""
+    SupervisorState.objects.filter(pk=supervisor.pk).update(conversation_history={"not": "a list"})
+    update_supervisor_phase(supervisor.contract_id, "execute")
+    SupervisorState.objects.filter(pk=supervisor.pk).update(conversation_history=[message(1)])
+    update_supervisor_phase(supervisor.contract_id, "review")
+    histories = [
+        checkpoint_snapshot(c)["conversation_history"]
+        for c in SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id")
+    ]
+    assert histories == [{"not": "a list"}, [message(1)]]
