@@ -33,7 +33,12 @@ from supervisors.models import SupervisorCheckpoint, SupervisorState
 from supervisors.selectors import SupervisorSelection
 from supervisors.services.actors import Actor
 from supervisors.services.errors import ServiceError
-from supervisors.services.restoration import RestorationResult, RestoreOptions, restore_supervisor
+from supervisors.services.restoration import (
+    RestorationResult,
+    RestoreOptions,
+    restore_supervisor,
+    validate_checkpoint,
+)
 from supervisors.services.restoration import redeliver_pending_questions as redeliver_service
 from supervisors.services.restoration_batch import restore_page
 from supervisors.services.validation import load_worlds, validate_with_world
@@ -120,6 +125,15 @@ def preview(
                 warnings=result.warnings,
             )
         )
+    if checkpoint is not None and len(items) == 1:
+        # What restoring from this checkpoint would be judged by: the restoration's own rules.
+        verdict = validate_checkpoint(checkpoint)
+        row = items[0]
+        row.recovery_action = str(verdict.recovery_action)
+        row.issues = [f"checkpoint #{checkpoint.pk}: {issue}" for issue in verdict.issues]
+        row.warnings = verdict.warnings
+        if not verdict.is_valid:
+            row.would_get = f"Checkpoint #{checkpoint.pk} does not pass validation; restoring from it would be refused."
     by_state = dict(queryset.order_by().values_list("state").annotate(n=Count("id")))
     return total, items, by_state
 

@@ -131,3 +131,17 @@ def test_redeliver_pending_questions(admin_client, world):
     assert response.status_code == 302
     assert "Beta contract: re-delivered 1 pending question(s)" in texts(response)
     assert LogEntry.objects.filter(object_id=str(world["beta"].pk)).exists()
+
+
+def test_a_checkpoint_that_does_not_validate_is_flagged_and_refused(admin_client, world):
+    gamma = world["gamma"]  # its pending task was never spawned; the checkpoint inherits that
+    update_supervisor_phase(gamma.contract_id, "build")
+    checkpoint = gamma.checkpoints.get()
+    page = admin_client.get(restore_url(gamma), {"mode": "checkpoint", "checkpoint": checkpoint.pk})
+    assert "does not pass validation" in page.content.decode()
+    response = admin_client.post(
+        restore_url(gamma), {"mode": "checkpoint", "checkpoint": checkpoint.pk, "reason": "try"}, follow=True
+    )
+    assert any("failed" in t and "does not validate" in t for t in texts(response))
+    gamma.refresh_from_db()
+    assert gamma.restoration_count == 0 and gamma.pending_task_ids == [world["stray"].id]
