@@ -26,7 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "makima_supervisor.test_settings")
 
+import warnings
+
 import django
+
+warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic needed here
 
 django.setup()
 
@@ -164,7 +168,7 @@ def main() -> None:
                 "SELECT octet_length(conversation_history::text) FROM supervisor_states WHERE id = %s", [big.pk]
             )
             text = cursor.fetchone()[0]
-        print(f"5 MB history: {text / 1e6:.1f} MB as JSON text, {stored / 1e6:.1f} MB stored (TOAST-compressed)")
+        print(f"5 MB history: {text / 1e6:.1f} MB as JSON text, {stored / 1e6:.1f} MB stored after TOAST compression")
     total = SupervisorState.objects.count()
     print(f"supervisors in the table: {total}")
 
@@ -201,6 +205,16 @@ def main() -> None:
         lambda: SupervisorState.objects.count(),
         "planner estimate (pg_class.reltuples)" if connection.vendor == "postgresql" else "estimate (n/a on SQLite)",
         lambda: estimated_row_count("supervisor_states"),
+        args.repeat,
+    )
+    base = SupervisorState.objects.defer("conversation_history").order_by("-last_activity", "-pk")
+    side_by_side(
+        "list rows: one joined query, sorted",
+        lambda: list(base.select_related("contract", "task")[:50]),
+        "list rows: page ids first, then 50 rows",
+        lambda: list(
+            base.filter(pk__in=list(base.values_list("pk", flat=True)[:50])).select_related("contract", "task")
+        ),
         args.repeat,
     )
     side_by_side(

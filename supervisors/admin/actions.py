@@ -361,24 +361,32 @@ def start_fresh_selected(modeladmin, request, queryset):
 
 @admin.action(description="Validate selected supervisors", permissions=["view"])
 def validate_selected(modeladmin, request, queryset):
-    """Read-only: the live validation result per supervisor, as messages (nothing is written but the admin log)."""
-    ids = list(queryset.order_by("id").values_list("id", flat=True)[: MESSAGE_LIMIT * 8])
-    rows = list(
-        SupervisorState.objects.filter(id__in=ids).select_related("contract", "task").order_by("contract__name")
-    )
-    worlds = load_worlds(rows)
+    """Read-only: the live validation result per supervisor, as messages (nothing is written but the admin log).
+
+    Every selected supervisor is validated, BATCH_SIZE at a time (one world load per batch).
+    """
+    ids = list(queryset.order_by("id").values_list("id", flat=True))
     entries = []
-    for index, supervisor in enumerate(rows):
-        result = validate_with_world(supervisor, worlds[supervisor.id])
-        text = validation_text(result)
-        if index < MESSAGE_LIMIT:
-            level = messages.SUCCESS if result.is_valid else messages.WARNING
-            modeladmin.message_user(request, f"{supervisor.contract.name}: {text}", level)
-        entries.append((supervisor.pk, supervisor.contract.name, f"Validated: {text}"))
-    if len(rows) > MESSAGE_LIMIT:
+    invalid = 0
+    for start in range(0, len(ids), BATCH_SIZE):
+        rows = list(
+            SupervisorState.objects.filter(id__in=ids[start : start + BATCH_SIZE])
+            .select_related("contract", "task")
+            .order_by("contract__name", "id")
+        )
+        worlds = load_worlds(rows)
+        for supervisor in rows:
+            result = validate_with_world(supervisor, worlds[supervisor.id])
+            text = validation_text(result)
+            invalid += not result.is_valid
+            if len(entries) < MESSAGE_LIMIT:
+                level = messages.SUCCESS if result.is_valid else messages.WARNING
+                modeladmin.message_user(request, f"{supervisor.contract.name}: {text}", level)
+            entries.append((supervisor.pk, supervisor.contract.name, f"Validated: {text}"))
+    if len(entries) > MESSAGE_LIMIT:
         modeladmin.message_user(
             request,
-            f"… and {len(rows) - MESSAGE_LIMIT} more validated; the validate_supervisors command covers any number.",
+            f"… and {len(entries) - MESSAGE_LIMIT} more. In all: {len(entries)} validated, {invalid} invalid.",
             messages.INFO,
         )
     log_entries(request, entries)
@@ -396,7 +404,7 @@ def validation_text(result) -> str:
 
 @admin.action(description="Re-deliver pending questions of selected supervisors", permissions=["restore"])
 def redeliver_selected(modeladmin, request, queryset):
-    rows = list(queryset.order_by("id").values_list("id", "contract_id", "contract__name")[: MESSAGE_LIMIT * 8])
+    rows = list(queryset.order_by("id").values_list("id", "contract_id", "contract__name"))
     redeliver(modeladmin, request, rows)
 
 
@@ -407,7 +415,8 @@ def redeliver(modeladmin, request: HttpRequest, rows: Sequence[tuple[uuid.UUID, 
         try:
             questions = redeliver_service(contract_id, actor=actor)
         except ServiceError as exc:
-            modeladmin.message_user(request, f"{name}: re-delivery failed: {exc.message}", messages.ERROR)
+            if index < MESSAGE_LIMIT:
+                modeladmin.message_user(request, f"{name}: re-delivery failed: {exc.message}", messages.ERROR)
             continue
         text = (
             f"re-delivered {len(questions)} pending question(s)" if questions else "no pending question to re-deliver"
@@ -415,6 +424,10 @@ def redeliver(modeladmin, request: HttpRequest, rows: Sequence[tuple[uuid.UUID, 
         if index < MESSAGE_LIMIT:
             modeladmin.message_user(request, f"{name}: {text}", messages.SUCCESS if questions else messages.INFO)
         entries.append((pk, name, text[0].upper() + text[1:]))
+    if len(rows) > MESSAGE_LIMIT:
+        modeladmin.message_user(
+            request, f"… and {len(rows) - MESSAGE_LIMIT} more; {len(entries)} of {len(rows)} done.", messages.INFO
+        )
     log_entries(request, entries)
 
 
