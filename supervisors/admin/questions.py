@@ -6,6 +6,7 @@ answer endpoint calls, with the staff user as the actor.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.contrib import messages
@@ -14,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from supervisors.models import SupervisorState
@@ -55,6 +57,7 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         {
             **item,
             "url": reverse("admin:supervisors_supervisorstate_change", args=[item["supervisor_id"]]),
+            "asked_at": _asked_at(item["question"]),
             "form": AnswerForm(
                 initial={"contract_id": item["contract_id"], "question_id": item["question"].get("id"), "next": here}
             )
@@ -75,6 +78,11 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         "media": model_admin.media,
     }
     return TemplateResponse(request, "admin/supervisors/supervisorstate/questions.html", context)
+
+
+def _asked_at(question: dict) -> datetime | None:
+    value = question.get("askedAt")
+    return parse_datetime(value) if isinstance(value, str) else None
 
 
 def answer(model_admin: SupervisorStateAdmin, request: HttpRequest, form: AnswerForm) -> None:

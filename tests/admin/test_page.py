@@ -119,3 +119,30 @@ def test_a_pending_task_that_was_never_spawned_is_refused_with_the_field_named(a
     assert response.context["form"].errors.get("pending_task_ids")
     alpha.refresh_from_db()
     assert alpha.pending_task_ids == []
+
+
+def page_query_count(client, supervisor) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(page_url(supervisor)).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_page_queries_do_not_grow_with_tasks_checkpoints_or_restorations(admin_client):
+    from supervisors.services.state import add_supervisor_spawned_task
+    from tests.factories import make_task
+
+    supervisor = make_supervisor(make_contract(phase="plan"), state="working")
+    task = make_task(supervisor.contract, name="t0")
+    add_supervisor_spawned_task(supervisor.contract_id, task.id)
+    one = page_query_count(admin_client, supervisor)
+    for i in range(1, 8):
+        task = make_task(supervisor.contract, name=f"t{i}")
+        add_supervisor_spawned_task(supervisor.contract_id, task.id)  # each takes a checkpoint
+    admin_client.post(
+        reverse("admin:supervisors_supervisorstate_restore", args=[supervisor.pk]), {"mode": "restore", "reason": "a"}
+    )
+    admin_client.post(
+        reverse("admin:supervisors_supervisorstate_restore", args=[supervisor.pk]), {"mode": "restore", "reason": "b"}
+    )
+    assert supervisor.checkpoints.count() >= 8 and supervisor.restorations.count() == 2
+    assert page_query_count(admin_client, supervisor) == one

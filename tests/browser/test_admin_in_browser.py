@@ -149,6 +149,8 @@ def test_screenshots_for_the_docs(browser, live_http, staff_admin, world):
     page.screenshot(path=str(docs / "admin-supervisor.png"), full_page=True)
     page.goto("/admin/supervisors/supervisorstate/dashboard/")
     page.screenshot(path=str(docs / "admin-dashboard.png"), full_page=True)
+    page.goto("/admin/supervisors/supervisorstate/questions/")
+    page.screenshot(path=str(docs / "admin-questions.png"), full_page=True)
     page.goto(f"/admin/supervisors/supervisorstate/{gamma.pk}/restore/?mode=restore")
     page.screenshot(path=str(docs / "admin-restore-confirmation.png"), full_page=True)
     context.close()
