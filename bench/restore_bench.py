@@ -16,7 +16,9 @@ It WIPES the service's tables in the database it is pointed at. Usage:
         --database-url postgres://postgres@127.0.0.1:5432/makima_restore
 
 Options: --supervisors N (default 10000), --batch-size N (default 200),
---repeat (also time a second run over the now-restored supervisors).
+--repeat (also time a second run over the now-restored supervisors),
+--compare N (default 1000: restore N fresh supervisors one by one with
+restore_supervisor and N with the command, side by side, and print the ratio).
 """
 
 from __future__ import annotations
@@ -181,12 +183,34 @@ def run_command(batch_size: int) -> tuple[float, dict]:
     return time.perf_counter() - started, json.loads(out.getvalue())
 
 
+def one_by_one() -> tuple[float, int]:
+    """The same supervisors through restore_supervisor, one transaction each (the API's resume path)."""
+    from supervisors.enums import RestorationSource
+    from supervisors.models import SupervisorState
+    from supervisors.services.actors import Actor
+    from supervisors.services.restoration import restore_supervisor
+
+    actor = Actor.command("restore_bench")
+    contract_ids = list(SupervisorState.objects.order_by("id").values_list("contract_id", flat=True))
+    started = time.perf_counter()
+    for contract_id in contract_ids:
+        restore_supervisor(contract_id, source=RestorationSource.DAEMON_RESTART, actor=actor)
+    return time.perf_counter() - started, len(contract_ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="sqlite:////tmp/restore_bench.sqlite3")
     parser.add_argument("--supervisors", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--repeat", action="store_true", help="time a second run over the restored supervisors")
+    parser.add_argument(
+        "--compare",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="also restore N fresh supervisors one by one and N in batches, side by side (0: skip)",
+    )
     args = parser.parse_args()
     setup(args.database_url)
     from django.db import connection
@@ -207,6 +231,18 @@ def main() -> None:
         f"  restored by action: {summary['restoredByAction']}; skipped: {summary['counts']['skipped']}; "
         f"failed: {summary['counts']['failed']}"
     )
+    if args.compare:
+        wipe()
+        build(args.compare)
+        single_seconds, count = one_by_one()
+        wipe()
+        build(args.compare)
+        batch_seconds, _ = run_command(args.batch_size)
+        print(
+            f"side by side over {count} supervisors: one by one (restore_supervisor) {count / single_seconds:.0f}/s, "
+            f"batched (restore_supervisors) {count / batch_seconds:.0f}/s: batching is "
+            f"{single_seconds / batch_seconds:.1f}x faster"
+        )
     if args.repeat:
         seconds, summary = run_command(args.batch_size)
         total = summary["counts"]["restored"]
