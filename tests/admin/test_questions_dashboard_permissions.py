@@ -109,3 +109,12 @@ def test_corrections_need_the_change_permission(client, viewer, world):
     client.force_login(viewer)
     url = reverse("admin:supervisors_supervisorstate_correct", args=[world["gamma"].pk])
     assert client.get(url).status_code == 403
+
+
+def test_admin_index_links_the_dashboard_for_those_who_may_see_it(admin_client, client):
+    assert DASHBOARD in admin_client.get(reverse("admin:index")).content.decode()
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_user("plain", password="pw", is_staff=True))
+    assert DASHBOARD not in client.get(reverse("admin:index")).content.decode()
+    assert client.get(DASHBOARD).status_code == 403
