@@ -31,7 +31,9 @@ CHROMIUM_ARGS = [
 
 
 def find_chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+    wanted = os.environ.get("CHROMIUM")
+    candidates = [wanted] if wanted else ["/usr/bin/chromium", shutil.which("chromium")]
+    for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -40,7 +42,7 @@ def find_chromium() -> str | None:
 def pytest_collection_modifyitems(config, items):
     reason = None
     if find_chromium() is None:
-        reason = "no Chromium found (apt-get install chromium, or set CHROMIUM=/path/to/chromium)"
+        reason = "no Chromium found at $CHROMIUM or /usr/bin/chromium (apt-get install chromium, or set CHROMIUM=/path)"
     else:
         try:
             import playwright.sync_api  # noqa: F401
