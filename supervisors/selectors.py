@@ -1,7 +1,11 @@
-"""Reads shared by the admin, the API and the commands, grouped by the area that owns them."""
+"""Reads shared by the admin, the API and the management commands.
+
+Grouped by area; each group says which part of the service owns it.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import ACTIVE_STATES, DaemonStatus
-from supervisors.models import Daemon, QuestionAnswer, SupervisorState
+from supervisors.models import Daemon, QuestionAnswer, RestorationLog, SupervisorState
 
 # --- Persistence: questions and answers ---------------------------------------
 
@@ -178,3 +183,157 @@ def selection_id_batches(
             return
         yield ids
         last = ids[-1]
+
+
+# --- Admin: estimated counts, conversation pages, dashboard figures -----------------------------
+
+
+def estimated_row_count(table: str) -> int | None:
+    """The planner's row estimate for ``table`` (PostgreSQL ``pg_class.reltuples``), or None.
+
+    None on other databases and for a table never analysed (reltuples is -1
+    then), so the caller falls back to an exact count. Exact ``COUNT(*)`` on a
+    large PostgreSQL table reads every visible row; the estimate costs one
+    catalogue lookup and is what the planner itself believes.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table])
+        row = cursor.fetchone()
+    if row is None or row[0] is None or row[0] < 0:
+        return None
+    return int(row[0])
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    """A slice of a conversation history, read without loading the whole history into Python."""
+
+    total: int | None  # number of messages; None when the history is not a JSON array
+    json_type: str  # "array" for a well-formed history
+    offset: int
+    messages: list[Any]
+    raw_preview: str = ""  # the start of the stored JSON when it is not an array
+
+
+RAW_PREVIEW_CHARS = 20_000
+
+
+def conversation_page(supervisor_id: uuid.UUID, *, offset: int, limit: int) -> ConversationPage:
+    """Messages ``offset .. offset+limit-1`` of a supervisor's conversation history.
+
+    The database slices the JSON (``jsonb_path_query_array`` on PostgreSQL,
+    ``json_each`` on SQLite), so a 5 MB history costs the page a few kilobytes
+    of transfer and parsing instead of five megabytes.
+    """
+    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor_id, connection)
+    offset = max(0, offset)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT jsonb_typeof(conversation_history),"
+                " CASE WHEN jsonb_typeof(conversation_history) = 'array'"
+                " THEN jsonb_array_length(conversation_history) END"
+                " FROM supervisor_states WHERE id = %s",
+                [pk],
+            )
+        else:
+            cursor.execute(
+                "SELECT json_type(conversation_history),"
+                " CASE WHEN json_type(conversation_history) = 'array'"
+                " THEN json_array_length(conversation_history) END"
+                " FROM supervisor_states WHERE id = %s",
+                [pk],
+            )
+        row = cursor.fetchone()
+        if row is None:
+            return ConversationPage(total=0, json_type="missing", offset=0, messages=[])
+        json_type, total = row[0] or "null", row[1]
+        if json_type != "array":
+            preview_sql = (
+                "SELECT left(conversation_history::text, %s) FROM supervisor_states WHERE id = %s"
+                if connection.vendor == "postgresql"
+                else "SELECT substr(conversation_history, 1, %s) FROM supervisor_states WHERE id = %s"
+            )
+            cursor.execute(preview_sql, [RAW_PREVIEW_CHARS, pk])
+            preview = cursor.fetchone()
+            return ConversationPage(
+                total=None,
+                json_type=json_type,
+                offset=0,
+                messages=[],
+                raw_preview=(preview[0] or "") if preview else "",
+            )
+        end = min(total, offset + limit) - 1
+        if end < offset:
+            return ConversationPage(total=total, json_type=json_type, offset=offset, messages=[])
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT jsonb_path_query_array(conversation_history, %s::jsonpath)::text"
+                " FROM supervisor_states WHERE id = %s",
+                [f"$[{offset} to {end}]", pk],
+            )
+            messages = json.loads(cursor.fetchone()[0])
+        else:
+            cursor.execute(
+                "SELECT e.value, e.type FROM supervisor_states s, json_each(s.conversation_history) e"
+                " WHERE s.id = %s AND e.key BETWEEN %s AND %s ORDER BY e.key",
+                [pk, offset, end],
+            )
+            messages = [
+                json.loads(value) if kind in ("object", "array") else _sqlite_scalar(value, kind)
+                for value, kind in cursor.fetchall()
+            ]
+    return ConversationPage(total=total, json_type=json_type, offset=offset, messages=messages)
+
+
+def _sqlite_scalar(value: Any, kind: str) -> Any:
+    if kind == "null":
+        return None
+    if kind in ("true", "false"):
+        return kind == "true"
+    return value
+
+
+def supervisors_by_state() -> dict[str, int]:
+    """How many supervisors are in each state (one GROUP BY)."""
+    rows = SupervisorState.objects.order_by().values_list("state").annotate(n=Count("id"))
+    return dict(rows)
+
+
+def pending_question_stats(now: datetime | None = None) -> dict[str, Any]:
+    """How many questions wait for a human, on how many supervisors, and since when the oldest."""
+    now = now or timezone.now()
+    supervisors = 0
+    questions = 0
+    oldest: datetime | None = None
+    rows = SupervisorState.objects.exclude(pending_questions=[]).values_list("pending_questions", flat=True)
+    for pending in rows.iterator(chunk_size=2000):
+        if not isinstance(pending, list) or not pending:
+            continue
+        supervisors += 1
+        for question in pending:
+            if not isinstance(question, dict):
+                continue
+            questions += 1
+            asked = _asked_at(question)
+            if asked.year > 1 and (oldest is None or asked < oldest):
+                oldest = asked
+    return {
+        "supervisors": supervisors,
+        "questions": questions,
+        "oldest_asked_at": oldest,
+        "oldest_age": (now - oldest) if oldest else None,
+    }
+
+
+def restorations_since(since: datetime) -> list[dict[str, Any]]:
+    """Restorations logged since ``since``, counted by source and outcome."""
+    return list(
+        RestorationLog.objects.filter(started_at__gte=since)
+        .order_by()
+        .values("source", "success")
+        .annotate(n=Count("id"))
+        .order_by("source", "-success")
+    )

@@ -1,19 +1,9 @@
-"""Admin registrations. Every model is visible to staff; the supervisor pages are richer."""
+"""The Django admin for staff: supervisors at a glance, restore with confirmation, answer questions.
 
-from django.contrib import admin
+Modules: ``supervisor`` (list and page), ``actions`` (restore, start fresh,
+validate, re-deliver), ``questions`` (the pending-questions page),
+``dashboard``, ``world`` (contracts, tasks, daemons, keys and the records the
+services keep). Registration happens on import.
+"""
 
-from supervisors import models
-
-for _model in (
-    models.Contract,
-    models.Daemon,
-    models.Task,
-    models.SupervisorState,
-    models.SupervisorCheckpoint,
-    models.ConversationSnapshot,
-    models.QuestionAnswer,
-    models.RestorationLog,
-    models.DaemonApiKey,
-    models.IdempotencyKey,
-):
-    admin.site.register(_model)
+from . import supervisor, world  # noqa: F401

@@ -1,0 +1,230 @@
+"""Benchmark of the admin over 100,000 supervisors: the list page and a supervisor page with a 5 MB history.
+
+Run (PostgreSQL; the rows stay in that database for the next run):
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/makima_admin \
+        /work/main/.venv/bin/python bench/admin_bench.py [--rows 100000] [--repeat 5]
+
+Prints, per page: median and best time in milliseconds and the number of SQL
+queries; and, measured side by side in the same run, what the admin avoids:
+an exact COUNT(*) against the planner's estimate, and loading the whole 5 MB
+history against the one page of it the supervisor page reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "makima_supervisor.test_settings")
+
+import warnings
+
+import django
+
+warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic needed here
+
+django.setup()
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+from django.urls import reverse  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from supervisors.enums import SupervisorStatus  # noqa: E402
+from supervisors.models import Contract, SupervisorState, Task  # noqa: E402
+
+PREFIX = "bench-"
+BIG = "bench-5mb-history-v2"
+STATES = [s.value for s in SupervisorStatus]
+
+
+def seed(rows: int) -> None:
+    """bulk_create contracts, supervisor tasks and supervisors until there are ``rows`` bench supervisors."""
+    have = SupervisorState.objects.filter(contract__name__startswith=PREFIX).count()
+    if have >= rows:
+        print(f"seed: {have} bench supervisors already there")
+        return
+    now = timezone.now()
+    rng = random.Random(6)
+    started = time.perf_counter()
+    batch = 5000
+    for start in range(have, rows, batch):
+        n = min(batch, rows - start)
+        with transaction.atomic():
+            contracts = Contract.objects.bulk_create(
+                [Contract(id=uuid.uuid4(), name=f"{PREFIX}{start + i:06d}", phase="build") for i in range(n)]
+            )
+            tasks = Task.objects.bulk_create(
+                [Task(id=uuid.uuid4(), contract=c, name="supervisor", is_supervisor=True) for c in contracts]
+            )
+            supervisors = []
+            for c, t in zip(contracts, tasks, strict=True):
+                state = rng.choice(STATES)
+                questions = []
+                if state == SupervisorStatus.WAITING_FOR_USER:
+                    questions = [
+                        {
+                            "id": str(uuid.uuid4()),
+                            "question": "Proceed?",
+                            "choices": ["yes", "no"],
+                            "context": None,
+                            "questionType": "general",
+                            "askedAt": (now - timedelta(minutes=rng.randint(1, 600))).isoformat(),
+                        }
+                    ]
+                supervisors.append(
+                    SupervisorState(
+                        contract=c,
+                        task=t,
+                        phase="build",
+                        state=state,
+                        progress=rng.randint(0, 100),
+                        current_activity=f"step {rng.randint(1, 50)}",
+                        pending_questions=questions,
+                        conversation_history=[{"role": "user", "content": "start"}],
+                        last_activity=now - timedelta(seconds=rng.randint(0, 2 * 86400)),
+                    )
+                )
+            SupervisorState.objects.bulk_create(supervisors)
+    print(f"seed: {rows - have} supervisors bulk-created in {time.perf_counter() - started:.1f} s")
+
+
+def big_supervisor() -> SupervisorState:
+    """One supervisor whose history is ~5 MB: 5,000 messages of ~1 KB."""
+    found = SupervisorState.objects.filter(contract__name=BIG).defer("conversation_history").first()
+    if found:
+        return found
+    rng = random.Random(5)
+    words = [f"{rng.getrandbits(40):x}" for _ in range(5000)] + ["the", "parser", "test", "fails", "build", "ok"]
+    contract = Contract.objects.create(name=BIG, phase="build")
+    task = Task.objects.create(contract=contract, name="supervisor", is_supervisor=True)
+    history = [
+        {"role": "assistant" if i % 2 else "user", "content": f"message {i}: " + " ".join(rng.choices(words, k=100))}
+        for i in range(5000)
+    ]
+    return SupervisorState.objects.create(
+        contract=contract, task=task, phase="build", state="working", conversation_history=history
+    )
+
+
+def measure(client: Client, url: str, repeat: int) -> tuple[float, float, int, int]:
+    client.get(url, secure=True)  # warm caches and the connection
+    times = []
+    queries = 0
+    size = 0
+    for _ in range(repeat):
+        with CaptureQueriesContext(connection) as ctx:
+            started = time.perf_counter()
+            response = client.get(url, secure=True)
+            times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+        queries = len(ctx.captured_queries)
+        size = len(response.content)
+    return statistics.median(times), min(times), queries, size
+
+
+def side_by_side(label_a: str, fn_a, label_b: str, fn_b, repeat: int) -> None:
+    a, b = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn_a()
+        a.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        fn_b()
+        b.append((time.perf_counter() - started) * 1000)
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(f"  {label_a:<46} {ma:9.2f} ms")
+    print(f"  {label_b:<46} {mb:9.2f} ms   ({ma / mb if mb else float('inf'):.0f}x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+    call_command("migrate", verbosity=0)
+    seed(args.rows)
+    big = big_supervisor()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE supervisor_states")
+            cursor.execute("SELECT pg_column_size(conversation_history) FROM supervisor_states WHERE id = %s", [big.pk])
+            stored = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT octet_length(conversation_history::text) FROM supervisor_states WHERE id = %s", [big.pk]
+            )
+            text = cursor.fetchone()[0]
+        print(f"5 MB history: {text / 1e6:.1f} MB as JSON text, {stored / 1e6:.1f} MB stored after TOAST compression")
+    total = SupervisorState.objects.count()
+    print(f"supervisors in the table: {total}")
+
+    setup_test_environment()
+    user = User.objects.filter(username="bench-admin").first() or User.objects.create_superuser(
+        "bench-admin", password="bench"
+    )
+    client = Client()
+    client.force_login(user)
+
+    listing = reverse("admin:supervisors_supervisorstate_changelist")
+    page = reverse("admin:supervisors_supervisorstate_change", args=[big.pk])
+    pages = [
+        ("list, unfiltered (estimated count)", listing),
+        ("list, unfiltered, page 500", f"{listing}?p=500"),
+        ("list, state=working", f"{listing}?state__exact=working"),
+        ("list, stale=yes", f"{listing}?stale=yes"),
+        ("list, has pending questions", f"{listing}?has_questions=yes"),
+        ("list, search 'bench-0999'", f"{listing}?q=bench-0999"),
+        ("supervisor page, 5 MB history, page 1", page),
+        ("supervisor page, 5 MB history, page 150", f"{page}?cpage=150"),
+        ("dashboard", reverse("admin:supervisors_supervisorstate_dashboard")),
+    ]
+    print(f"\n{'page':<44} {'median ms':>10} {'best ms':>9} {'queries':>8} {'KB':>7}")
+    for label, url in pages:
+        median, best, queries, size = measure(client, url, args.repeat)
+        print(f"{label:<44} {median:10.1f} {best:9.1f} {queries:8d} {size / 1024:7.0f}")
+
+    print("\nwhat the admin avoids, measured side by side:")
+    from supervisors.selectors import conversation_page, estimated_row_count
+
+    side_by_side(
+        "exact COUNT(*) over supervisor_states",
+        lambda: SupervisorState.objects.count(),
+        "planner estimate (pg_class.reltuples)" if connection.vendor == "postgresql" else "estimate (n/a on SQLite)",
+        lambda: estimated_row_count("supervisor_states"),
+        args.repeat,
+    )
+    base = SupervisorState.objects.defer("conversation_history").order_by("-last_activity", "-pk")
+    side_by_side(
+        "list rows: one joined query, sorted",
+        lambda: list(base.select_related("contract", "task")[:50]),
+        "list rows: page ids first, then 50 rows",
+        lambda: list(
+            base.filter(pk__in=list(base.values_list("pk", flat=True)[:50])).select_related("contract", "task")
+        ),
+        args.repeat,
+    )
+    side_by_side(
+        "load the whole 5 MB history into Python",
+        lambda: SupervisorState.objects.filter(pk=big.pk).values_list("conversation_history", flat=True)[0],
+        "read one page of 25 messages in the database",
+        lambda: conversation_page(big.pk, offset=2500, limit=25),
+        args.repeat,
+    )
+
+
+if __name__ == "__main__":
+    main()

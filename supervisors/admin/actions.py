@@ -1,0 +1,434 @@
+"""Restore, start fresh, restore from a checkpoint, validate, re-deliver: the admin's actions.
+
+Every one of them calls the restoration services (``restore_supervisor``,
+``restore_page``, ``validate_supervisor_state``, ``redeliver_pending_questions``);
+none writes a supervisor row itself. The restoration service records each
+restoration in the restoration log; this module adds one Django admin
+``LogEntry`` per supervisor touched, naming the staff user, and reports the
+outcome per supervisor in admin messages (the first ``MESSAGE_LIMIT`` of them,
+then a summary, so select-all over 100,000 rows does not produce 100,000
+messages).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from supervisors.enums import RecoveryAction, RestorationSource
+from supervisors.models import SupervisorCheckpoint, SupervisorState
+from supervisors.selectors import SupervisorSelection
+from supervisors.services.actors import Actor
+from supervisors.services.errors import ServiceError
+from supervisors.services.restoration import (
+    RestorationResult,
+    RestoreOptions,
+    restore_supervisor,
+    validate_checkpoint,
+)
+from supervisors.services.restoration import redeliver_pending_questions as redeliver_service
+from supervisors.services.restoration_batch import restore_page
+from supervisors.services.validation import load_worlds, validate_with_world
+
+#: Supervisors previewed one by one on the confirmation page; the rest are counted.
+PREVIEW_LIMIT = 25
+#: Per-supervisor messages after an action; beyond that a summary says how many more.
+MESSAGE_LIMIT = 25
+#: Supervisors restored per transaction when many are selected.
+BATCH_SIZE = 200
+
+RESTORE_PERMISSION = "supervisors.restore_supervisor"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way of restoring: what the confirmation page says and what the service is asked."""
+
+    key: str
+    title: str
+    verb: str
+    force_action: RecoveryAction | None = None
+
+
+MODES = {
+    "restore": Mode("restore", "Restore supervisors", "Restore"),
+    "fresh": Mode("fresh", "Start supervisors fresh", "Start fresh", RecoveryAction.START_FRESH),
+    "checkpoint": Mode("checkpoint", "Restore from a checkpoint", "Restore from checkpoint"),
+}
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        max_length=2000,
+        help_text="Why you are doing this. Recorded in the restoration log with your user name.",
+    )
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreviewRow:
+    supervisor: SupervisorState
+    recovery_action: str
+    would_get: str
+    issues: list[str]
+    warnings: list[str]
+
+
+def would_get(mode: Mode, supervisor: SupervisorState, action: str, checkpoint: SupervisorCheckpoint | None) -> str:
+    """What restoring would do to this supervisor, in one sentence a staff member can check."""
+    if supervisor.state == "completed":
+        return "Nothing: a completed supervisor is not restored."
+    if mode.key == "fresh":
+        return "Start fresh: keeps existing spawned tasks and answerable questions, drops the conversation."
+    if mode.key == "checkpoint" and checkpoint is not None:
+        return f"Put back checkpoint #{checkpoint.pk} ({checkpoint}), if it is still valid."
+    return {
+        RecoveryAction.PROCEED: "Resume as saved (the state is valid).",
+        RecoveryAction.USE_CHECKPOINT: "Fall back to the newest valid checkpoint, or start fresh if none is valid.",
+        RecoveryAction.START_FRESH: "Start fresh.",
+        RecoveryAction.MANUAL_INTERVENTION: "Nothing restored: marked blocked for manual intervention.",
+    }.get(action, action)
+
+
+def preview(
+    queryset: QuerySet[SupervisorState], mode: Mode, checkpoint: SupervisorCheckpoint | None = None
+) -> tuple[int, list[PreviewRow], dict[str, int]]:
+    """(how many, the first PREVIEW_LIMIT with their live validation, how many per state)."""
+    total = queryset.count()
+    rows = list(queryset.select_related("contract", "task").order_by("contract__name", "id")[:PREVIEW_LIMIT])
+    worlds = load_worlds(rows)
+    items = []
+    for supervisor in rows:
+        result = validate_with_world(supervisor, worlds[supervisor.id])
+        items.append(
+            PreviewRow(
+                supervisor=supervisor,
+                recovery_action=str(mode.force_action or result.recovery_action),
+                would_get=would_get(mode, supervisor, result.recovery_action, checkpoint),
+                issues=result.issues,
+                warnings=result.warnings,
+            )
+        )
+    if checkpoint is not None and len(items) == 1:
+        # What restoring from this checkpoint would be judged by: the restoration's own rules.
+        verdict = validate_checkpoint(checkpoint)
+        row = items[0]
+        row.recovery_action = str(verdict.recovery_action)
+        row.issues = [f"checkpoint #{checkpoint.pk}: {issue}" for issue in verdict.issues]
+        row.warnings = verdict.warnings
+        if not verdict.is_valid:
+            row.would_get = f"Checkpoint #{checkpoint.pk} does not pass validation; restoring from it would be refused."
+    by_state = dict(queryset.order_by().values_list("state").annotate(n=Count("id")))
+    return total, items, by_state
+
+
+def render_confirmation(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[SupervisorState],
+    *,
+    mode: Mode,
+    form: ReasonForm,
+    hidden: Sequence[tuple[str, str]],
+    checkpoint: SupervisorCheckpoint | None = None,
+    cancel_url: str = "",
+) -> TemplateResponse:
+    total, rows, by_state = preview(queryset, mode, checkpoint)
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": mode.title,
+        "subtitle": None,
+        "opts": modeladmin.model._meta,
+        "mode": mode,
+        "form": form,
+        "total": total,
+        "rows": rows,
+        "more": max(0, total - len(rows)),
+        "by_state": sorted(by_state.items()),
+        "hidden": hidden,
+        "checkpoint": checkpoint,
+        "cancel_url": cancel_url,
+        "media": modeladmin.media,
+    }
+    return TemplateResponse(request, "admin/supervisors/supervisorstate/restore_confirmation.html", context)
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What one admin action did, supervisor by supervisor."""
+
+    restored: list[RestorationResult] = field(default_factory=list)
+    skipped: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    failed: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+
+
+def run_restorations(
+    request: HttpRequest,
+    ids: Sequence[uuid.UUID],
+    *,
+    mode: Mode,
+    reason: str,
+    checkpoint_id: int | None = None,
+) -> RunReport:
+    """Restore the supervisors with these ids through the restoration service.
+
+    One supervisor goes through ``restore_supervisor`` (waits for the row lock);
+    many go through the batch path in pages of BATCH_SIZE, one transaction each,
+    the same path as the ``restore_supervisors`` command.
+    """
+    actor = Actor.staff(request.user)
+    report = RunReport()
+    if len(ids) == 1:
+        contract_id = SupervisorState.objects.filter(id=ids[0]).values_list("contract_id", flat=True).first()
+        if contract_id is None:
+            report.failed.append((ids[0], "no such supervisor"))
+            return report
+        try:
+            report.restored.append(
+                restore_supervisor(
+                    contract_id,
+                    source=RestorationSource.MANUAL,
+                    actor=actor,
+                    reason=reason,
+                    checkpoint_id=checkpoint_id,
+                    force_action=mode.force_action,
+                )
+            )
+        except ServiceError as exc:
+            (report.skipped if exc.code.startswith("supervisor_completed") else report.failed).append(
+                (contract_id, exc.message)
+            )
+        return report
+    options = RestoreOptions(
+        source=RestorationSource.MANUAL, actor=actor, reason=reason, force_action=mode.force_action
+    )
+    started = timezone.now()
+    selection = SupervisorSelection(all_supervisors=True)
+    for start in range(0, len(ids), BATCH_SIZE):
+        page = restore_page(list(ids[start : start + BATCH_SIZE]), selection, options, run_started_at=started)
+        report.restored += page.restored
+        report.skipped += [(s.contract_id, s.reason) for s in page.skipped]
+        report.failed += [(f.contract_id, f.error) for f in page.failed]
+    return report
+
+
+def _names(contract_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID, str]]:
+    """contract id -> (supervisor id, contract name), in one query per thousand."""
+    ids = list(contract_ids)
+    found: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}
+    for start in range(0, len(ids), 1000):
+        rows = SupervisorState.objects.filter(contract_id__in=ids[start : start + 1000]).values_list(
+            "contract_id", "id", "contract__name"
+        )
+        found.update({c: (s, n) for c, s, n in rows})
+    return found
+
+
+def describe_result(result: RestorationResult) -> str:
+    action = str(result.recovery_action)
+    text = f"{action}"
+    if result.checkpoint_id:
+        text += f" (checkpoint #{result.checkpoint_id})"
+    if not result.context.success:
+        text += ": not restored, marked blocked for manual intervention"
+        if result.validation.issues:
+            text += f" ({'; '.join(result.validation.issues[:3])})"
+    else:
+        text += f", restoration #{result.context.restoration_count}"
+    if result.redelivered_question_ids:
+        text += f", {len(result.redelivered_question_ids)} question(s) re-delivered"
+    if result.finished_task_ids:
+        text += f", {len(result.finished_task_ids)} task(s) finished meanwhile"
+    return text
+
+
+def report_outcome(modeladmin: admin.ModelAdmin, request: HttpRequest, report: RunReport, *, mode: Mode, reason: str):
+    """Admin messages per supervisor and one LogEntry per supervisor touched."""
+    names = _names(
+        [r.contract_id for r in report.restored] + [c for c, _ in report.skipped] + [c for c, _ in report.failed]
+    )
+    lines: list[tuple[int, str, uuid.UUID, str]] = []
+    for result in report.restored:
+        level = messages.SUCCESS if result.context.success else messages.WARNING
+        lines.append((level, f"{mode.verb}: {describe_result(result)}", result.contract_id, "done"))
+    for contract_id, why in report.skipped:
+        lines.append((messages.WARNING, f"{mode.verb} skipped: {why}", contract_id, "skipped"))
+    for contract_id, why in report.failed:
+        lines.append((messages.ERROR, f"{mode.verb} failed: {why}", contract_id, "failed"))
+    for level, text, contract_id, _ in lines[:MESSAGE_LIMIT]:
+        name = names.get(contract_id, (None, str(contract_id)))[1]
+        modeladmin.message_user(request, f"{name}: {text}", level)
+    if len(lines) > MESSAGE_LIMIT:
+        counts = Counter(kind for *_, kind in lines)
+        modeladmin.message_user(
+            request,
+            f"… and {len(lines) - MESSAGE_LIMIT} more. In all: {counts['done']} restored, "
+            f"{counts['skipped']} skipped, {counts['failed']} failed. The restoration log has every one.",
+            messages.INFO,
+        )
+    log_entries(
+        request,
+        [
+            (names[contract_id][0], names[contract_id][1], f"{text}. Reason: {reason}")
+            for _, text, contract_id, _ in lines
+            if contract_id in names
+        ],
+    )
+
+
+def log_entries(request: HttpRequest, entries: Sequence[tuple[uuid.UUID, str, str]]) -> None:
+    """One admin LogEntry per (supervisor id, repr, message), written in one bulk insert."""
+    if not entries:
+        return
+    content_type = ContentType.objects.get_for_model(SupervisorState)
+    LogEntry.objects.bulk_create(
+        [
+            LogEntry(
+                user_id=request.user.pk,
+                content_type=content_type,
+                object_id=str(pk),
+                object_repr=f"Supervisor of {name}"[:200],
+                action_flag=CHANGE,
+                change_message=message[:10_000],
+            )
+            for pk, name, message in entries
+        ],
+        batch_size=1000,
+    )
+
+
+# --- the list actions ----------------------------------------------------------------------------
+
+
+def _list_hidden(request: HttpRequest, queryset: QuerySet[SupervisorState], action: str) -> list[tuple[str, str]]:
+    """The POST fields that bring the confirmation back to the same action on the same selection."""
+    hidden = [("action", action), ("post", "yes")]
+    if request.POST.get("select_across") == "1":
+        first = queryset.values_list("pk", flat=True).first()
+        hidden += [("select_across", "1"), (helpers.ACTION_CHECKBOX_NAME, str(first))]
+    else:
+        hidden += [("select_across", "0")]
+        hidden += [(helpers.ACTION_CHECKBOX_NAME, v) for v in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)]
+    return hidden
+
+
+def _confirm_or_run(modeladmin, request: HttpRequest, queryset: QuerySet[SupervisorState], mode: Mode, action: str):
+    form = ReasonForm(request.POST if request.POST.get("post") == "yes" else None)
+    if form.is_bound and form.is_valid():
+        ids = list(queryset.order_by("id").values_list("id", flat=True))
+        report = run_restorations(request, ids, mode=mode, reason=form.cleaned_data["reason"])
+        report_outcome(modeladmin, request, report, mode=mode, reason=form.cleaned_data["reason"])
+        return None
+    return render_confirmation(
+        modeladmin,
+        request,
+        queryset,
+        mode=mode,
+        form=form,
+        hidden=_list_hidden(request, queryset, action),
+        cancel_url=request.get_full_path(),
+    )
+
+
+@admin.action(description="Restore selected supervisors…", permissions=["restore"])
+def restore_selected(modeladmin, request, queryset):
+    return _confirm_or_run(modeladmin, request, queryset, MODES["restore"], "restore_selected")
+
+
+@admin.action(description="Start selected supervisors fresh…", permissions=["restore"])
+def start_fresh_selected(modeladmin, request, queryset):
+    return _confirm_or_run(modeladmin, request, queryset, MODES["fresh"], "start_fresh_selected")
+
+
+@admin.action(description="Validate selected supervisors", permissions=["view"])
+def validate_selected(modeladmin, request, queryset):
+    """Read-only: the live validation result per supervisor, as messages (nothing is written but the admin log).
+
+    Every selected supervisor is validated, BATCH_SIZE at a time (one world load per batch).
+    """
+    ids = list(queryset.order_by("id").values_list("id", flat=True))
+    entries = []
+    invalid = 0
+    for start in range(0, len(ids), BATCH_SIZE):
+        rows = list(
+            SupervisorState.objects.filter(id__in=ids[start : start + BATCH_SIZE])
+            .select_related("contract", "task")
+            .order_by("contract__name", "id")
+        )
+        worlds = load_worlds(rows)
+        for supervisor in rows:
+            result = validate_with_world(supervisor, worlds[supervisor.id])
+            text = validation_text(result)
+            invalid += not result.is_valid
+            if len(entries) < MESSAGE_LIMIT:
+                level = messages.SUCCESS if result.is_valid else messages.WARNING
+                modeladmin.message_user(request, f"{supervisor.contract.name}: {text}", level)
+            entries.append((supervisor.pk, supervisor.contract.name, f"Validated: {text}"))
+    if len(entries) > MESSAGE_LIMIT:
+        modeladmin.message_user(
+            request,
+            f"… and {len(entries) - MESSAGE_LIMIT} more. In all: {len(entries)} validated, {invalid} invalid.",
+            messages.INFO,
+        )
+    log_entries(request, entries)
+
+
+def validation_text(result) -> str:
+    if result.is_valid:
+        text = f"valid, restoring would {result.recovery_action}"
+    else:
+        text = f"invalid, restoring would {result.recovery_action}: {'; '.join(result.issues)}"
+    if result.warnings:
+        text += f" (warnings: {'; '.join(result.warnings)})"
+    return text
+
+
+@admin.action(description="Re-deliver pending questions of selected supervisors", permissions=["restore"])
+def redeliver_selected(modeladmin, request, queryset):
+    rows = list(queryset.order_by("id").values_list("id", "contract_id", "contract__name"))
+    redeliver(modeladmin, request, rows)
+
+
+def redeliver(modeladmin, request: HttpRequest, rows: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
+    actor = Actor.staff(request.user)
+    entries = []
+    for index, (pk, contract_id, name) in enumerate(rows):
+        try:
+            questions = redeliver_service(contract_id, actor=actor)
+        except ServiceError as exc:
+            if index < MESSAGE_LIMIT:
+                modeladmin.message_user(request, f"{name}: re-delivery failed: {exc.message}", messages.ERROR)
+            continue
+        text = (
+            f"re-delivered {len(questions)} pending question(s)" if questions else "no pending question to re-deliver"
+        )
+        if index < MESSAGE_LIMIT:
+            modeladmin.message_user(request, f"{name}: {text}", messages.SUCCESS if questions else messages.INFO)
+        entries.append((pk, name, text[0].upper() + text[1:]))
+    if len(rows) > MESSAGE_LIMIT:
+        modeladmin.message_user(
+            request, f"… and {len(rows) - MESSAGE_LIMIT} more; {len(entries)} of {len(rows)} done.", messages.INFO
+        )
+    log_entries(request, entries)
+
+
+ACTIONS: list[Any] = [restore_selected, start_fresh_selected, validate_selected, redeliver_selected]

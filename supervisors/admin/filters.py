@@ -1,0 +1,42 @@
+"""List filters that are not plain field filters: stale, has pending questions."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+
+from supervisors.selectors import stale_q
+
+
+class StaleFilter(admin.SimpleListFilter):
+    """Silent longer than SUPERVISOR_STALE_AFTER_SECONDS in an active state (the restore branch's rule)."""
+
+    title = "stale"
+    parameter_name = "stale"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Stale"), ("no", "Not stale")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(stale_q())
+        if self.value() == "no":
+            return queryset.exclude(stale_q())
+        return queryset
+
+
+class PendingQuestionsFilter(admin.SimpleListFilter):
+    """Supervisors a human has to answer."""
+
+    title = "pending questions"
+    parameter_name = "has_questions"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Has pending questions"), ("no", "No pending questions")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.exclude(pending_questions=[])
+        if self.value() == "no":
+            return queryset.filter(pending_questions=[])
+        return queryset

@@ -1,0 +1,101 @@
+"""The supervisor list: columns, filters, search, and queries that do not grow with the page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from supervisors.models import SupervisorState
+from tests.factories import make_contract, make_supervisor
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("admin:supervisors_supervisorstate_changelist")
+
+
+def names(response) -> set[str]:
+    return {s.contract.name for s in response.context["cl"].result_list}
+
+
+def test_list_shows_state_progress_questions_tasks_and_stale_marker(admin_client, world):
+    html = admin_client.get(LIST).content.decode()
+    assert "Alpha contract" in html and "Beta contract" in html
+    assert 'class="sv-state sv-ok">Working' in html
+    assert 'class="sv-state sv-attention">Waiting for user' in html
+    assert 'title="40%"><span style="width:40%">' in html
+    assert html.count('class="sv-stale"') == 1  # only Alpha: working and silent for two hours
+    assert "Compiling the parser" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("stale=yes", {"Alpha contract"}),
+        ("stale=no", {"Beta contract", "Gamma contract"}),
+        ("has_questions=yes", {"Beta contract"}),
+        ("state__exact=waiting_for_tasks", {"Gamma contract"}),
+        ("q=beta", {"Beta contract"}),
+        ("q=parser", {"Alpha contract"}),
+        ("q=daemon+lost", {"Gamma contract"}),
+    ],
+)
+def test_filters_and_search(admin_client, world, query, expected):
+    assert names(admin_client.get(f"{LIST}?{query}")) == expected
+
+
+def test_search_by_contract_id_and_task_id(admin_client, world):
+    gamma = world["gamma"]
+    assert names(admin_client.get(LIST, {"q": str(gamma.contract_id)})) == {"Gamma contract"}
+    assert names(admin_client.get(LIST, {"q": str(gamma.task_id)})) == {"Gamma contract"}
+
+
+def list_queries(client) -> list[str]:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(LIST).status_code == 200
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+def with_page_size(size: int, client) -> list[str]:
+    model_admin = admin.site._registry[SupervisorState]
+    original = model_admin.list_per_page
+    try:
+        model_admin.list_per_page = size
+        return list_queries(client)
+    finally:
+        model_admin.list_per_page = original
+
+
+def test_query_count_does_not_depend_on_rows_or_page_size(admin_client):
+    for i in range(12):
+        make_supervisor(make_contract(f"c{i}"))
+    ten_of_twelve = with_page_size(10, admin_client)
+    for i in range(12, 60):
+        make_supervisor(make_contract(f"c{i}"), pending_questions=[])
+    ten_of_sixty = with_page_size(10, admin_client)
+    forty_of_sixty = with_page_size(40, admin_client)
+    assert len(ten_of_twelve) == len(ten_of_sixty) == len(forty_of_sixty)
+    everything = ten_of_twelve + ten_of_sixty + forty_of_sixty
+    assert any('"supervisor_states"."pending_questions"' in q for q in everything), "the page query"
+    assert not any("conversation_history" in q for q in everything), "the list never loads the conversation"
+
+
+@pytest.mark.postgres_only
+def test_unfiltered_list_uses_planner_estimate_not_count_on_postgresql(admin_client, settings):
+    for i in range(5):
+        make_supervisor(make_contract(f"c{i}"))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE supervisor_states")
+    settings.ADMIN_EXACT_COUNT_BELOW = 1
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(LIST)
+    counts = [q["sql"] for q in ctx.captured_queries if re.search(r"COUNT\(\*\)", q["sql"], re.I)]
+    assert not [q for q in counts if "supervisor_states" in q and "WHERE" not in q]
+    assert any("reltuples" in q["sql"] for q in ctx.captured_queries)
+    assert "an estimate from PostgreSQL" in response.content.decode()
+    # A filtered list counts exactly (and says nothing about an estimate).
+    assert "an estimate" not in admin_client.get(LIST, {"state__exact": "working"}).content.decode()

@@ -1,0 +1,148 @@
+"""The supervisor page: conversation by pages, validation, tasks, checkpoints; corrections through the service."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from supervisors.models import SupervisorState
+from supervisors.services.state import update_supervisor_phase
+from tests.factories import make_contract, make_supervisor
+
+pytestmark = pytest.mark.django_db
+
+
+def form_data(form) -> dict[str, str]:
+    """What the browser would post back for an untouched form."""
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        data[name] = "" if value is None else value
+    return data
+
+
+def page_url(supervisor) -> str:
+    return reverse("admin:supervisors_supervisorstate_change", args=[supervisor.pk])
+
+
+def test_conversation_is_shown_a_page_at_a_time_and_collapsible(admin_client):
+    history = [{"role": "user" if i % 2 else "assistant", "content": f"message number {i:03d}"} for i in range(60)]
+    supervisor = make_supervisor(conversation_history=history)
+    html = admin_client.get(page_url(supervisor)).content.decode()
+    assert "(60 messages)" in html
+    assert "message number 000" in html and "message number 024" in html
+    assert "message number 025" not in html
+    assert html.count('<details class="sv-message') == 25
+    third = admin_client.get(page_url(supervisor), {"cpage": 3}).content.decode()
+    assert "message number 050" in third and "message number 059" in third and "message number 049" not in third
+
+
+def test_page_reads_only_the_requested_slice_of_the_conversation(admin_client):
+    history = [{"role": "assistant", "content": "x" * 1000} for _ in range(200)]
+    supervisor = make_supervisor(conversation_history=history)
+    with CaptureQueriesContext(connection) as ctx:
+        admin_client.get(page_url(supervisor), {"cpage": 2})
+    slicing = [
+        q["sql"] for q in ctx.captured_queries if "json_each" in q["sql"] or "jsonb_path_query_array" in q["sql"]
+    ]
+    assert len(slicing) == 1
+
+
+def test_a_history_that_is_not_an_array_is_shown_raw_and_flagged(admin_client):
+    supervisor = make_supervisor()
+    SupervisorState.objects.filter(pk=supervisor.pk).update(conversation_history={"oops": True})
+    html = admin_client.get(page_url(supervisor)).content.decode()
+    assert "is not a JSON array (it is object)" in html
+    assert "Invalid." in html
+
+
+def test_page_shows_validation_tasks_and_questions(admin_client, world):
+    gamma_html = admin_client.get(page_url(world["gamma"])).content.decode()
+    assert "Invalid." in gamma_html and "UseCheckpoint" in gamma_html
+    assert "never spawned" in gamma_html or "never" in gamma_html
+    assert str(world["stray"].id) in gamma_html
+    assert reverse("admin:supervisors_task_change", args=[world["stray"].id]) in gamma_html
+    beta_html = admin_client.get(page_url(world["beta"])).content.decode()
+    assert "Pending questions (1)" in beta_html
+    assert 'value="merge"' in beta_html and 'value="wait"' in beta_html
+
+
+def test_checkpoints_are_listed_with_a_restore_button(admin_client):
+    supervisor = make_supervisor(make_contract(phase="plan"))
+    update_supervisor_phase(supervisor.contract_id, "build")  # a save point: takes a checkpoint
+    html = admin_client.get(page_url(supervisor)).content.decode()
+    checkpoint = supervisor.checkpoints.get()
+    assert "Phase changed" in html
+    assert f"mode=checkpoint&amp;checkpoint={checkpoint.pk}" in html
+
+
+def test_correcting_a_bad_pending_task_goes_through_the_service(admin_client, world):
+    gamma = world["gamma"]
+    url = reverse("admin:supervisors_supervisorstate_correct", args=[gamma.pk])
+    form = admin_client.get(url).context["form"]
+    data = form_data(form)
+    data.update(pending_task_ids="", state="working")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302
+    gamma.refresh_from_db()
+    assert gamma.pending_task_ids == [] and gamma.state == "working"
+    assert gamma.checkpoints.filter(reason="state_updated").exists()  # the service's save point
+    entry = LogEntry.objects.get(object_id=str(gamma.pk))
+    assert "pending_task_ids" in entry.change_message and entry.user.username == "admin"
+
+
+def test_a_correction_based_on_an_old_read_changes_nothing(admin_client, world):
+    gamma = world["gamma"]
+    url = reverse("admin:supervisors_supervisorstate_correct", args=[gamma.pk])
+    form = admin_client.get(url).context["form"]
+    data = form_data(form)
+    update_supervisor_phase(gamma.contract_id, "review")  # the daemon writes meanwhile
+    data.update(pending_task_ids="")
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "changed since you opened this form" in response.content.decode()
+    gamma.refresh_from_db()
+    assert gamma.pending_task_ids == [world["stray"].id]
+
+
+def test_a_pending_task_that_was_never_spawned_is_refused_with_the_field_named(admin_client, world):
+    alpha = world["alpha"]
+    url = reverse("admin:supervisors_supervisorstate_correct", args=[alpha.pk])
+    form = admin_client.get(url).context["form"]
+    data = form_data(form)
+    data.update(pending_task_ids=str(world["stray"].id))
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert response.context["form"].errors.get("pending_task_ids")
+    alpha.refresh_from_db()
+    assert alpha.pending_task_ids == []
+
+
+def page_query_count(client, supervisor) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(page_url(supervisor)).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_page_queries_do_not_grow_with_tasks_checkpoints_or_restorations(admin_client):
+    from supervisors.services.state import add_supervisor_spawned_task
+    from tests.factories import make_task
+
+    supervisor = make_supervisor(make_contract(phase="plan"), state="working")
+    task = make_task(supervisor.contract, name="t0")
+    add_supervisor_spawned_task(supervisor.contract_id, task.id)
+    one = page_query_count(admin_client, supervisor)
+    for i in range(1, 8):
+        task = make_task(supervisor.contract, name=f"t{i}")
+        add_supervisor_spawned_task(supervisor.contract_id, task.id)  # each takes a checkpoint
+    admin_client.post(
+        reverse("admin:supervisors_supervisorstate_restore", args=[supervisor.pk]), {"mode": "restore", "reason": "a"}
+    )
+    admin_client.post(
+        reverse("admin:supervisors_supervisorstate_restore", args=[supervisor.pk]), {"mode": "restore", "reason": "b"}
+    )
+    assert supervisor.checkpoints.count() >= 8 and supervisor.restorations.count() == 2
+    assert page_query_count(admin_client, supervisor) == one
