@@ -1,0 +1,360 @@
+"""The API's wire format: camelCase names given explicitly (``source=``), the seed's field names.
+
+No renaming library walks the payloads: free JSON that the service stores for
+the agent (the conversation history, a question's context) passes through
+untouched, keys and all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from supervisors.enums import (
+    ContractStatus,
+    DaemonStatus,
+    QuestionType,
+    RecoveryAction,
+    RestorationSource,
+    SupervisorStatus,
+    TaskStatus,
+)
+from supervisors.validators import validate_conversation_history
+
+PHASE_MAX = 50
+TEXT_MAX = 100_000
+
+
+# --- Shared pieces ----------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error response: a stable machine code, a message for humans, the offending inputs."""
+
+    code = serializers.CharField(help_text="Machine-readable, e.g. invalid, not_found, conflict, throttled.")
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per offending input, keyed by its camelCase name (nested: items.0.contractId).",
+    )
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "object", "additionalProperties": True, "required": ["role"]},
+        "description": "The agent's conversation, stored and returned untouched: an array of message objects "
+        "each with a non-empty string `role`.",
+    }
+)
+class ConversationHistoryField(serializers.JSONField):
+    """Free JSON, checked only for the shape restoration relies on, never rewritten."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            validate_conversation_history(data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return data
+
+
+def _reject_unknown(serializer: serializers.Serializer, data: Any) -> None:
+    """Unknown keys are a 400 naming them: a misspelt ``currentActivty`` must not be silently dropped."""
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+
+
+class StrictSerializer(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> Any:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+# --- Questions and answers -----------------------------------------------------------
+
+
+class PendingQuestionSerializer(StrictSerializer):
+    """The seed's PendingQuestion."""
+
+    id = serializers.UUIDField(required=False, help_text="Generated when omitted.")
+    question = serializers.CharField(max_length=10_000, trim_whitespace=False)
+    choices = serializers.ListField(
+        child=serializers.CharField(max_length=1_000, trim_whitespace=False), max_length=50, default=list
+    )
+    context = serializers.CharField(
+        allow_null=True, allow_blank=True, required=False, default=None, trim_whitespace=False
+    )
+    questionType = serializers.ChoiceField(  # noqa: N815
+        source="question_type", choices=QuestionType.choices, default=QuestionType.GENERAL
+    )
+    askedAt = serializers.DateTimeField(source="asked_at", required=False, help_text="Now when omitted.")  # noqa: N815
+
+    def to_wire(self) -> dict[str, Any]:
+        """The validated question in the camelCase form the services store."""
+        data = self.validated_data
+        out: dict[str, Any] = {
+            "question": data["question"],
+            "choices": data.get("choices") or [],
+            "context": data.get("context"),
+            "questionType": data.get("question_type", QuestionType.GENERAL),
+        }
+        if data.get("id") is not None:
+            out["id"] = str(data["id"])
+        if data.get("asked_at") is not None:
+            out["askedAt"] = data["asked_at"].isoformat()
+        return out
+
+
+class PendingQuestionOutSerializer(serializers.Serializer):
+    """A stored PendingQuestion as the daemon gets it back (already camelCase in the database)."""
+
+    id = serializers.UUIDField()
+    question = serializers.CharField()
+    choices = serializers.ListField(child=serializers.CharField())
+    context = serializers.CharField(allow_null=True)
+    questionType = serializers.ChoiceField(choices=QuestionType.choices)  # noqa: N815
+    askedAt = serializers.DateTimeField()  # noqa: N815
+
+
+@extend_schema_field(PendingQuestionOutSerializer(many=True))
+class StoredQuestionsField(serializers.JSONField):
+    """Pending questions as stored (already camelCase), returned as they are."""
+
+
+class AnswerRequestSerializer(StrictSerializer):
+    answer = serializers.CharField(max_length=TEXT_MAX, trim_whitespace=False)
+
+
+class QuestionAnswerSerializer(serializers.Serializer):
+    """A human's answer to a question, until the daemon acknowledges it."""
+
+    questionId = serializers.UUIDField(source="question_id")  # noqa: N815
+    question = PendingQuestionOutSerializer()
+    answer = serializers.CharField()
+    answeredAt = serializers.DateTimeField(source="answered_at")  # noqa: N815
+    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)  # noqa: N815
+
+
+class AskQuestionResponseSerializer(serializers.Serializer):
+    question = PendingQuestionOutSerializer()
+    created = serializers.BooleanField(help_text="False when a question with this id was already pending.")
+
+
+# --- Supervisor state ---------------------------------------------------------------
+
+
+class SupervisorStateSerializer(serializers.Serializer):
+    """The seed's SupervisorState; ``conversationHistory`` only with ``?include=conversationHistory``."""
+
+    id = serializers.UUIDField()
+    contractId = serializers.UUIDField(source="contract_id")  # noqa: N815
+    taskId = serializers.UUIDField(source="task_id")  # noqa: N815
+    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    phase = serializers.CharField()
+    currentActivity = serializers.CharField(source="current_activity", allow_null=True)  # noqa: N815
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    errorMessage = serializers.CharField(source="error_message", allow_null=True)  # noqa: N815
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField())  # noqa: N815
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField())  # noqa: N815
+    pendingQuestions = StoredQuestionsField(source="pending_questions")  # noqa: N815
+    restorationCount = serializers.IntegerField(source="restoration_count")  # noqa: N815
+    lastRestoredAt = serializers.DateTimeField(source="last_restored_at", allow_null=True)  # noqa: N815
+    restorationSource = serializers.ChoiceField(  # noqa: N815
+        source="restoration_source", choices=RestorationSource.choices, allow_null=True
+    )
+    lastActivity = serializers.DateTimeField(source="last_activity")  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at")  # noqa: N815
+    conversationHistory = ConversationHistoryField(source="conversation_history", required=False)  # noqa: N815
+
+    def __init__(self, *args: Any, include_history: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not include_history:
+            self.fields.pop("conversationHistory")
+
+
+class SaveSupervisorStateSerializer(StrictSerializer):
+    """PUT: the whole state (UPSERT by contract)."""
+
+    taskId = serializers.UUIDField(source="task_id")  # noqa: N815
+    phase = serializers.CharField(max_length=PHASE_MAX)
+    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    conversationHistory = ConversationHistoryField(source="conversation_history", default=list)  # noqa: N815
+    pendingTaskIds = serializers.ListField(  # noqa: N815
+        source="pending_task_ids", child=serializers.UUIDField(), default=list
+    )
+    spawnedTaskIds = serializers.ListField(  # noqa: N815
+        source="spawned_task_ids", child=serializers.UUIDField(), default=list
+    )
+    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, default=list)  # noqa: N815
+    currentActivity = serializers.CharField(  # noqa: N815
+        source="current_activity", allow_null=True, allow_blank=True, required=False, default=None
+    )
+    progress = serializers.IntegerField(min_value=0, max_value=100, default=0)
+    errorMessage = serializers.CharField(  # noqa: N815
+        source="error_message", allow_null=True, allow_blank=True, required=False, default=None
+    )
+
+
+class UpdateSupervisorStateSerializer(StrictSerializer):
+    """PATCH: the seed's UpdateSupervisorStateRequest; only the keys sent change."""
+
+    conversationHistory = ConversationHistoryField(source="conversation_history", required=False)  # noqa: N815
+    pendingTaskIds = serializers.ListField(  # noqa: N815
+        source="pending_task_ids", child=serializers.UUIDField(), required=False
+    )
+    phase = serializers.CharField(max_length=PHASE_MAX, required=False)
+    state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
+    currentActivity = serializers.CharField(  # noqa: N815
+        source="current_activity", allow_null=True, allow_blank=True, required=False
+    )
+    progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    errorMessage = serializers.CharField(  # noqa: N815
+        source="error_message", allow_null=True, allow_blank=True, required=False
+    )
+    spawnedTaskIds = serializers.ListField(  # noqa: N815
+        source="spawned_task_ids", child=serializers.UUIDField(), required=False
+    )
+    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, required=False)  # noqa: N815
+
+
+def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validated PendingQuestion dicts (snake_case sources) back to their stored camelCase form."""
+    out = []
+    for q in questions:
+        item = {
+            "question": q["question"],
+            "choices": q.get("choices") or [],
+            "context": q.get("context"),
+            "questionType": q.get("question_type", QuestionType.GENERAL),
+        }
+        if q.get("id") is not None:
+            item["id"] = str(q["id"])
+        if q.get("asked_at") is not None:
+            item["askedAt"] = q["asked_at"].isoformat()
+        out.append(item)
+    return out
+
+
+class HeartbeatSerializer(StrictSerializer):
+    """A supervisor's heartbeat: the lightweight save point."""
+
+    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    currentActivity = serializers.CharField(  # noqa: N815
+        source="current_activity", allow_null=True, allow_blank=True, required=False, default=None,
+        max_length=TEXT_MAX,
+    )
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+
+
+class HeartbeatResponseSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+
+
+class SpawnedTaskSerializer(StrictSerializer):
+    taskId = serializers.UUIDField(source="task_id")  # noqa: N815
+    wait = serializers.BooleanField(default=True, help_text="Also wait on it (add it to pendingTaskIds).")
+
+
+class PhaseSerializer(StrictSerializer):
+    phase = serializers.CharField(max_length=PHASE_MAX)
+
+
+class ResumeSerializer(StrictSerializer):
+    source = serializers.ChoiceField(choices=RestorationSource.choices)
+    reason = serializers.CharField(max_length=10_000, allow_blank=True, required=False, default="")
+
+
+class RestorationContextSerializer(serializers.Serializer):
+    """The seed's SupervisorRestorationContext, plus how it was restored."""
+
+    success = serializers.BooleanField()
+    previousState = serializers.CharField()  # noqa: N815
+    conversationHistory = ConversationHistoryField()  # noqa: N815
+    pendingQuestions = PendingQuestionOutSerializer(many=True)  # noqa: N815
+    waitingTaskIds = serializers.ListField(child=serializers.UUIDField())  # noqa: N815
+    spawnedTaskIds = serializers.ListField(child=serializers.UUIDField())  # noqa: N815
+    restorationCount = serializers.IntegerField()  # noqa: N815
+    restorationContextMessage = serializers.CharField()  # noqa: N815
+    warnings = serializers.ListField(child=serializers.CharField())
+    recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)  # noqa: N815
+    checkpointId = serializers.IntegerField(allow_null=True)  # noqa: N815
+
+
+class StateValidationResultSerializer(serializers.Serializer):
+    """The seed's StateValidationResult."""
+
+    isValid = serializers.BooleanField()  # noqa: N815
+    issues = serializers.ListField(child=serializers.CharField())
+    recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)  # noqa: N815
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
+    contractId = serializers.UUIDField()  # noqa: N815
+    question = PendingQuestionOutSerializer()
+
+
+# --- Daemons -------------------------------------------------------------------------
+
+
+class SupervisorHeartbeatItemSerializer(HeartbeatSerializer):
+    contractId = serializers.UUIDField(source="contract_id")  # noqa: N815
+
+
+class DaemonHeartbeatSerializer(StrictSerializer):
+    """A daemon's own heartbeat, optionally carrying its supervisors' heartbeats (one statement)."""
+
+    status = serializers.ChoiceField(choices=DaemonStatus.choices, default=DaemonStatus.CONNECTED)
+    supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=10_000)
+
+
+class DaemonHeartbeatResponseSerializer(serializers.Serializer):
+    daemonId = serializers.UUIDField()  # noqa: N815
+    status = serializers.ChoiceField(choices=DaemonStatus.choices)
+    lastHeartbeatAt = serializers.DateTimeField()  # noqa: N815
+    supervisorsUpdated = serializers.IntegerField(  # noqa: N815
+        help_text="Supervisor heartbeats written (those of supervisors not on this daemon are ignored)."
+    )
+
+
+# --- Contracts and tasks ----------------------------------------------------------------
+
+
+class ContractSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    name = serializers.CharField(max_length=10_000)
+    phase = serializers.CharField(max_length=PHASE_MAX)
+    status = serializers.ChoiceField(choices=ContractStatus.choices, default=ContractStatus.ACTIVE)
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
+
+    def to_internal_value(self, data: Any) -> Any:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class TaskSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    contractId = serializers.UUIDField(source="contract_id")  # noqa: N815
+    parentTaskId = serializers.UUIDField(source="parent_task_id", allow_null=True, required=False, default=None)  # noqa: N815
+    daemonId = serializers.UUIDField(source="daemon_id", allow_null=True, required=False, default=None)  # noqa: N815
+    name = serializers.CharField(max_length=10_000)
+    status = serializers.ChoiceField(choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    isSupervisor = serializers.BooleanField(source="is_supervisor", default=False)  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
+    completedAt = serializers.DateTimeField(source="completed_at", read_only=True, allow_null=True)  # noqa: N815
+
+    def to_internal_value(self, data: Any) -> Any:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class TaskStatusSerializer(StrictSerializer):
+    status = serializers.ChoiceField(choices=TaskStatus.choices)
