@@ -116,3 +116,65 @@ def validate_pending_questions(value: Any) -> None:
                 params={"id": question["id"]},
             )
         seen.add(question["id"])
+
+
+# --- Service-boundary checks (persistence) -----------------------------------
+# Used by the services before anything is written, and by the API and admin
+# forms when they want the same message for the same mistake.
+
+MAX_PHASE_LENGTH = 50
+
+
+def validate_state(value: Any) -> None:
+    """A supervisor state is one of the seed's nine values, spelled as stored."""
+    from supervisors.enums import SupervisorStatus
+
+    if value not in SupervisorStatus.values:
+        raise ValidationError(
+            "%(value)r is not a supervisor state; expected one of %(choices)s.",
+            code="invalid_state",
+            params={"value": value, "choices": ", ".join(SupervisorStatus.values)},
+        )
+
+
+def validate_phase(value: Any) -> None:
+    """A phase is a non-empty name that fits makima's VARCHAR(50)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_PHASE_LENGTH:
+        raise ValidationError(
+            "Phase must be a non-empty string of at most %(max)s characters, not %(value)r.",
+            code="invalid_phase",
+            params={"max": MAX_PHASE_LENGTH, "value": value},
+        )
+
+
+def validate_optional_text(value: Any) -> None:
+    """Free text columns (current activity, error message) hold a string or nothing."""
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(
+            "Expected a string or null, not %(kind)s.", code="invalid_text", params={"kind": type(value).__name__}
+        )
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys included) holds U+0000.
+
+    PostgreSQL's text and jsonb cannot store it; refusing it at the boundary
+    turns what would be a database error (a 500) into a clear 400.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def validate_no_nul(value: Any) -> None:
+    if contains_nul(value):
+        raise ValidationError("Text must not contain the NUL character (\\u0000).", code="nul_character")

@@ -1,0 +1,147 @@
+"""Boundary checks and row locking shared by the persistence services.
+
+Every service parses and validates all of its input here before it opens a
+transaction, so a refused request has written nothing; then it takes the
+supervisor's row lock through :func:`lock_supervisor`, so read-modify-writes
+never interleave.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from supervisors.fields import parse_uuid_list
+from supervisors.models import SupervisorState, Task
+from supervisors.validators import (
+    clean_pending_question,
+    validate_conversation_history,
+    validate_no_nul,
+    validate_optional_text,
+    validate_phase,
+    validate_progress,
+    validate_state,
+)
+
+from .errors import InvalidInput, NotFound
+
+
+def messages_of(exc: ValidationError) -> list[str]:
+    return list(exc.messages)
+
+
+def check(field: str, validator: Callable[[Any], None], value: Any, errors: dict[str, list[str]]) -> None:
+    """Run one validator, collecting its messages under ``field`` instead of stopping at the first."""
+    try:
+        validator(value)
+    except ValidationError as exc:
+        errors.setdefault(field, []).extend(messages_of(exc))
+
+
+def raise_if(errors: dict[str, list[str]]) -> None:
+    if errors:
+        summary = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        raise InvalidInput(f"Invalid input. {summary}", fields=errors)
+
+
+def parse_uuid(value: Any, field: str) -> uuid.UUID:
+    """A UUID or its string form; anything else is InvalidInput naming ``field``."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value)) if isinstance(value, str) else uuid.UUID(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidInput(
+            f"{value!r} is not a valid UUID.", fields={field: [f"{value!r} is not a valid UUID."]}
+        ) from None
+
+
+def parse_id_list(value: Any, field: str, errors: dict[str, list[str]]) -> list[uuid.UUID]:
+    """A list of task ids, de-duplicated in first-seen order (a set with the order the agent gave)."""
+    try:
+        ids = parse_uuid_list(value)
+    except ValidationError as exc:
+        errors.setdefault(field, []).extend(messages_of(exc))
+        return []
+    return list(dict.fromkeys(ids))
+
+
+def check_task_ids(
+    contract_id: uuid.UUID, ids_by_field: dict[str, Iterable[uuid.UUID]], errors: dict[str, list[str]]
+) -> None:
+    """Every id names an existing task of this contract (one query for all fields)."""
+    wanted = {t for ids in ids_by_field.values() for t in ids}
+    if not wanted:
+        return
+    owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
+    for field, ids in ids_by_field.items():
+        for task_id in ids:
+            owner = owners.get(task_id)
+            if owner is None:
+                errors.setdefault(field, []).append(f"Task {task_id} does not exist.")
+            elif owner != contract_id:
+                errors.setdefault(field, []).append(f"Task {task_id} belongs to another contract.")
+
+
+def clean_questions(value: Any, errors: dict[str, list[str]], field: str = "pending_questions") -> list[dict[str, Any]]:
+    """A list of PendingQuestions in canonical form with distinct ids."""
+    if not isinstance(value, list):
+        errors.setdefault(field, []).append("Pending questions must be a JSON array.")
+        return []
+    cleaned: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        try:
+            question = clean_pending_question(item)
+        except ValidationError as exc:
+            errors.setdefault(field, []).append(f"Question {index} is malformed: {'; '.join(exc.messages)}")
+            continue
+        if question["id"] in seen:
+            errors.setdefault(field, []).append(f"Question id {question['id']} appears more than once.")
+            continue
+        seen.add(question["id"])
+        cleaned.append(question)
+    return cleaned
+
+
+def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    """Check the plain columns that are present in ``values``."""
+    if "state" in values:
+        check("state", validate_state, values["state"], errors)
+    if "progress" in values:
+        check("progress", validate_progress, values["progress"], errors)
+    if "phase" in values:
+        check("phase", validate_phase, values["phase"], errors)
+    for field in ("current_activity", "error_message"):
+        if field in values:
+            check(field, validate_optional_text, values[field], errors)
+            check(field, validate_no_nul, values[field], errors)
+    if "conversation_history" in values:
+        check("conversation_history", validate_conversation_history, values["conversation_history"], errors)
+        check("conversation_history", validate_no_nul, values["conversation_history"], errors)
+    if "pending_questions" in values:
+        check("pending_questions", validate_no_nul, values["pending_questions"], errors)
+
+
+def lock_supervisor(contract_id: uuid.UUID, *, with_history: bool = False) -> SupervisorState:
+    """Load the contract's supervisor holding its row lock until the transaction ends.
+
+    Must run inside ``transaction.atomic()``. The conversation history is left
+    in the database unless asked for: most writers never need it and it can
+    weigh megabytes. PostgreSQL takes ``FOR NO KEY UPDATE``: it serialises
+    writers of the row but lets other transactions insert checkpoints and
+    answers that refer to it.
+    """
+    qs = SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
+    if not with_history:
+        qs = qs.defer("conversation_history")
+    try:
+        return qs.get(contract_id=contract_id)
+    except SupervisorState.DoesNotExist:
+        raise NotFound(
+            f"Contract {contract_id} has no supervisor.", fields={"contract_id": ["No supervisor."]}
+        ) from None

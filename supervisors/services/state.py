@@ -1,0 +1,462 @@
+"""The seed's repository functions for a supervisor's state, as concurrency-safe services.
+
+Guarantees shared by every function here:
+
+* All input is validated before anything is written; a refusal is a typed
+  error (``InvalidInput`` with ``fields``, ``NotFound``, ``Conflict``,
+  ``PreconditionFailed``) and leaves the database as it was.
+* Every read-modify-write runs in one transaction holding the supervisor's
+  row lock (:func:`~supervisors.services.inputs.lock_supervisor`), or is one
+  UPDATE statement (the heartbeats, :func:`mark_supervisor_restored`), so two
+  writers at once never lose each other's changes.
+* The conversation history is only read when the caller needs it.
+* Each save point but the heartbeat takes a checkpoint in the same
+  transaction, and ``state_saved`` is sent once it commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, CharField, F, IntegerField, TextField, Value, When
+from django.utils import timezone
+
+from supervisors.enums import RestorationSource, SavePoint
+from supervisors.models import Contract, SupervisorState, Task
+
+from .checkpoints import take_checkpoint
+from .errors import InvalidInput, NotFound, PreconditionFailed
+from .inputs import (
+    check_task_ids,
+    clean_questions,
+    clean_scalar_fields,
+    lock_supervisor,
+    parse_id_list,
+    parse_uuid,
+    raise_if,
+)
+from .signals import send_on_commit, state_saved
+
+#: The keys of the seed's UpdateSupervisorStateRequest, as model field names.
+UPDATABLE_FIELDS = frozenset(
+    {
+        "conversation_history",
+        "pending_task_ids",
+        "phase",
+        "state",
+        "current_activity",
+        "progress",
+        "error_message",
+        "spawned_task_ids",
+        "pending_questions",
+    }
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- versions (ETag) ----------------------------------------------------------
+
+
+def state_version(supervisor: SupervisorState) -> str:
+    """The version of the row a client saw: changes with every write, heartbeats included.
+
+    Derived from ``updated_at`` (microseconds), which every write sets and which
+    locked writes make strictly increasing, so no column is added to makima's
+    table. Works on a supervisor loaded with its conversation deferred.
+    """
+    micros = (supervisor.updated_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:x}"
+
+
+def _check_version(supervisor: SupervisorState, expected_version: str | None) -> None:
+    if expected_version is not None and expected_version != state_version(supervisor):
+        raise PreconditionFailed(
+            "The supervisor's state changed since it was read; fetch it again and retry.",
+            fields={"expected_version": [f"Current version is {state_version(supervisor)}."]},
+        )
+
+
+def stamp_write(supervisor: SupervisorState) -> list[str]:
+    """Stamp a locked write: ``updated_at`` strictly after the previous one, so the version always moves."""
+    now = timezone.now()
+    previous = supervisor.updated_at
+    if previous is not None and now <= previous:
+        now = previous + timedelta(microseconds=1)
+    supervisor.last_activity = now
+    supervisor.updated_at = now
+    return ["last_activity", "updated_at"]
+
+
+def finish_save_point(supervisor: SupervisorState, reason: SavePoint) -> None:
+    """The common end of a save point: checkpoint now, tell integrators after commit."""
+    take_checkpoint(supervisor, reason)
+    send_on_commit(
+        state_saved,
+        contract_id=supervisor.contract_id,
+        supervisor_id=supervisor.pk,
+        reason=str(reason),
+        state=supervisor.state,
+    )
+
+
+def _spawned_and_pending(
+    contract_id: uuid.UUID,
+    spawned: list[uuid.UUID],
+    pending: list[uuid.UUID],
+    errors: dict[str, list[str]],
+    *,
+    check_spawned: list[uuid.UUID] | None = None,
+) -> None:
+    """Spawned tasks are tasks of this contract; pending tasks are among the spawned ones."""
+    check_task_ids(contract_id, {"spawned_task_ids": spawned if check_spawned is None else check_spawned}, errors)
+    known = set(spawned)
+    never = [str(t) for t in pending if t not in known]
+    if never:
+        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {', '.join(never)}.")
+
+
+# --- full save and partial update -------------------------------------------------
+
+
+def save_supervisor_state_full(
+    *,
+    contract_id: uuid.UUID | str,
+    task_id: uuid.UUID | str,
+    phase: str,
+    state: str,
+    conversation_history: list[dict[str, Any]],
+    pending_task_ids: list[uuid.UUID | str],
+    spawned_task_ids: list[uuid.UUID | str],
+    pending_questions: list[dict[str, Any]],
+    current_activity: str | None = None,
+    progress: int = 0,
+    error_message: str | None = None,
+    expected_version: str | None = None,
+) -> SupervisorState:
+    """Save the whole state of a contract's supervisor, creating it if the contract has none (UPSERT).
+
+    Guarantees: the contract exists (else NotFound); ``task_id`` and every
+    spawned task are tasks of this contract, pending tasks were spawned, the
+    questions are well formed (else InvalidInput, nothing written). With
+    ``expected_version`` the save only happens if the row is still at that
+    version (PreconditionFailed otherwise, also when there is no row yet).
+    Two concurrent first saves of one contract end with one row, the later
+    save winning. The restoration columns are never touched here.
+    """
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    task_uuid = parse_uuid(task_id, "task_id")
+    values: dict[str, Any] = {
+        "phase": phase,
+        "state": state,
+        "conversation_history": conversation_history,
+        "current_activity": current_activity,
+        "progress": progress,
+        "error_message": error_message,
+        "pending_questions": pending_questions,
+    }
+    errors: dict[str, list[str]] = {}
+    clean_scalar_fields(values, errors)
+    values["pending_questions"] = clean_questions(pending_questions, errors)
+    spawned = parse_id_list(spawned_task_ids, "spawned_task_ids", errors)
+    pending = parse_id_list(pending_task_ids, "pending_task_ids", errors)
+    if not Contract.objects.filter(id=contract_uuid).exists():
+        raise NotFound(f"Contract {contract_uuid} does not exist.", fields={"contract_id": ["No such contract."]})
+    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, errors)
+    _spawned_and_pending(contract_uuid, spawned, pending, errors)
+    raise_if(errors)
+    values.update(task_id=task_uuid, spawned_task_ids=spawned, pending_task_ids=pending)
+
+    with transaction.atomic():
+        supervisor = (
+            SupervisorState.objects.select_for_update()
+            .defer("conversation_history")
+            .filter(contract_id=contract_uuid)
+            .first()
+        )
+        if supervisor is None:
+            if expected_version is not None:
+                raise PreconditionFailed(
+                    "The contract has no supervisor state yet; save without a version to create it.",
+                    fields={"expected_version": ["No state to compare with."]},
+                )
+            try:
+                with transaction.atomic():
+                    supervisor = SupervisorState(contract_id=contract_uuid, **values)
+                    stamp_write(supervisor)
+                    supervisor.save(force_insert=True)
+            except IntegrityError:
+                # Another first save won the race for the UNIQUE contract_id:
+                # its row is committed now, so this save updates it instead.
+                supervisor = lock_supervisor(contract_uuid)
+            else:
+                finish_save_point(supervisor, SavePoint.STATE_SAVED)
+                return supervisor
+        _check_version(supervisor, expected_version)
+        for field, value in values.items():
+            setattr(supervisor, field, value)
+        supervisor.save(update_fields=[*values, *stamp_write(supervisor)])
+        finish_save_point(supervisor, SavePoint.STATE_SAVED)
+    return supervisor
+
+
+def update_supervisor_detailed_state(
+    contract_id: uuid.UUID | str, changes: dict[str, Any], *, expected_version: str | None = None
+) -> SupervisorState:
+    """Change only the given fields of the supervisor's state (the seed's UpdateSupervisorStateRequest).
+
+    Guarantees: keys are the request's fields (snake_case model names), each
+    value is checked as in the full save, and the rules across fields hold on
+    the result (pending tasks stay among the spawned ones). Fields not named
+    are left exactly as they are, even if another writer changed them meanwhile.
+    The conversation is only read or written when ``conversation_history`` is given.
+    """
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    if not isinstance(changes, dict):
+        raise InvalidInput("Changes must be an object of field names to values.")
+    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(
+            f"Unknown fields: {', '.join(unknown)}.", fields={name: ["Not a field of the state."] for name in unknown}
+        )
+    values = dict(changes)
+    errors: dict[str, list[str]] = {}
+    clean_scalar_fields(values, errors)
+    if "pending_questions" in values:
+        values["pending_questions"] = clean_questions(values["pending_questions"], errors)
+    for field in ("spawned_task_ids", "pending_task_ids"):
+        if field in values:
+            values[field] = parse_id_list(values[field], field, errors)
+    raise_if(errors)
+
+    with transaction.atomic():
+        supervisor = lock_supervisor(contract_uuid)
+        _check_version(supervisor, expected_version)
+        spawned = values.get("spawned_task_ids", supervisor.spawned_task_ids)
+        pending = values.get("pending_task_ids", supervisor.pending_task_ids)
+        if "spawned_task_ids" in values or "pending_task_ids" in values:
+            _spawned_and_pending(
+                contract_uuid, spawned, pending, errors, check_spawned=values.get("spawned_task_ids", [])
+            )
+            raise_if(errors)
+        for field, value in values.items():
+            setattr(supervisor, field, value)
+        supervisor.save(update_fields=[*values, *stamp_write(supervisor)])
+        finish_save_point(supervisor, SavePoint.STATE_UPDATED)
+    return supervisor
+
+
+# --- heartbeats ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeartbeatItem:
+    """One supervisor's heartbeat in a batch."""
+
+    contract_id: uuid.UUID | str
+    state: str
+    current_activity: str | None
+    progress: int
+
+
+def _clean_heartbeat(state: str, current_activity: str | None, progress: int, prefix: str = "") -> None:
+    errors: dict[str, list[str]] = {}
+    clean_scalar_fields({"state": state, "current_activity": current_activity, "progress": progress}, errors)
+    raise_if({f"{prefix}{field}": msgs for field, msgs in errors.items()})
+
+
+def _on_daemon(queryset, daemon_id: uuid.UUID | str | None):
+    if daemon_id is None:
+        return queryset
+    daemon_uuid = parse_uuid(daemon_id, "daemon_id")
+    return queryset.filter(task_id__in=Task.objects.filter(daemon_id=daemon_uuid).values("id"))
+
+
+def update_supervisor_heartbeat_state(
+    contract_id: uuid.UUID | str,
+    *,
+    state: str,
+    current_activity: str | None,
+    progress: int,
+    daemon_id: uuid.UUID | str | None = None,
+) -> bool:
+    """The lightweight save point: one UPDATE of the heartbeat columns, nothing read first.
+
+    Writes only ``HEARTBEAT_COLUMNS`` (state, current_activity, progress,
+    last_activity, updated_at): never the conversation or the other JSON
+    columns, so the cost and the WAL do not depend on the history's size, and
+    no checkpoint is taken. With ``daemon_id`` only a supervisor whose task
+    runs on that daemon is updated. Returns whether a row was updated (False:
+    no such supervisor, or not on that daemon; no extra query tells which).
+    """
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    _clean_heartbeat(state, current_activity, progress)
+    now = timezone.now()
+    updated = _on_daemon(SupervisorState.objects.filter(contract_id=contract_uuid), daemon_id).update(
+        state=state, current_activity=current_activity, progress=progress, last_activity=now, updated_at=now
+    )
+    return updated == 1
+
+
+def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id: uuid.UUID | str | None = None) -> int:
+    """Many supervisors' heartbeats in ONE UPDATE statement; returns how many rows it changed.
+
+    Same guarantees as :func:`update_supervisor_heartbeat_state`. All items are
+    validated first (InvalidInput names ``items[i].field``); a contract listed
+    twice is refused, since which value should win is not obvious.
+    """
+    if not items:
+        return 0
+    by_contract: dict[uuid.UUID, HeartbeatItem] = {}
+    for index, item in enumerate(items):
+        contract_uuid = parse_uuid(item.contract_id, f"items[{index}].contract_id")
+        _clean_heartbeat(item.state, item.current_activity, item.progress, prefix=f"items[{index}].")
+        if contract_uuid in by_contract:
+            raise InvalidInput(
+                f"Contract {contract_uuid} appears twice in one heartbeat batch.",
+                fields={f"items[{index}].contract_id": ["Listed twice."]},
+            )
+        by_contract[contract_uuid] = item
+
+    def case(attr: str, output_field):
+        return Case(
+            *[
+                When(contract_id=c, then=Value(getattr(i, attr), output_field=output_field))
+                for c, i in by_contract.items()
+            ],
+            output_field=output_field,
+        )
+
+    now = timezone.now()
+    queryset = _on_daemon(SupervisorState.objects.filter(contract_id__in=list(by_contract)), daemon_id)
+    return queryset.update(
+        state=case("state", CharField()),
+        current_activity=case("current_activity", TextField()),
+        progress=case("progress", IntegerField()),
+        last_activity=now,
+        updated_at=now,
+    )
+
+
+# --- save points: task spawned, phase changed ----------------------------------------
+
+
+def add_supervisor_spawned_task(
+    contract_id: uuid.UUID | str, task_id: uuid.UUID | str, *, wait: bool = True
+) -> SupervisorState:
+    """Record that the supervisor spawned ``task_id`` (and, with ``wait``, waits on it).
+
+    Guarantees: the task exists and belongs to this contract and is not the
+    supervisor's own task (InvalidInput otherwise). Adding a task twice does
+    not duplicate it. Concurrent calls each keep their task: the append is a
+    read-modify-write under the row lock (see docs/persistence.md for why not
+    ``array_append``). Takes a ``task_spawned`` checkpoint.
+    """
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    task_uuid = parse_uuid(task_id, "task_id")
+    errors: dict[str, list[str]] = {}
+    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, errors)
+    raise_if(errors)
+    with transaction.atomic():
+        supervisor = lock_supervisor(contract_uuid)
+        if supervisor.task_id == task_uuid:
+            raise InvalidInput(
+                "A supervisor cannot spawn its own task.", fields={"task_id": ["This is the supervisor's own task."]}
+            )
+        changed: list[str] = []
+        if task_uuid not in supervisor.spawned_task_ids:
+            supervisor.spawned_task_ids = [*supervisor.spawned_task_ids, task_uuid]
+            changed.append("spawned_task_ids")
+        if wait and task_uuid not in supervisor.pending_task_ids:
+            supervisor.pending_task_ids = [*supervisor.pending_task_ids, task_uuid]
+            changed.append("pending_task_ids")
+        supervisor.save(update_fields=[*changed, *stamp_write(supervisor)])
+        finish_save_point(supervisor, SavePoint.TASK_SPAWNED)
+    return supervisor
+
+
+def save_state_on_task_spawn(
+    contract_id: uuid.UUID | str, task_id: uuid.UUID | str, *, wait: bool = True
+) -> SupervisorState:
+    """The seed's save point on task spawn: :func:`add_supervisor_spawned_task`."""
+    return add_supervisor_spawned_task(contract_id, task_id, wait=wait)
+
+
+def update_supervisor_phase(contract_id: uuid.UUID | str, phase: str) -> SupervisorState:
+    """Record the supervisor's new phase (a non-empty name of at most 50 characters); takes a checkpoint."""
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    errors: dict[str, list[str]] = {}
+    clean_scalar_fields({"phase": phase}, errors)
+    raise_if(errors)
+    with transaction.atomic():
+        supervisor = lock_supervisor(contract_uuid)
+        supervisor.phase = phase
+        supervisor.save(update_fields=["phase", *stamp_write(supervisor)])
+        finish_save_point(supervisor, SavePoint.PHASE_CHANGED)
+    return supervisor
+
+
+def save_state_on_phase_change(contract_id: uuid.UUID | str, phase: str) -> SupervisorState:
+    """The seed's save point on phase change: :func:`update_supervisor_phase`."""
+    return update_supervisor_phase(contract_id, phase)
+
+
+# --- restoration bookkeeping ---------------------------------------------------------
+
+
+def mark_supervisor_restored(contract_id: uuid.UUID | str, source: RestorationSource | str) -> SupervisorState:
+    """Count one more restoration: ``restoration_count + 1``, ``last_restored_at``, ``restoration_source``.
+
+    One UPDATE with ``restoration_count = restoration_count + 1`` (no lost
+    increment under concurrency); returns the row without its conversation.
+    """
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    errors: dict[str, list[str]] = {}
+    if source not in RestorationSource.values:
+        errors["source"] = [f"{source!r} is not one of {', '.join(RestorationSource.values)}."]
+    raise_if(errors)
+    now = timezone.now()
+    with transaction.atomic():
+        updated = SupervisorState.objects.filter(contract_id=contract_uuid).update(
+            restoration_count=F("restoration_count") + 1,
+            last_restored_at=now,
+            restoration_source=source,
+            updated_at=now,
+        )
+        if not updated:
+            raise NotFound(f"Contract {contract_uuid} has no supervisor.", fields={"contract_id": ["No supervisor."]})
+        return SupervisorState.objects.defer("conversation_history").get(contract_id=contract_uuid)
+
+
+def get_supervisor_state_for_restoration(contract_id: uuid.UUID | str, *, lock: bool = True) -> SupervisorState | None:
+    """The whole state, conversation included, for restoring; None when the contract has no supervisor.
+
+    With ``lock`` (the default) the row stays locked until the caller's
+    transaction ends; call it inside ``transaction.atomic()``.
+    """
+    contract_uuid = parse_uuid(contract_id, "contract_id")
+    queryset = SupervisorState.objects.all()
+    if lock:
+        queryset = queryset.select_for_update()
+    return queryset.filter(contract_id=contract_uuid).first()
+
+
+__all__ = [
+    "UPDATABLE_FIELDS",
+    "HeartbeatItem",
+    "add_supervisor_spawned_task",
+    "get_supervisor_state_for_restoration",
+    "mark_supervisor_restored",
+    "save_state_on_phase_change",
+    "save_state_on_task_spawn",
+    "save_supervisor_state_full",
+    "state_version",
+    "update_supervisor_detailed_state",
+    "update_supervisor_heartbeat_state",
+    "update_supervisor_heartbeat_states",
+    "update_supervisor_phase",
+]
