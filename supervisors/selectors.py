@@ -1,15 +1,23 @@
-"""Reads shared by the admin, the API and the commands, grouped by the area that owns them."""
+"""Reads shared by the admin, the API and the management commands.
+
+Grouped by area; each group says which part of the service owns it.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from supervisors.models import QuestionAnswer, SupervisorState
+from supervisors.enums import ACTIVE_STATES, DaemonStatus
+from supervisors.models import Daemon, QuestionAnswer, SupervisorState
 
 # --- Persistence: questions and answers ---------------------------------------
 
@@ -64,3 +72,112 @@ def _asked_at(question: dict[str, Any]) -> datetime:
     if parsed is None or parsed.tzinfo is None:
         return datetime.min.replace(tzinfo=UTC)
     return parsed
+
+
+# --- Restoration: stale supervisors, gone daemons, batch selection ------------------------------
+
+
+def stale_threshold(now: datetime | None = None, stale_after: timedelta | None = None) -> datetime:
+    """The moment before which an active supervisor's last activity makes it stale."""
+    now = now or timezone.now()
+    if stale_after is None:
+        stale_after = timedelta(seconds=settings.SUPERVISOR_STALE_AFTER_SECONDS)
+    return now - stale_after
+
+
+def stale_q(now: datetime | None = None, stale_after: timedelta | None = None) -> Q:
+    """The stale condition as a filter, so selections can combine it with others.
+
+    Only active states count: a supervisor waiting for a human is not stale
+    because the human is slow, and a blocked or failed one is not expected to
+    make progress by itself.
+    """
+    return Q(state__in=sorted(ACTIVE_STATES), last_activity__lt=stale_threshold(now, stale_after))
+
+
+def stale_supervisors(now: datetime | None = None, stale_after: timedelta | None = None) -> QuerySet[SupervisorState]:
+    """Supervisors silent longer than SUPERVISOR_STALE_AFTER_SECONDS in an active state, oldest first."""
+    return SupervisorState.objects.filter(stale_q(now, stale_after)).order_by("last_activity", "id")
+
+
+def is_stale(supervisor: SupervisorState, now: datetime | None = None, stale_after: timedelta | None = None) -> bool:
+    """The same rule as ``stale_supervisors`` for one row already in memory."""
+    return supervisor.state in ACTIVE_STATES and supervisor.last_activity < stale_threshold(now, stale_after)
+
+
+def daemon_is_gone(daemon: Daemon | None, now: datetime | None = None) -> bool:
+    """A daemon that said goodbye or has been silent past DAEMON_GONE_AFTER_SECONDS may be taken over from."""
+    if daemon is None:
+        return True
+    if daemon.status == DaemonStatus.DISCONNECTED or daemon.last_heartbeat_at is None:
+        return True
+    now = now or timezone.now()
+    return daemon.last_heartbeat_at < now - timedelta(seconds=settings.DAEMON_GONE_AFTER_SECONDS)
+
+
+@dataclass(frozen=True)
+class SupervisorSelection:
+    """Which supervisors a batch command works on; every given criterion must hold.
+
+    ``all_supervisors`` must be asked for explicitly so that a command run with
+    no option at all does nothing rather than everything.
+    """
+
+    contract_ids: tuple[uuid.UUID, ...] = ()
+    states: tuple[str, ...] = ()
+    stale: bool = False
+    all_supervisors: bool = False
+    stale_after: timedelta | None = None
+    #: Leave out supervisors restored at or after this moment (finishing an interrupted run).
+    not_restored_since: datetime | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.contract_ids or self.states or self.stale or self.all_supervisors)
+
+    def q(self, now: datetime | None = None) -> Q:
+        condition = Q()
+        if self.contract_ids:
+            condition &= Q(contract_id__in=list(self.contract_ids))
+        if self.states:
+            condition &= Q(state__in=list(self.states))
+        if self.stale:
+            condition &= stale_q(now, self.stale_after)
+        if self.not_restored_since is not None:
+            condition &= Q(last_restored_at__isnull=True) | Q(last_restored_at__lt=self.not_restored_since)
+        return condition
+
+    def queryset(self, now: datetime | None = None) -> QuerySet[SupervisorState]:
+        if self.is_empty:
+            return SupervisorState.objects.none()
+        return SupervisorState.objects.filter(self.q(now))
+
+    def describe(self) -> str:
+        parts = []
+        if self.contract_ids:
+            parts.append(f"contract in ({', '.join(str(c) for c in self.contract_ids)})")
+        if self.states:
+            parts.append(f"state in ({', '.join(self.states)})")
+        if self.stale:
+            parts.append("stale")
+        return " and ".join(parts) or ("all supervisors" if self.all_supervisors else "nothing")
+
+
+def selection_id_batches(
+    selection: SupervisorSelection, *, batch_size: int, now: datetime | None = None
+) -> Iterable[list[uuid.UUID]]:
+    """Ids of the selected supervisors in keyset pages, without locking.
+
+    Keyset paging (``id > last``) keeps each page one cheap index scan however
+    far the run has gone, and rows restored meanwhile by someone else are
+    re-checked under the lock by the caller.
+    """
+    last: uuid.UUID | None = None
+    base = selection.queryset(now).order_by("id").values_list("id", flat=True)
+    while True:
+        page = base.filter(id__gt=last) if last is not None else base
+        ids = list(page[:batch_size])
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]

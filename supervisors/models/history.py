@@ -114,6 +114,13 @@ class RestorationLog(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     success = models.BooleanField()
     restoration_count = models.IntegerField(default=0)
+    # Added by the restoration branch: what step 5 re-delivered and step 6 found finished.
+    redelivered_question_ids = models.JSONField(
+        default=list, blank=True, help_text="Pending questions re-delivered to the human by this restoration."
+    )
+    finished_task_ids = models.JSONField(
+        default=list, blank=True, help_text="Pending tasks that had finished while the supervisor was away."
+    )
 
     class Meta:
         db_table = "supervisor_restoration_log"

@@ -1,0 +1,91 @@
+"""The selection options restore_supervisors and validate_supervisors share, parsed one way."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import timedelta
+
+from django.core.management.base import CommandError
+
+from supervisors.enums import SupervisorStatus
+from supervisors.selectors import SupervisorSelection
+
+
+def _contract_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a contract id (a UUID)") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return number
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection (every given criterion must hold; at least one is required)")
+    group.add_argument(
+        "--contract",
+        dest="contracts",
+        action="append",
+        type=_contract_id,
+        default=[],
+        metavar="UUID",
+        help="The supervisor of this contract. Repeat for several.",
+    )
+    group.add_argument(
+        "--state",
+        dest="states",
+        action="append",
+        choices=SupervisorStatus.values,
+        default=[],
+        metavar="STATE",
+        help=f"Supervisors in this state. Repeat for several. One of: {', '.join(SupervisorStatus.values)}.",
+    )
+    group.add_argument(
+        "--stale",
+        action="store_true",
+        help="Supervisors silent for longer than the stale threshold in an active state "
+        "(initializing, working, waiting_for_tasks); waiting for a human never counts as stale.",
+    )
+    group.add_argument(
+        "--stale-after",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="The stale threshold for --stale (default: the SUPERVISOR_STALE_AFTER_SECONDS setting).",
+    )
+    group.add_argument("--all", action="store_true", help="Every supervisor (must be asked for explicitly).")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="Supervisors read, locked and written together in one transaction (default 200).",
+    )
+    parser.add_argument("--json", action="store_true", help="Print a machine-readable summary as JSON on stdout.")
+
+
+def selection_from_options(options: dict) -> SupervisorSelection:
+    selection = SupervisorSelection(
+        contract_ids=tuple(options["contracts"]),
+        states=tuple(options["states"]),
+        stale=options["stale"],
+        all_supervisors=options["all"],
+        stale_after=timedelta(seconds=options["stale_after"]) if options.get("stale_after") else None,
+    )
+    if selection.is_empty:
+        raise CommandError("Say which supervisors: --contract, --state, --stale or --all (see --help).")
+    if options.get("stale_after") and not options["stale"]:
+        raise CommandError("--stale-after only makes sense with --stale.")
+    return selection
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in the epilog as written."""

@@ -1,0 +1,221 @@
+"""Restore or validate many supervisors: what ``restore_supervisors`` and ``validate_supervisors`` run.
+
+The selection is read in keyset pages of ``batch_size`` ids. Each page is one
+transaction: its rows are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+(SQLite's IMMEDIATE transaction serialises writers instead) and the selection
+is checked again under the lock, so two runs at once never restore the same
+supervisor: a row another run holds is skipped, and one another run restored
+since this run started (``last_restored_at``) no longer matches. A failure on
+one supervisor is reported and the others of its page are still written
+(see ``restore_locked_supervisors``). Committed pages stay committed, so a
+re-run after an interruption finishes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.db.models import BooleanField, Case, Q, Value, When
+from django.utils import timezone
+
+from supervisors.enums import SupervisorStatus
+from supervisors.models import SupervisorState
+from supervisors.selectors import SupervisorSelection, selection_id_batches
+from supervisors.services.restoration import RestorationResult, RestoreOptions, restore_locked_supervisors
+from supervisors.services.validation import StateValidationResult, load_worlds, validate_with_world
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 200
+
+
+@dataclass
+class Skipped:
+    contract_id: uuid.UUID
+    reason: str
+
+
+@dataclass
+class Failed:
+    contract_id: uuid.UUID
+    error: str
+
+
+@dataclass
+class BatchRunReport:
+    """What a batch run did, for the command's summary and its --json output."""
+
+    started_at: datetime
+    dry_run: bool
+    restored: list[RestorationResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def by_action(self) -> dict[str, int]:
+        return dict(sorted(Counter(str(r.recovery_action) for r in self.restored).items()))
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(s.reason for s in self.skipped).items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "startedAt": self.started_at.isoformat(),
+            "dryRun": self.dry_run,
+            "interrupted": self.interrupted,
+            "counts": {
+                "restored": len(self.restored),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+            },
+            "restoredByAction": self.by_action,
+            "skippedByReason": self.skipped_by_reason,
+            "restored": [
+                {
+                    "contractId": str(r.contract_id),
+                    "recoveryAction": str(r.recovery_action),
+                    "checkpointId": r.checkpoint_id,
+                    "success": r.context.success,
+                    "previousState": r.context.previous_state,
+                    "restorationCount": r.context.restoration_count,
+                    "issues": r.validation.issues,
+                    "warnings": r.context.warnings,
+                    "logId": r.log.pk if r.log is not None else None,
+                }
+                for r in self.restored
+            ],
+            "skipped": [{"contractId": str(s.contract_id), "reason": s.reason} for s in self.skipped],
+            "failed": [{"contractId": str(f.contract_id), "error": f.error} for f in self.failed],
+        }
+
+
+def _explain_missing(
+    missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, run_started_at: datetime
+) -> list[Skipped]:
+    """Why ids seen in the page were not locked: one read, no lock."""
+    rows = (
+        SupervisorState.objects.filter(id__in=list(missing))
+        .annotate(
+            matches=Case(When(selection.q(now), then=Value(True)), default=Value(False), output_field=BooleanField())
+        )
+        .values("contract_id", "state", "last_restored_at", "matches")
+    )
+    skipped = []
+    for row in rows:
+        restored_at = row["last_restored_at"]
+        if restored_at is not None and restored_at >= run_started_at:
+            reason = "restored by another run since this run started"
+        elif not row["matches"]:
+            reason = f"no longer matches the selection (state is now {row['state']})"
+        else:
+            reason = "locked by another run"
+        skipped.append(Skipped(row["contract_id"], reason))
+    return skipped
+
+
+def restore_page(
+    ids: list[uuid.UUID],
+    selection: SupervisorSelection,
+    options: RestoreOptions,
+    *,
+    run_started_at: datetime,
+    now: datetime | None = None,
+) -> BatchRunReport:
+    """Lock, re-check and restore one page of supervisors in one transaction."""
+    now = now or timezone.now()
+    report = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
+    recheck = selection.q(now) & ~Q(last_restored_at__gte=run_started_at)
+    with transaction.atomic():
+        query = SupervisorState.objects.filter(recheck, id__in=ids).select_related("contract").order_by("id")
+        if not options.dry_run:
+            query = query.select_for_update(skip_locked=True, of=("self",))
+        rows = list(query)
+        locked = {r.id for r in rows}
+        if len(locked) < len(ids):
+            report.skipped += _explain_missing([i for i in ids if i not in locked], selection, now, run_started_at)
+        todo = []
+        for row in rows:
+            if row.state == SupervisorStatus.COMPLETED:
+                report.skipped.append(Skipped(row.contract_id, "completed: a completed supervisor is not restored"))
+            else:
+                todo.append(row)
+        for outcome in restore_locked_supervisors(todo, options, now=now, isolate_failures=True):
+            if outcome.result is not None:
+                report.restored.append(outcome.result)
+            else:
+                report.failed.append(Failed(outcome.supervisor.contract_id, _error_text(outcome.error)))
+    return report
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {message}"
+
+
+def restore_selection(
+    selection: SupervisorSelection,
+    options: RestoreOptions,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    not_restored_since: datetime | None = None,
+    on_page: Callable[[BatchRunReport], None] | None = None,
+    run_started_at: datetime | None = None,
+) -> BatchRunReport:
+    """Restore every selected supervisor, page by page; see the module docstring."""
+    options.check()
+    run_started_at = run_started_at or timezone.now()
+    total = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
+    effective = replace(selection, not_restored_since=not_restored_since) if not_restored_since else selection
+    try:
+        for ids in selection_id_batches(effective, batch_size=batch_size):
+            try:
+                page = restore_page(ids, effective, options, run_started_at=run_started_at)
+            except DatabaseError as exc:
+                logger.exception("A page of %d supervisors failed", len(ids))
+                contract_ids = SupervisorState.objects.filter(id__in=ids).values_list("contract_id", flat=True)
+                page = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
+                page.failed = [Failed(c, _error_text(exc)) for c in contract_ids]
+            total.restored += page.restored
+            total.skipped += page.skipped
+            total.failed += page.failed
+            if on_page is not None:
+                on_page(page)
+    except KeyboardInterrupt:
+        total.interrupted = True
+    return total
+
+
+def count_selection(selection: SupervisorSelection, *, not_restored_since: datetime | None = None) -> int:
+    effective = replace(selection, not_restored_since=not_restored_since) if not_restored_since else selection
+    return effective.queryset().count()
+
+
+# --- validation in batches -------------------------------------------------------------------------
+
+
+@dataclass
+class ValidationRow:
+    contract_id: uuid.UUID
+    state: str
+    result: StateValidationResult
+
+
+def validate_selection(
+    selection: SupervisorSelection, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> Iterable[list[ValidationRow]]:
+    """Validate the selected supervisors page by page, without locking or writing anything."""
+    for ids in selection_id_batches(selection, batch_size=batch_size):
+        rows = list(SupervisorState.objects.filter(id__in=ids).select_related("contract").order_by("id"))
+        worlds = load_worlds(rows)
+        yield [ValidationRow(r.contract_id, r.state, validate_with_world(r, worlds[r.id])) for r in rows]

@@ -1,0 +1,338 @@
+"""Can a supervisor's saved state be trusted? The decision table of DESIGN.md, step 2.
+
+Every finding is one string that starts with the field it is about and names
+the offending value, so an operator reading the restoration log or the
+``validate_supervisors`` output knows what to fix. The most severe finding
+decides the recovery action.
+
+The checks are pure functions over the state's fields and a ``ValidationWorld``
+(the contract and the tasks the state refers to). The world is loaded once per
+batch by ``load_worlds`` so that validating 500 supervisors costs the same few
+queries as validating one; ``validate_supervisor_state(supervisor)`` loads it
+for one supervisor when the caller has not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from supervisors.enums import (
+    RECOVERY_SEVERITY,
+    STATES_NEEDING_ERROR,
+    ContractStatus,
+    RecoveryAction,
+    SupervisorStatus,
+)
+from supervisors.models import Contract, SupervisorState, Task
+from supervisors.validators import clean_pending_question, validate_conversation_history
+
+#: How many offending ids one issue string lists before it summarises the rest.
+MAX_IDS_PER_ISSUE = 10
+
+
+@dataclass
+class StateValidationResult:
+    """The seed's StateValidationResult, plus the warnings that do not change the action."""
+
+    is_valid: bool
+    issues: list[str]
+    recovery_action: RecoveryAction
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The seed's shape (its struct has no camelCase renaming), with ``warnings`` added."""
+        return {
+            "is_valid": self.is_valid,
+            "issues": list(self.issues),
+            "recovery_action": str(self.recovery_action),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class ValidationWorld:
+    """What the saved state is checked against: makima's contract and tasks as they are now."""
+
+    contract: Contract | None
+    supervisor_task: Task | None
+    tasks: Mapping[uuid.UUID, Task]
+
+
+# --- loading the world ---------------------------------------------------------------------------
+
+
+def _referenced_task_ids(supervisor: SupervisorState) -> set[uuid.UUID]:
+    ids = {supervisor.task_id}
+    for name in ("spawned_task_ids", "pending_task_ids"):
+        value = getattr(supervisor, name, None) or []
+        ids.update(v for v in value if isinstance(v, uuid.UUID))
+    return ids
+
+
+def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUID] = ()) -> dict[uuid.UUID, Task]:
+    """The tasks with these ids, found through their contracts first.
+
+    Fetching by contract keeps the statement's size independent of how many
+    tasks each supervisor spawned (SQLite limits the number of parameters);
+    only ids not found that way (tasks of other contracts, or missing ones) are
+    looked up by id, which is normally none.
+    """
+    wanted = set(task_ids)
+    found: dict[uuid.UUID, Task] = {}
+    contract_ids = set(contract_ids)
+    columns = ("id", "contract_id", "daemon_id", "name", "status", "is_supervisor")
+    if contract_ids:
+        for task in Task.objects.filter(contract_id__in=contract_ids).only(*columns):
+            if task.id in wanted:
+                found[task.id] = task
+    missing = wanted - found.keys()
+    if missing:
+        for task in Task.objects.filter(id__in=missing).only(*columns):
+            found[task.id] = task
+    return found
+
+
+def load_worlds(supervisors: Sequence[SupervisorState]) -> dict[uuid.UUID, ValidationWorld]:
+    """The validation world of each supervisor (by supervisor id), in at most three queries.
+
+    The supervisors' contracts are expected to be loaded already
+    (``select_related("contract")``); a contract that is missing shows as None.
+    """
+    tasks = load_tasks(
+        set().union(*(_referenced_task_ids(s) for s in supervisors)) if supervisors else set(),
+        contract_ids={s.contract_id for s in supervisors},
+    )
+    worlds = {}
+    for supervisor in supervisors:
+        worlds[supervisor.id] = ValidationWorld(
+            contract=_loaded_contract(supervisor), supervisor_task=tasks.get(supervisor.task_id), tasks=tasks
+        )
+    return worlds
+
+
+def _loaded_contract(supervisor: SupervisorState) -> Contract | None:
+    try:
+        return supervisor.contract
+    except Contract.DoesNotExist:
+        return None
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+
+def _ids_text(ids: Sequence[uuid.UUID]) -> str:
+    shown = ", ".join(str(i) for i in ids[:MAX_IDS_PER_ISSUE])
+    if len(ids) > MAX_IDS_PER_ISSUE:
+        shown += f" (and {len(ids) - MAX_IDS_PER_ISSUE} more)"
+    return shown
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def task_findings(
+    *,
+    contract_id: uuid.UUID,
+    spawned_task_ids: Any,
+    pending_task_ids: Any,
+    tasks: Mapping[uuid.UUID, Task],
+) -> list[str]:
+    """Issues of the task lists: pending but never spawned, spawned but missing or someone else's."""
+    spawned = list(spawned_task_ids or [])
+    pending = list(pending_task_ids or [])
+    issues = []
+    spawned_set = set(spawned)
+    never_spawned = [t for t in dict.fromkeys(pending) if t not in spawned_set]
+    if never_spawned:
+        issues.append(
+            f"pending_task_ids: {_plural(len(never_spawned), 'task was', 'tasks were')} never spawned "
+            f"(not in spawned_task_ids): {_ids_text(never_spawned)}"
+        )
+    unique_spawned = list(dict.fromkeys(spawned))
+    missing = [t for t in unique_spawned if t not in tasks]
+    if missing:
+        issues.append(
+            f"spawned_task_ids: {_plural(len(missing), 'task does', 'tasks do')} not exist: {_ids_text(missing)}"
+        )
+    foreign = [t for t in unique_spawned if t in tasks and tasks[t].contract_id != contract_id]
+    if foreign:
+        owners = ", ".join(sorted({str(tasks[t].contract_id) for t in foreign}))
+        issues.append(
+            f"spawned_task_ids: {_plural(len(foreign), 'task belongs', 'tasks belong')} to another contract "
+            f"({owners}), not {contract_id}: {_ids_text(foreign)}"
+        )
+    return issues
+
+
+def question_findings(pending_questions: Any) -> list[str]:
+    """Every malformed or duplicated pending question, not only the first."""
+    if not isinstance(pending_questions, list):
+        return [f"pending_questions: expected a JSON array of questions, got {type(pending_questions).__name__}"]
+    issues = []
+    seen: set[str] = set()
+    for index, item in enumerate(pending_questions):
+        try:
+            question = clean_pending_question(item)
+        except ValidationError as exc:
+            detail = (
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+                if hasattr(exc, "error_dict")
+                else "; ".join(exc.messages)
+            )
+            issues.append(f"pending_questions[{index}]: malformed question: {detail}")
+            continue
+        if question["id"] in seen:
+            issues.append(f"pending_questions[{index}]: question id {question['id']} appears more than once")
+        seen.add(question["id"])
+    return issues
+
+
+def well_formed_questions(pending_questions: Any) -> list[dict[str, Any]]:
+    """The questions a human can still answer, canonical and without duplicates (for StartFresh)."""
+    if not isinstance(pending_questions, list):
+        return []
+    result: dict[str, dict[str, Any]] = {}
+    for item in pending_questions:
+        try:
+            question = clean_pending_question(item)
+        except ValidationError:
+            continue
+        result.setdefault(question["id"], question)
+    return list(result.values())
+
+
+def state_findings(
+    fields: Mapping[str, Any], world: ValidationWorld, *, contract_id: uuid.UUID
+) -> tuple[list[str], list[str]]:
+    """(issues that call for a checkpoint, warnings) of one set of state fields.
+
+    Used for the live row and for each checkpoint alike, so a checkpoint is
+    only applied when it passes the same rules.
+    """
+    issues: list[str] = []
+    warnings: list[str] = []
+    state = fields.get("state")
+    if state not in SupervisorStatus.values:
+        issues.append(f"state: {state!r} is not a known supervisor state ({', '.join(SupervisorStatus.values)})")
+    progress = fields.get("progress")
+    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        issues.append(f"progress: {progress!r} is outside 0..100")
+    if "conversation_history" in fields:
+        try:
+            validate_conversation_history(fields["conversation_history"])
+        except ValidationError as exc:
+            issues.append(f"conversation_history: {' '.join(exc.messages)}")
+    questions = fields.get("pending_questions")
+    issues.extend(question_findings(questions))
+    pending = list(fields.get("pending_task_ids") or [])
+    if state == SupervisorStatus.WAITING_FOR_USER and not (isinstance(questions, list) and questions):
+        issues.append("state: 'waiting_for_user' with no pending question (pending_questions is empty)")
+    if state == SupervisorStatus.WAITING_FOR_TASKS and not pending:
+        issues.append("state: 'waiting_for_tasks' with nothing pending (pending_task_ids is empty)")
+    issues.extend(
+        task_findings(
+            contract_id=contract_id,
+            spawned_task_ids=fields.get("spawned_task_ids"),
+            pending_task_ids=pending,
+            tasks=world.tasks,
+        )
+    )
+    contract = world.contract
+    phase = fields.get("phase")
+    if contract is not None and phase != contract.phase:
+        warnings.append(f"phase: {phase!r} differs from the contract's phase {contract.phase!r}")
+    if state in STATES_NEEDING_ERROR and not (fields.get("error_message") or "").strip():
+        warnings.append(f"error_message: state {state!r} has no error message")
+    return issues, warnings
+
+
+def world_findings(supervisor: SupervisorState, world: ValidationWorld) -> list[str]:
+    """Issues no checkpoint can fix: the contract or the supervisor's own task is not there."""
+    issues = []
+    contract = world.contract
+    if contract is None:
+        issues.append(f"contract_id: contract {supervisor.contract_id} does not exist")
+    elif contract.status == ContractStatus.ARCHIVED:
+        issues.append(f"contract.status: contract {contract.id} is archived")
+    elif contract.status == ContractStatus.COMPLETED and supervisor.state != SupervisorStatus.COMPLETED:
+        issues.append(
+            f"contract.status: contract {contract.id} is completed while the supervisor is {supervisor.state!r}"
+        )
+    elif contract.status not in ContractStatus.values:
+        issues.append(f"contract.status: {contract.status!r} is not a known contract status")
+    task = world.supervisor_task
+    if task is None:
+        issues.append(f"task_id: supervisor task {supervisor.task_id} does not exist")
+    elif task.contract_id != supervisor.contract_id:
+        issues.append(
+            f"task_id: supervisor task {task.id} belongs to contract {task.contract_id}, not {supervisor.contract_id}"
+        )
+    return issues
+
+
+def supervisor_fields(supervisor: SupervisorState) -> dict[str, Any]:
+    """The validated fields of a row, in the shape ``state_findings`` reads."""
+    return {
+        "state": supervisor.state,
+        "phase": supervisor.phase,
+        "progress": supervisor.progress,
+        "current_activity": supervisor.current_activity,
+        "error_message": supervisor.error_message,
+        "conversation_history": supervisor.conversation_history,
+        "pending_questions": supervisor.pending_questions,
+        "pending_task_ids": supervisor.pending_task_ids,
+        "spawned_task_ids": supervisor.spawned_task_ids,
+    }
+
+
+def validate_with_world(supervisor: SupervisorState, world: ValidationWorld) -> StateValidationResult:
+    """``validate_supervisor_state`` with the world already loaded (the batch path)."""
+    manual = world_findings(supervisor, world)
+    issues, warnings = state_findings(supervisor_fields(supervisor), world, contract_id=supervisor.contract_id)
+    if manual:
+        action = RecoveryAction.MANUAL_INTERVENTION
+    elif issues:
+        action = RecoveryAction.USE_CHECKPOINT
+    else:
+        action = RecoveryAction.PROCEED
+    return StateValidationResult(
+        is_valid=not (manual or issues), issues=manual + issues, recovery_action=action, warnings=warnings
+    )
+
+
+def most_severe(*actions: RecoveryAction) -> RecoveryAction:
+    return max(actions, key=lambda a: RECOVERY_SEVERITY[a])
+
+
+def validate_spawned_tasks(supervisor: SupervisorState, *, tasks: Mapping[uuid.UUID, Task] | None = None) -> list[str]:
+    """The seed's task consistency check: issues with pending and spawned tasks (empty when consistent)."""
+    if tasks is None:
+        tasks = load_tasks(_referenced_task_ids(supervisor), contract_ids=[supervisor.contract_id])
+    return task_findings(
+        contract_id=supervisor.contract_id,
+        spawned_task_ids=supervisor.spawned_task_ids,
+        pending_task_ids=supervisor.pending_task_ids,
+        tasks=tasks,
+    )
+
+
+def validate_supervisor_state(
+    supervisor: SupervisorState, *, world: ValidationWorld | None = None
+) -> StateValidationResult:
+    """Check a supervisor's saved state against itself and the world; changes nothing.
+
+    Decision table (DESIGN.md): the contract or the supervisor task missing,
+    archived, or completed under a live supervisor calls for ManualIntervention;
+    an inconsistent state calls for UseCheckpoint; a phase that differs from the
+    contract's or a failed/blocked state without an error message is only a
+    warning.
+    """
+    if world is None:
+        world = load_worlds([supervisor])[supervisor.id]
+    return validate_with_world(supervisor, world)
