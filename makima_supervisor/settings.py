@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "supervisors.api.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -207,6 +208,8 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "SupervisorStateEnum": "supervisors.enums.SupervisorStatus",
@@ -215,5 +218,6 @@ SPECTACULAR_SETTINGS = {
         "RecoveryActionEnum": "supervisors.enums.RecoveryAction",
         "TaskStatusEnum": "supervisors.enums.TaskStatus",
         "ContractStatusEnum": "supervisors.enums.ContractStatus",
+        "DaemonStatusEnum": "supervisors.enums.DaemonStatus",
     },
 }

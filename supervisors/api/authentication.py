@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from supervisors.models import Daemon
@@ -108,3 +109,19 @@ class DaemonKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+class DaemonKeyScheme(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema how daemons authenticate."""
+
+    target_class = DaemonKeyAuthentication
+    name = "daemonApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "mks_<prefix>_<secret>",
+            "description": "A daemon's API key (manage.py create_daemon_key). Revoked keys stop working within "
+            "API_KEY_CACHE_SECONDS (default 5 s).",
+        }

@@ -102,8 +102,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = exc.detail
         message = str(detail) if not isinstance(detail, (dict, list)) else str(exc.default_detail)
         code = _first_code(detail) or exc.default_code
-        code = {"not_authenticated": "not_authenticated", "authentication_failed": "not_authenticated"}.get(
-            code, code
-        )
+        code = {"not_authenticated": "not_authenticated", "authentication_failed": "not_authenticated"}.get(code, code)
     set_rollback()
     return Response(error_body(code, message, fields), status=exc.status_code, headers=headers)
+
+
+def not_found_view(request, exception=None) -> JsonResponse:
+    """handler404: an unknown URL gets the API's error shape instead of an HTML page."""
+    return error_response(404, "not_found", "No such endpoint.")

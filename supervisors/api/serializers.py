@@ -89,10 +89,10 @@ class PendingQuestionSerializer(StrictSerializer):
     context = serializers.CharField(
         allow_null=True, allow_blank=True, required=False, default=None, trim_whitespace=False
     )
-    questionType = serializers.ChoiceField(  # noqa: N815
+    questionType = serializers.ChoiceField(
         source="question_type", choices=QuestionType.choices, default=QuestionType.GENERAL
     )
-    askedAt = serializers.DateTimeField(source="asked_at", required=False, help_text="Now when omitted.")  # noqa: N815
+    askedAt = serializers.DateTimeField(source="asked_at", required=False, help_text="Now when omitted.")
 
     def to_wire(self) -> dict[str, Any]:
         """The validated question in the camelCase form the services store."""
@@ -117,8 +117,8 @@ class PendingQuestionOutSerializer(serializers.Serializer):
     question = serializers.CharField()
     choices = serializers.ListField(child=serializers.CharField())
     context = serializers.CharField(allow_null=True)
-    questionType = serializers.ChoiceField(choices=QuestionType.choices)  # noqa: N815
-    askedAt = serializers.DateTimeField()  # noqa: N815
+    questionType = serializers.ChoiceField(choices=QuestionType.choices)
+    askedAt = serializers.DateTimeField()
 
 
 @extend_schema_field(PendingQuestionOutSerializer(many=True))
@@ -133,11 +133,11 @@ class AnswerRequestSerializer(StrictSerializer):
 class QuestionAnswerSerializer(serializers.Serializer):
     """A human's answer to a question, until the daemon acknowledges it."""
 
-    questionId = serializers.UUIDField(source="question_id")  # noqa: N815
+    questionId = serializers.UUIDField(source="question_id")
     question = PendingQuestionOutSerializer()
     answer = serializers.CharField()
-    answeredAt = serializers.DateTimeField(source="answered_at")  # noqa: N815
-    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)  # noqa: N815
+    answeredAt = serializers.DateTimeField(source="answered_at")
+    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)
 
 
 class AskQuestionResponseSerializer(serializers.Serializer):
@@ -152,25 +152,25 @@ class SupervisorStateSerializer(serializers.Serializer):
     """The seed's SupervisorState; ``conversationHistory`` only with ``?include=conversationHistory``."""
 
     id = serializers.UUIDField()
-    contractId = serializers.UUIDField(source="contract_id")  # noqa: N815
-    taskId = serializers.UUIDField(source="task_id")  # noqa: N815
+    contractId = serializers.UUIDField(source="contract_id")
+    taskId = serializers.UUIDField(source="task_id")
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
     phase = serializers.CharField()
-    currentActivity = serializers.CharField(source="current_activity", allow_null=True)  # noqa: N815
+    currentActivity = serializers.CharField(source="current_activity", allow_null=True)
     progress = serializers.IntegerField(min_value=0, max_value=100)
-    errorMessage = serializers.CharField(source="error_message", allow_null=True)  # noqa: N815
-    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField())  # noqa: N815
-    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField())  # noqa: N815
-    pendingQuestions = StoredQuestionsField(source="pending_questions")  # noqa: N815
-    restorationCount = serializers.IntegerField(source="restoration_count")  # noqa: N815
-    lastRestoredAt = serializers.DateTimeField(source="last_restored_at", allow_null=True)  # noqa: N815
-    restorationSource = serializers.ChoiceField(  # noqa: N815
+    errorMessage = serializers.CharField(source="error_message", allow_null=True)
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField())
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField())
+    pendingQuestions = StoredQuestionsField(source="pending_questions")
+    restorationCount = serializers.IntegerField(source="restoration_count")
+    lastRestoredAt = serializers.DateTimeField(source="last_restored_at", allow_null=True)
+    restorationSource = serializers.ChoiceField(
         source="restoration_source", choices=RestorationSource.choices, allow_null=True
     )
-    lastActivity = serializers.DateTimeField(source="last_activity")  # noqa: N815
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
-    updatedAt = serializers.DateTimeField(source="updated_at")  # noqa: N815
-    conversationHistory = ConversationHistoryField(source="conversation_history", required=False)  # noqa: N815
+    lastActivity = serializers.DateTimeField(source="last_activity")
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+    conversationHistory = ConversationHistoryField(source="conversation_history", required=False)
 
     def __init__(self, *args: Any, include_history: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -181,22 +181,18 @@ class SupervisorStateSerializer(serializers.Serializer):
 class SaveSupervisorStateSerializer(StrictSerializer):
     """PUT: the whole state (UPSERT by contract)."""
 
-    taskId = serializers.UUIDField(source="task_id")  # noqa: N815
+    taskId = serializers.UUIDField(source="task_id")
     phase = serializers.CharField(max_length=PHASE_MAX)
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
-    conversationHistory = ConversationHistoryField(source="conversation_history", default=list)  # noqa: N815
-    pendingTaskIds = serializers.ListField(  # noqa: N815
-        source="pending_task_ids", child=serializers.UUIDField(), default=list
-    )
-    spawnedTaskIds = serializers.ListField(  # noqa: N815
-        source="spawned_task_ids", child=serializers.UUIDField(), default=list
-    )
-    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, default=list)  # noqa: N815
-    currentActivity = serializers.CharField(  # noqa: N815
+    conversationHistory = ConversationHistoryField(source="conversation_history", default=list)
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField(), default=list)
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField(), default=list)
+    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, default=list)
+    currentActivity = serializers.CharField(
         source="current_activity", allow_null=True, allow_blank=True, required=False, default=None
     )
     progress = serializers.IntegerField(min_value=0, max_value=100, default=0)
-    errorMessage = serializers.CharField(  # noqa: N815
+    errorMessage = serializers.CharField(
         source="error_message", allow_null=True, allow_blank=True, required=False, default=None
     )
 
@@ -204,23 +200,17 @@ class SaveSupervisorStateSerializer(StrictSerializer):
 class UpdateSupervisorStateSerializer(StrictSerializer):
     """PATCH: the seed's UpdateSupervisorStateRequest; only the keys sent change."""
 
-    conversationHistory = ConversationHistoryField(source="conversation_history", required=False)  # noqa: N815
-    pendingTaskIds = serializers.ListField(  # noqa: N815
-        source="pending_task_ids", child=serializers.UUIDField(), required=False
-    )
+    conversationHistory = ConversationHistoryField(source="conversation_history", required=False)
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField(), required=False)
     phase = serializers.CharField(max_length=PHASE_MAX, required=False)
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
-    currentActivity = serializers.CharField(  # noqa: N815
+    currentActivity = serializers.CharField(
         source="current_activity", allow_null=True, allow_blank=True, required=False
     )
     progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
-    errorMessage = serializers.CharField(  # noqa: N815
-        source="error_message", allow_null=True, allow_blank=True, required=False
-    )
-    spawnedTaskIds = serializers.ListField(  # noqa: N815
-        source="spawned_task_ids", child=serializers.UUIDField(), required=False
-    )
-    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, required=False)  # noqa: N815
+    errorMessage = serializers.CharField(source="error_message", allow_null=True, allow_blank=True, required=False)
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField(), required=False)
+    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, required=False)
 
 
 def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -245,8 +235,12 @@ class HeartbeatSerializer(StrictSerializer):
     """A supervisor's heartbeat: the lightweight save point."""
 
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
-    currentActivity = serializers.CharField(  # noqa: N815
-        source="current_activity", allow_null=True, allow_blank=True, required=False, default=None,
+    currentActivity = serializers.CharField(
+        source="current_activity",
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        default=None,
         max_length=TEXT_MAX,
     )
     progress = serializers.IntegerField(min_value=0, max_value=100)
@@ -257,7 +251,7 @@ class HeartbeatResponseSerializer(serializers.Serializer):
 
 
 class SpawnedTaskSerializer(StrictSerializer):
-    taskId = serializers.UUIDField(source="task_id")  # noqa: N815
+    taskId = serializers.UUIDField(source="task_id")
     wait = serializers.BooleanField(default=True, help_text="Also wait on it (add it to pendingTaskIds).")
 
 
@@ -274,29 +268,29 @@ class RestorationContextSerializer(serializers.Serializer):
     """The seed's SupervisorRestorationContext, plus how it was restored."""
 
     success = serializers.BooleanField()
-    previousState = serializers.CharField()  # noqa: N815
-    conversationHistory = ConversationHistoryField()  # noqa: N815
-    pendingQuestions = PendingQuestionOutSerializer(many=True)  # noqa: N815
-    waitingTaskIds = serializers.ListField(child=serializers.UUIDField())  # noqa: N815
-    spawnedTaskIds = serializers.ListField(child=serializers.UUIDField())  # noqa: N815
-    restorationCount = serializers.IntegerField()  # noqa: N815
-    restorationContextMessage = serializers.CharField()  # noqa: N815
+    previousState = serializers.CharField()
+    conversationHistory = ConversationHistoryField()
+    pendingQuestions = PendingQuestionOutSerializer(many=True)
+    waitingTaskIds = serializers.ListField(child=serializers.UUIDField())
+    spawnedTaskIds = serializers.ListField(child=serializers.UUIDField())
+    restorationCount = serializers.IntegerField()
+    restorationContextMessage = serializers.CharField()
     warnings = serializers.ListField(child=serializers.CharField())
-    recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)  # noqa: N815
-    checkpointId = serializers.IntegerField(allow_null=True)  # noqa: N815
+    recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)
+    checkpointId = serializers.IntegerField(allow_null=True)
 
 
 class StateValidationResultSerializer(serializers.Serializer):
     """The seed's StateValidationResult."""
 
-    isValid = serializers.BooleanField()  # noqa: N815
+    isValid = serializers.BooleanField()
     issues = serializers.ListField(child=serializers.CharField())
-    recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)  # noqa: N815
+    recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)
     warnings = serializers.ListField(child=serializers.CharField())
 
 
 class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
-    contractId = serializers.UUIDField()  # noqa: N815
+    contractId = serializers.UUIDField()
     question = PendingQuestionOutSerializer()
 
 
@@ -304,7 +298,7 @@ class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
 
 
 class SupervisorHeartbeatItemSerializer(HeartbeatSerializer):
-    contractId = serializers.UUIDField(source="contract_id")  # noqa: N815
+    contractId = serializers.UUIDField(source="contract_id")
 
 
 class DaemonHeartbeatSerializer(StrictSerializer):
@@ -315,10 +309,10 @@ class DaemonHeartbeatSerializer(StrictSerializer):
 
 
 class DaemonHeartbeatResponseSerializer(serializers.Serializer):
-    daemonId = serializers.UUIDField()  # noqa: N815
+    daemonId = serializers.UUIDField()
     status = serializers.ChoiceField(choices=DaemonStatus.choices)
-    lastHeartbeatAt = serializers.DateTimeField()  # noqa: N815
-    supervisorsUpdated = serializers.IntegerField(  # noqa: N815
+    lastHeartbeatAt = serializers.DateTimeField()
+    supervisorsUpdated = serializers.IntegerField(
         help_text="Supervisor heartbeats written (those of supervisors not on this daemon are ignored)."
     )
 
@@ -331,8 +325,8 @@ class ContractSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=10_000)
     phase = serializers.CharField(max_length=PHASE_MAX)
     status = serializers.ChoiceField(choices=ContractStatus.choices, default=ContractStatus.ACTIVE)
-    createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
-    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
     def to_internal_value(self, data: Any) -> Any:
         _reject_unknown(self, data)
@@ -341,15 +335,15 @@ class ContractSerializer(serializers.Serializer):
 
 class TaskSerializer(serializers.Serializer):
     id = serializers.UUIDField(read_only=True)
-    contractId = serializers.UUIDField(source="contract_id")  # noqa: N815
-    parentTaskId = serializers.UUIDField(source="parent_task_id", allow_null=True, required=False, default=None)  # noqa: N815
-    daemonId = serializers.UUIDField(source="daemon_id", allow_null=True, required=False, default=None)  # noqa: N815
+    contractId = serializers.UUIDField(source="contract_id")
+    parentTaskId = serializers.UUIDField(source="parent_task_id", allow_null=True, required=False, default=None)
+    daemonId = serializers.UUIDField(source="daemon_id", allow_null=True, required=False, default=None)
     name = serializers.CharField(max_length=10_000)
     status = serializers.ChoiceField(choices=TaskStatus.choices, default=TaskStatus.PENDING)
-    isSupervisor = serializers.BooleanField(source="is_supervisor", default=False)  # noqa: N815
-    createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
-    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
-    completedAt = serializers.DateTimeField(source="completed_at", read_only=True, allow_null=True)  # noqa: N815
+    isSupervisor = serializers.BooleanField(source="is_supervisor", default=False)
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+    completedAt = serializers.DateTimeField(source="completed_at", read_only=True, allow_null=True)
 
     def to_internal_value(self, data: Any) -> Any:
         _reject_unknown(self, data)

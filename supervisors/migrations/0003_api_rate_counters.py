@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('supervisors', '0002_database_on_delete'),
+        ('supervisors', '0003_restore_log_details'),
     ]
 
     operations = [

@@ -64,3 +64,6 @@ class RateCounter(models.Model):
 
     class Meta:
         db_table = "api_rate_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} since {self.window_start}"

@@ -283,4 +283,3 @@ def store_idempotent_response(
             response_status=status,
             response_body=body,
         )
-
