@@ -97,7 +97,9 @@ def test_if_match_current_etag_succeeds_and_stale_one_is_412(alpha, supervisor):
     stale = alpha.client.patch(url(supervisor.contract_id), {"progress": 2}, format="json", HTTP_IF_MATCH=etag)
     assert stale.status_code == 412
     assert stale.json()["code"] == "precondition_failed"
-    put = alpha.client.put(url(supervisor.contract_id), full_state(supervisor.task_id), format="json", HTTP_IF_MATCH=etag)
+    put = alpha.client.put(
+        url(supervisor.contract_id), full_state(supervisor.task_id), format="json", HTTP_IF_MATCH=etag
+    )
     assert put.status_code == 412
     supervisor.refresh_from_db()
     assert supervisor.progress == 1

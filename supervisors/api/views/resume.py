@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
@@ -51,6 +55,16 @@ def context_body(result: RestorationResult) -> dict[str, Any]:
     }
 
 
+def _restored_meanwhile(seen: SupervisorState | None, locked: dict[str, Any], *, debounce: bool) -> bool:
+    """Another resume got there first: restored since this request looked, or (without an
+    Idempotency-Key, so no other way to tell a duplicate) within API_RESUME_DEBOUNCE_SECONDS."""
+    if seen is not None and locked["restoration_count"] != seen.restoration_count:
+        return True
+    window = settings.API_RESUME_DEBOUNCE_SECONDS
+    last = locked["last_restored_at"]
+    return debounce and window > 0 and last is not None and last > timezone.now() - timedelta(seconds=window)
+
+
 class ResumeView(ApiView):
     staff_permissions = {"POST": ["supervisors.restore_supervisor"]}
 
@@ -63,7 +77,9 @@ class ResumeView(ApiView):
             "Run the restoration protocol and return the SupervisorRestorationContext. A daemon may resume its own "
             "supervisors, and with source `task_reassignment` one whose daemon is gone (disconnected or silent past "
             "DAEMON_GONE_AFTER_SECONDS): the supervisor task then moves to it. Two concurrent resumes never restore "
-            "twice: the later one gets 409 `restored_concurrently`, or the first answer with the same Idempotency-Key."
+            "twice: the later one gets 409 `restored_concurrently`, or the first answer with the same Idempotency-Key. "
+            "Without an Idempotency-Key, a resume within API_RESUME_DEBOUNCE_SECONDS (default 5) of the last "
+            "restoration is treated as a duplicate (409)."
         ),
     )
     def post(self, request, contract_id: str) -> Response:
@@ -108,14 +124,14 @@ class ResumeView(ApiView):
                 locked = (
                     SupervisorState.objects.select_for_update()
                     .filter(contract_id=contract_uuid)
-                    .values("restoration_count", "updated_at")
+                    .values("restoration_count", "last_restored_at")
                     .first()
                 )
                 if key is not None and daemon is not None:
                     stored = find_idempotent_response(daemon_id=daemon.daemon_id, key=key, fingerprint=fingerprint)
                     if stored is not None:
                         return Response(stored.body, status=stored.status)
-                if seen is not None and locked is not None and locked["restoration_count"] != seen.restoration_count:
+                if locked is not None and _restored_meanwhile(seen, locked, debounce=key is None):
                     raise Conflict(
                         "The supervisor was restored by a concurrent request; fetch its state instead.",
                         code="restored_concurrently",
