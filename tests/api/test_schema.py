@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.test import override_settings
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -29,6 +31,17 @@ with override_settings(ALLOWED_HOSTS=["localhost"], SECURE_SSL_REDIRECT=False):
 def _schemathesis_host(settings):
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
     settings.API_THROTTLE_RATE_PER_MINUTE = 0
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """As Django's test client does: the WSGI handler would otherwise close the connection after each
+    request, and with it the test's transaction (PostgreSQL)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
