@@ -7,6 +7,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('supervisors', '0003_restore_log_details'),
+        # Also after persist's migrations, so this branch has one leaf (the lead linearises at merge).
+        ('supervisors', '0004_persist_conversation_chain'),
     ]
 
     operations = [
