@@ -7,6 +7,7 @@ untouched, keys and all.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -25,6 +26,7 @@ from supervisors.enums import (
 from supervisors.validators import validate_conversation_history
 
 PHASE_MAX = 50
+MAX_BATCH = 10_000
 TEXT_MAX = 100_000
 
 
@@ -348,7 +350,7 @@ class DaemonHeartbeatSerializer(StrictSerializer):
     """A daemon's own heartbeat, optionally carrying its supervisors' heartbeats (one statement)."""
 
     status = serializers.ChoiceField(choices=DaemonStatus.choices, default=DaemonStatus.CONNECTED)
-    supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=10_000)
+    supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
 
 
 class DaemonHeartbeatResponseSerializer(serializers.Serializer):
@@ -395,3 +397,77 @@ class TaskSerializer(serializers.Serializer):
 
 class TaskStatusSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=TaskStatus.choices)
+
+
+# --- The heartbeat hot path ----------------------------------------------------------------
+
+_HEARTBEAT_KEYS = frozenset({"state", "currentActivity", "progress"})
+_ITEM_KEYS = _HEARTBEAT_KEYS | {"contractId"}
+_STATES = frozenset(SupervisorStatus.values)
+
+
+def validate_heartbeat(data: Any, *, with_contract: bool = False) -> dict[str, Any]:
+    """What HeartbeatSerializer checks, without building a serializer: same rules, same error shape.
+
+    Heartbeats are most of the traffic; a DRF serializer costs more than the UPDATE it feeds.
+    HeartbeatSerializer stays the documented (OpenAPI) form of this body.
+    """
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["Expected an object."]})
+    errors: dict[str, list[str]] = {}
+    allowed = _ITEM_KEYS if with_contract else _HEARTBEAT_KEYS
+    for key in data:
+        if key not in allowed:
+            errors[key] = ["Unknown field."]
+    state = data.get("state")
+    if state is None:
+        errors["state"] = ["This field is required."]
+    elif not isinstance(state, str) or state not in _STATES:
+        errors["state"] = [f'"{state}" is not a valid choice.']
+    activity = data.get("currentActivity")
+    if activity is not None and (not isinstance(activity, str) or len(activity) > TEXT_MAX):
+        errors["currentActivity"] = [f"Not a valid string of at most {TEXT_MAX} characters."]
+    progress = data.get("progress")
+    if progress is None:
+        errors["progress"] = ["This field is required."]
+    elif isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        errors["progress"] = ["A whole number from 0 to 100 is required."]
+    out = {"state": state, "current_activity": activity, "progress": progress}
+    if with_contract:
+        try:
+            out["contract_id"] = uuid.UUID(data["contractId"])
+        except KeyError:
+            errors["contractId"] = ["This field is required."]
+        except (TypeError, ValueError, AttributeError):
+            errors["contractId"] = ["Must be a valid UUID."]
+    if errors:
+        raise serializers.ValidationError(errors)
+    return out
+
+
+def validate_daemon_heartbeat(data: Any) -> dict[str, Any]:
+    """DaemonHeartbeatSerializer's rules, fast: ``supervisors`` can carry thousands of items."""
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["Expected an object."]})
+    errors: dict[str, Any] = {key: ["Unknown field."] for key in data if key not in ("status", "supervisors")}
+    status = data.get("status", DaemonStatus.CONNECTED)
+    if status not in DaemonStatus.values:
+        errors["status"] = [f'"{status}" is not a valid choice.']
+    items = data.get("supervisors", [])
+    parsed = []
+    if not isinstance(items, list):
+        errors["supervisors"] = ["Expected a list of items."]
+    elif len(items) > MAX_BATCH:
+        errors["supervisors"] = [f"At most {MAX_BATCH} items."]
+    else:
+        item_errors = {}
+        for index, item in enumerate(items):
+            try:
+                parsed.append(validate_heartbeat(item, with_contract=True))
+            except serializers.ValidationError as exc:
+                item_errors[str(index)] = exc.detail
+        if item_errors:
+            errors["supervisors"] = item_errors
+    if errors:
+        raise serializers.ValidationError(errors)
+    return {"status": status, "supervisors": parsed}

@@ -17,6 +17,7 @@ from supervisors.api.serializers import (
     SupervisorStateSerializer,
     UpdateSupervisorStateSerializer,
     questions_to_wire,
+    validate_heartbeat,
 )
 from supervisors.models import SupervisorState, Task
 from supervisors.services.errors import InvalidInput, NotFound
@@ -129,11 +130,10 @@ class HeartbeatView(ApiView):
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
-        serializer = HeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validate_heartbeat(request.data)
         daemon = scoping.daemon_of(request)
         updated = update_supervisor_heartbeat_state(
-            contract_uuid, **serializer.validated_data, daemon_id=daemon.daemon_id if daemon else None
+            contract_uuid, **data, daemon_id=daemon.daemon_id if daemon else None
         )
         if not updated:
             raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
