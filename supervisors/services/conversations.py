@@ -26,6 +26,7 @@ the copy): the history is not loaded into Python to take a checkpoint.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
@@ -123,16 +124,53 @@ def snapshot_of_current_history(supervisor: SupervisorState) -> int:
 
 
 def snapshot_messages(snapshot_id: int) -> Any:
-    """The whole history a snapshot stands for: its ancestors' messages, then its own."""
-    parts: list[Any] = []
-    next_id: int | None = snapshot_id
-    while next_id is not None:
-        row = ConversationSnapshot.objects.filter(id=next_id).values("messages", "parent_id")[0]
-        parts.append(row["messages"])
-        next_id = row["parent_id"]
-    if len(parts) == 1:
-        return parts[0]  # whole, as stored (even if makima stored something that is not a list)
-    return [message for part in reversed(parts) for message in part]
+    """The whole history a snapshot stands for: its ancestors' messages, then its own.
+
+    Read histories through this (or :func:`snapshot_histories` for many), never
+    through ``ConversationSnapshot.messages``, which holds only the tail when
+    the snapshot has a ``parent``.
+    """
+    return snapshot_histories([snapshot_id])[snapshot_id]
+
+
+def snapshot_histories(snapshot_ids: Iterable[int]) -> dict[int, Any]:
+    """Whole histories of many snapshots in two queries, however many and however deep.
+
+    One recursive query finds every ancestor id, one reads their messages;
+    shared ancestors are read once. For batch restoration.
+    """
+    wanted = sorted(set(snapshot_ids))
+    if not wanted:
+        return {}
+    placeholders = ", ".join(["%s"] * len(wanted))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE chain(id, parent_id) AS ("
+            f"SELECT id, parent_id FROM {_SNAPSHOTS} WHERE id IN ({placeholders}) "
+            f"UNION SELECT s.id, s.parent_id FROM {_SNAPSHOTS} s JOIN chain c ON s.id = c.parent_id"
+            f") SELECT id FROM chain",
+            wanted,
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    rows = {
+        sid: (parent_id, messages)
+        for sid, parent_id, messages in ConversationSnapshot.objects.filter(id__in=ids).values_list(
+            "id", "parent_id", "messages"
+        )
+    }
+    histories: dict[int, Any] = {}
+    for sid in wanted:
+        if sid not in rows:
+            raise ConversationSnapshot.DoesNotExist(f"Conversation snapshot {sid} does not exist.")
+        parts: list[Any] = []
+        next_id: int | None = sid
+        while next_id is not None:
+            parent_id, messages = rows[next_id]
+            parts.append(messages)
+            next_id = parent_id
+        # A root is returned as stored (even if makima stored something that is not a list).
+        histories[sid] = parts[0] if len(parts) == 1 else [m for part in reversed(parts) for m in part]
+    return histories
 
 
 def collect_unused_snapshots(supervisor: SupervisorState) -> int:

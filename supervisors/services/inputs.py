@@ -116,6 +116,7 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
         check("progress", validate_progress, values["progress"], errors)
     if "phase" in values:
         check("phase", validate_phase, values["phase"], errors)
+        check("phase", validate_no_nul, values["phase"], errors)
     for field in ("current_activity", "error_message"):
         if field in values:
             check(field, validate_optional_text, values[field], errors)

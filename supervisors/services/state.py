@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, CharField, F, IntegerField, TextField, Value, When
 from django.utils import timezone
 
@@ -174,7 +174,7 @@ def save_supervisor_state_full(
 
     with transaction.atomic():
         supervisor = (
-            SupervisorState.objects.select_for_update()
+            SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
             .defer("conversation_history")
             .filter(contract_id=contract_uuid)
             .first()
@@ -453,7 +453,7 @@ def get_supervisor_state_for_restoration(contract_id: uuid.UUID | str, *, lock: 
     contract_uuid = parse_uuid(contract_id, "contract_id")
     queryset = SupervisorState.objects.all()
     if lock:
-        queryset = queryset.select_for_update()
+        queryset = queryset.select_for_update(no_key=connection.features.has_select_for_no_key_update)
     return queryset.filter(contract_id=contract_uuid).first()
 
 

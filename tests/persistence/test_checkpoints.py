@@ -206,3 +206,22 @@ def test_a_history_that_is_not_a_list_is_still_checkpointed_as_it_is(supervisor)
         for c in SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id")
     ]
     assert histories == [{"not": "a list"}, [message(1)]]
+
+
+def test_many_histories_are_read_in_two_queries(supervisor, settings, django_assert_num_queries):
+    from supervisors.services.conversations import snapshot_histories
+
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 6
+    history: list[dict] = []
+    for i in range(6):
+        history = [*history, message(i)]
+        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": history})
+    ids = list(
+        SupervisorCheckpoint.objects.filter(supervisor=supervisor)
+        .order_by("id")
+        .values_list("conversation_id", flat=True)
+    )
+    with django_assert_num_queries(2):
+        histories = snapshot_histories(ids)
+    assert [len(histories[i]) for i in ids] == [1, 2, 3, 4, 5, 6]
+    assert histories[ids[-1]] == history
