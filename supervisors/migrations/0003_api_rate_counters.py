@@ -17,8 +17,8 @@ def logged(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('supervisors', '0003_restore_log_details'),
-        # Also after persist's migrations, so this branch has one leaf (the lead linearises at merge).
+        # After every other branch's migration, so this branch has one leaf (the lead linearises at merge).
+        ('supervisors', '0004_admin_merge_persist_restore'),
         ('supervisors', '0004_persist_conversation_chain'),
     ]
 
