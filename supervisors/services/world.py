@@ -268,12 +268,13 @@ def store_idempotent_response(
 ) -> None:
     """Remember the answer; call inside the transaction that did the work, so both commit or neither.
 
-    An expired row under the same key is replaced. A concurrent request with the
-    same key that got here first makes this raise IntegrityError, rolling back
-    the second request's work.
+    The daemon's expired answers (the same key among them) are deleted on the way:
+    stored contexts carry whole conversations, so they must not pile up. A
+    concurrent request with the same key that got here first makes this raise
+    IntegrityError, rolling back the second request's work.
     """
     cutoff = timezone.now() - timedelta(hours=settings.API_IDEMPOTENCY_TTL_HOURS)
-    IdempotencyKey.objects.filter(daemon_id=daemon_id, key=key, created_at__lt=cutoff).delete()
+    IdempotencyKey.objects.filter(daemon_id=daemon_id, created_at__lt=cutoff).delete()
     with transaction.atomic():
         IdempotencyKey.objects.create(
             daemon_id=daemon_id,

@@ -168,3 +168,17 @@ def test_resume_of_unknown_contract_is_404(alpha):
     import uuid
 
     assert resume(alpha.client, uuid.uuid4()).status_code == 404
+
+
+def test_expired_idempotency_keys_are_dropped_and_reusable(alpha, supervisor, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    assert resume(alpha.client, supervisor.contract_id, key="old").status_code == 200
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+    settings.API_RESUME_DEBOUNCE_SECONDS = 0
+    again = resume(alpha.client, supervisor.contract_id, key="old")
+    assert again.status_code == 200
+    assert again.json()["restorationCount"] == 2
+    assert IdempotencyKey.objects.filter(daemon=alpha.daemon).count() == 1
