@@ -19,7 +19,9 @@ Variants (--variants, comma-separated, default all), each a step of the optimisa
   gthread-nocheck   + no per-request connection health check (CONN_HEALTH_CHECKS=false)
   gthread-final     + rate counters in an UNLOGGED table (the shipped defaults)
 Then `batch`: the daemon heartbeat carrying --batch supervisors per request, in
-supervisor heartbeats per second, against the direct single-row UPDATE rate.
+supervisor heartbeats per second, against the direct single-row UPDATE rate; and
+`floor`: GET /healthz (middleware, URL resolution, no database), the ceiling any
+Django endpoint can reach under this gunicorn on this machine.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def stop(proc: subprocess.Popen) -> None:
 def http_client(port, path_body, key, start, seconds, out):
     """Send requests over one keep-alive connection until the time is up; report (ok, errors)."""
     path, body = path_body
-    payload = json.dumps(body).encode()
+    method, payload = ("GET", None) if body is None else ("POST", json.dumps(body).encode())
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     ok = errors = 0
@@ -165,7 +167,7 @@ def http_client(port, path_body, key, start, seconds, out):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            conn.request("POST", path, body=payload, headers=headers)
+            conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             response.read()
             if response.status == 200:
@@ -229,7 +231,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="HTTP and direct slices alternate this many times")
     parser.add_argument("--batch", type=int, default=50, help="supervisors per daemon heartbeat in the batch run")
-    parser.add_argument("--variants", default=",".join([*VARIANTS, "batch"]))
+    parser.add_argument("--variants", default=",".join([*VARIANTS, "batch", "floor"]))
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (e.g. postgres://postgres@127.0.0.1:5432/makima_api).")
@@ -242,13 +244,15 @@ def main() -> None:
         f"x {options.threads} threads, {os.cpu_count()} CPUs, all on 127.0.0.1"
     )
     print(f"{'variant':<18} {'HTTP req/s':>11} {'direct/s':>10} {'ratio':>6} {'errors':>7}")
-    for name in [v for v in options.variants.split(",") if v in VARIANTS or v == "batch"]:
+    for name in [v for v in options.variants.split(",") if v in VARIANTS or v in ("batch", "floor")]:
         port = free_port()
         overrides = dict(VARIANTS.get(name, VARIANTS["gthread-final"]))
         set_counters_logged(dsn, bool(overrides.pop("LOGGED_COUNTERS", "")))
         proc = start_gunicorn(port, overrides, options.workers, options.threads)
         try:
-            if name == "batch":
+            if name == "floor":
+                args = [(port, ("/healthz", None), client["key"]) for client in world]
+            elif name == "batch":
                 args = [
                     (
                         port,
