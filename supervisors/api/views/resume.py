@@ -157,6 +157,8 @@ class ResumeView(ApiView):
                         )
         except IntegrityError:
             # The same key committed by a concurrent request first: this one's work was rolled back.
+            if key is None or daemon is None:
+                raise
             stored = find_idempotent_response(daemon_id=daemon.daemon_id, key=key, fingerprint=fingerprint)
             if stored is None:
                 raise
