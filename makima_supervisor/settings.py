@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "supervisors.api.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,3 +170,61 @@ SUPERVISOR_STALE_AFTER_SECONDS = env.int("SUPERVISOR_STALE_AFTER_SECONDS", defau
 DAEMON_GONE_AFTER_SECONDS = env.int("DAEMON_GONE_AFTER_SECONDS", default=120)
 #: Checkpoints kept per supervisor (the newest valid one is always kept).
 SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", default=20)
+
+# --- The daemons' REST API -----------------------------------------------------
+#: Largest request body accepted, in bytes (413 above it). Multi-MB conversation
+#: histories must fit; Django's own limit is raised to match so it never cuts first.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+#: How long a looked-up API key is trusted without asking the database again:
+#: a revoked key is refused at most this many seconds after revocation.
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=5)
+#: Requests per daemon (or staff user) per minute, counted in the database so all
+#: processes and instances share the counters. 0 disables throttling.
+API_THROTTLE_RATE_PER_MINUTE = env.int("API_THROTTLE_RATE_PER_MINUTE", default=6000)
+#: A resume without an Idempotency-Key this soon after the last restoration is taken
+#: for a duplicate (409): a retried or concurrent request, not a new restart.
+API_RESUME_DEBOUNCE_SECONDS = env.int("API_RESUME_DEBOUNCE_SECONDS", default=5)
+#: Idempotency keys of resume requests are kept this long.
+API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "supervisors.api.authentication.DaemonKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["supervisors.api.permissions.IsDaemonOrStaff"],
+    "DEFAULT_THROTTLE_CLASSES": ["supervisors.api.throttling.SharedRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["supervisors.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "supervisors.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "makima-supervisor API",
+    "DESCRIPTION": (
+        "The REST API daemons use to save and restore their supervisors' state. "
+        "Authenticate with `Authorization: Bearer <daemon API key>` (or a staff session). "
+        "Every error has the body `{code, message, fields}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "supervisors.api.schema.forbid_unknown_request_fields",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "SupervisorStateEnum": "supervisors.enums.SupervisorStatus",
+        "RestorationSourceEnum": "supervisors.enums.RestorationSource",
+        "QuestionTypeEnum": "supervisors.enums.QuestionType",
+        "RecoveryActionEnum": "supervisors.enums.RecoveryAction",
+        "TaskStatusEnum": "supervisors.enums.TaskStatus",
+        "ContractStatusEnum": "supervisors.enums.ContractStatus",
+        "DaemonStatusEnum": "supervisors.enums.DaemonStatus",
+    },
+}

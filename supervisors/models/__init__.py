@@ -1,6 +1,6 @@
 """The app's models, split by what they hold; import them from here."""
 
-from .access import DaemonApiKey, IdempotencyKey
+from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
@@ -14,6 +14,7 @@ __all__ = [
     "DaemonApiKey",
     "IdempotencyKey",
     "QuestionAnswer",
+    "RateCounter",
     "RestorationLog",
     "SupervisorCheckpoint",
     "SupervisorState",

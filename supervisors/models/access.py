@@ -52,3 +52,21 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.daemon_id})"
+
+
+class RateCounter(models.Model):
+    """One caller's request count in the current throttling window.
+
+    Lives in the database so every process and instance counts the same
+    requests; one UPSERT per request reads and bumps it atomically.
+    """
+
+    key = models.CharField(max_length=100, primary_key=True)
+    window_start = models.BigIntegerField(help_text="Unix time at which the window opened.")
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "api_rate_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} since {self.window_start}"

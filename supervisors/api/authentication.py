@@ -1,0 +1,127 @@
+"""Daemons authenticate with ``Authorization: Bearer mks_<prefix>_<secret>``.
+
+Only a SHA-256 of each key is stored. A valid key's owner is remembered in this
+process for ``API_KEY_CACHE_SECONDS`` (default 5) so the hot path (heartbeats)
+does not ask the database on every request; a revoked key is therefore refused
+at most that many seconds after revocation, by every process. Unknown keys are
+never cached, so a new key works at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from supervisors.models import Daemon
+from supervisors.services.actors import Actor
+from supervisors.services.world import KeyOwner, hash_key, lookup_daemon_key
+
+_MAX_CACHED_KEYS = 10_000
+_cache: dict[str, tuple[float, KeyOwner]] = {}
+_lock = threading.Lock()
+
+
+def clear_key_cache() -> None:
+    """Forget every cached key (tests; a process that wants revocations to bite at once)."""
+    with _lock:
+        _cache.clear()
+
+
+@dataclass(frozen=True)
+class DaemonPrincipal:
+    """``request.user`` for a daemon: not a Django user, never staff, no Django permissions."""
+
+    owner: KeyOwner
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_staff: bool = False
+    is_superuser: bool = False
+    is_anonymous: bool = False
+
+    @property
+    def daemon_id(self) -> uuid.UUID:
+        return self.owner.daemon_id
+
+    @property
+    def daemon(self) -> Daemon:
+        """A Daemon instance carrying id and name: enough to record who acted, without a query."""
+        return Daemon(id=self.owner.daemon_id, name=self.owner.daemon_name)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.for_daemon(self.daemon)
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        return False
+
+    def get_username(self) -> str:
+        return f"daemon:{self.owner.daemon_name}"
+
+    def __str__(self) -> str:
+        return self.get_username()
+
+
+def find_key_owner(raw_key: str) -> KeyOwner | None:
+    digest = hash_key(raw_key)
+    now = time.monotonic()
+    cached = _cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    owner = lookup_daemon_key(raw_key)
+    ttl = settings.API_KEY_CACHE_SECONDS
+    with _lock:
+        if owner is None or ttl <= 0:
+            _cache.pop(digest, None)
+        else:
+            if len(_cache) >= _MAX_CACHED_KEYS:
+                _cache.clear()
+            _cache[digest] = (now + ttl, owner)
+    return owner
+
+
+class DaemonKeyAuthentication(authentication.BaseAuthentication):
+    """Bearer API keys of daemons; a wrong or revoked key is a 401, never a fall-through."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode("latin-1").lower() != self.keyword.lower():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <key>'.")
+        try:
+            raw_key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        if not raw_key.startswith("mks_") or len(raw_key) > 200:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        owner = find_key_owner(raw_key)
+        if owner is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return DaemonPrincipal(owner), owner
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class DaemonKeyScheme(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema how daemons authenticate."""
+
+    target_class = DaemonKeyAuthentication
+    name = "daemonApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "mks_<prefix>_<secret>",
+            "description": "A daemon's API key (manage.py create_daemon_key). Revoked keys stop working within "
+            "API_KEY_CACHE_SECONDS (default 5 s).",
+        }

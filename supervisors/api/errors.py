@@ -1,0 +1,112 @@
+"""One JSON error shape for every failure of the API: ``{code, message, fields}``.
+
+``fields`` maps the camelCase name of each offending input to its messages, so
+a daemon author sees the same names as in the request body. Service errors,
+DRF's own errors and Django's (a body too large) all end up here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from supervisors.services.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+
+def camel(name: str) -> str:
+    """``pending_task_ids`` -> ``pendingTaskIds``; already camelCase names stay as they are."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "fields": fields or {}}
+
+
+def error_response(status_code: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    """For code outside DRF views (middleware): the same shape, as a plain Django response."""
+    return JsonResponse(error_body(code, message, fields), status=status_code)
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error details as ``{"camelPath": [messages]}`` (``items.0.contractId``)."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "" if key in ("non_field_errors",) else camel(str(key))
+            path = f"{prefix}.{name}" if prefix and name else (prefix or name)
+            for sub, messages in _flatten(value, path).items():
+                out.setdefault(sub, []).extend(messages)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            out.setdefault(prefix, []).extend(str(item) for item in detail)
+        else:
+            for index, item in enumerate(detail):
+                if item:
+                    path = f"{prefix}.{index}" if prefix else str(index)
+                    for sub, messages in _flatten(item, path).items():
+                        out.setdefault(sub, []).extend(messages)
+    else:
+        out.setdefault(prefix, []).append(str(detail))
+    return out
+
+
+def _first_code(detail: Any) -> str | None:
+    codes = detail.get_codes() if hasattr(detail, "get_codes") else None
+    while isinstance(codes, (dict, list)):
+        if not codes:
+            return None
+        codes = next(iter(codes.values())) if isinstance(codes, dict) else codes[0]
+    return codes
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every error the views raise, in the one shape."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceError):
+        fields = {camel(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in exc.fields.items()}
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("body_too_large", "The request body is larger than the server accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a real bug: let Django log it and answer 500
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        exc.status_code = status.HTTP_401_UNAUTHORIZED
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait) or 1)
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        message = "The request is invalid: " + "; ".join(
+            f"{name}: {' '.join(msgs)}" if name else " ".join(msgs) for name, msgs in fields.items()
+        )
+        code = "invalid"
+    else:
+        fields = {}
+        detail = exc.detail
+        message = str(detail) if not isinstance(detail, (dict, list)) else str(exc.default_detail)
+        code = _first_code(detail) or exc.default_code
+        code = {"not_authenticated": "not_authenticated", "authentication_failed": "not_authenticated"}.get(code, code)
+    set_rollback()
+    return Response(error_body(code, message, fields), status=exc.status_code, headers=headers)
+
+
+def not_found_view(request, exception=None) -> JsonResponse:
+    """handler404: an unknown URL gets the API's error shape instead of an HTML page."""
+    return error_response(404, "not_found", "No such endpoint.")

@@ -1,0 +1,42 @@
+"""Per-daemon (or per staff user) request throttling with counters shared by all processes.
+
+Each request costs one UPSERT on ``api_rate_counters`` (a fixed one-minute
+window); over ``API_THROTTLE_RATE_PER_MINUTE`` the API answers 429 with
+Retry-After. 0 turns throttling off.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from supervisors.services.world import hit_rate_counter
+
+from .authentication import DaemonPrincipal
+
+WINDOW_SECONDS = 60
+
+
+class SharedRateThrottle(BaseThrottle):
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def allow_request(self, request, view) -> bool:
+        rate = settings.API_THROTTLE_RATE_PER_MINUTE
+        if rate <= 0:
+            return True
+        user = request.user
+        if isinstance(user, DaemonPrincipal):
+            ident = f"daemon:{user.daemon_id}"
+        elif user is not None and getattr(user, "is_authenticated", False):
+            ident = f"user:{user.pk}"
+        else:
+            ident = f"ip:{self.get_ident(request)}"
+        count, remaining = hit_rate_counter(ident, window_seconds=WINDOW_SECONDS)
+        if count > rate:
+            self._wait = max(remaining, 1)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self._wait

@@ -1,0 +1,67 @@
+"""What every API view shares: the documented error responses and ETag handling."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework.views import APIView
+
+from supervisors.api.serializers import ErrorSerializer
+
+ERROR_TEXT = {
+    400: "Invalid input (field errors keyed by camelCase name), or a NUL character in the body.",
+    401: "No API key, an unknown key or a revoked key.",
+    403: "A staff user without the Django permission this needs.",
+    404: "No such contract, supervisor, question or task, or not one of this daemon's.",
+    409: "The request does not fit the current state.",
+    412: "If-Match does not match the current ETag.",
+    413: "The body is larger than API_MAX_BODY_BYTES.",
+    415: "The body is not application/json.",
+    429: "Too many requests; see Retry-After.",
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Error responses for extend_schema; 400, 401, 403 and 429 are possible everywhere."""
+    wanted = sorted({400, 401, 403, 429, *codes})
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in wanted}
+
+
+BODY_ERRORS = (413, 415)
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The ETag from a previous GET: the write is refused with 412 if the state changed since.",
+)
+
+
+ETAG = OpenApiParameter(
+    "ETag",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description="The state's version; send it back in If-Match to make a write conditional.",
+)
+
+
+def if_match(request) -> str | None:
+    """The version the client expects, from ``If-Match: "<etag>"`` (``*`` means any)."""
+    header = request.headers.get("If-Match")
+    if not header:
+        return None
+    value = header.strip()
+    if value == "*":
+        return None
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def etag(version: str) -> str:
+    return f'"{version}"'
+
+
+class ApiView(APIView):
+    """Base of the API's views (settings hold the defaults: auth, permissions, throttling, parser)."""

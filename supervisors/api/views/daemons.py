@@ -1,0 +1,48 @@
+"""A daemon's own heartbeat, carrying its supervisors' heartbeats in one statement."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+
+from supervisors.api.serializers import (
+    DaemonHeartbeatResponseSerializer,
+    DaemonHeartbeatSerializer,
+    validate_daemon_heartbeat,
+)
+from supervisors.services.state import HeartbeatItem, update_supervisor_heartbeat_states
+from supervisors.services.world import record_daemon_heartbeat
+
+from .base import BODY_ERRORS, ApiView, errors
+
+
+class DaemonHeartbeatView(ApiView):
+    daemon_only = True
+
+    @extend_schema(
+        operation_id="daemon_heartbeat",
+        request=DaemonHeartbeatSerializer,
+        responses={200: DaemonHeartbeatResponseSerializer, **errors(*BODY_ERRORS)},
+        description=(
+            "The daemon is alive (status `connected`), or leaving (`disconnected`). A daemon silent longer than "
+            "DAEMON_GONE_AFTER_SECONDS counts as gone and its supervisors may be taken over. `supervisors` carries "
+            "the heartbeats of its supervisors, written in one statement; those not on this daemon are ignored."
+        ),
+    )
+    def post(self, request) -> Response:
+        data = validate_daemon_heartbeat(request.data)
+        daemon_id = request.user.daemon_id
+        items = [
+            HeartbeatItem(
+                contract_id=item["contract_id"],
+                state=item["state"],
+                current_activity=item.get("current_activity"),
+                progress=item["progress"],
+            )
+            for item in data["supervisors"]
+        ]
+        at = record_daemon_heartbeat(daemon_id, status=data["status"])
+        updated = update_supervisor_heartbeat_states(items, daemon_id=daemon_id) if items else 0
+        return Response(
+            {"daemonId": str(daemon_id), "status": data["status"], "lastHeartbeatAt": at, "supervisorsUpdated": updated}
+        )

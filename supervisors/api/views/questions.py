@@ -1,0 +1,134 @@
+"""A supervisor's questions to the human, and the answers waiting for the daemon."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from supervisors.api import scoping
+from supervisors.api.serializers import (
+    AnswerRequestSerializer,
+    AskQuestionResponseSerializer,
+    PendingQuestionOutSerializer,
+    PendingQuestionSerializer,
+    QuestionAnswerSerializer,
+)
+from supervisors.selectors import unacknowledged_answers
+from supervisors.services.actors import Actor
+from supervisors.services.questions import (
+    acknowledge_answer,
+    add_supervisor_pending_question,
+    clear_pending_question,
+    remove_supervisor_pending_question,
+)
+
+from .base import BODY_ERRORS, ApiView, errors
+
+
+def actor_of(request) -> Actor:
+    daemon = scoping.daemon_of(request)
+    return daemon.actor if daemon is not None else Actor.staff(request.user)
+
+
+class QuestionsView(ApiView):
+    staff_permissions = {
+        "GET": ["supervisors.view_supervisorstate"],
+        "POST": ["supervisors.change_supervisorstate"],
+    }
+
+    @extend_schema(
+        operation_id="supervisor_questions_list",
+        responses={200: PendingQuestionOutSerializer(many=True), **errors(404)},
+        description="The questions waiting for the human.",
+    )
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        supervisor = scoping.get_supervisor(request, contract_uuid)
+        return Response(supervisor.pending_questions or [])
+
+    @extend_schema(
+        operation_id="supervisor_question_ask",
+        request=PendingQuestionSerializer,
+        responses={
+            200: OpenApiResponse(AskQuestionResponseSerializer, description="Already pending (same id)."),
+            201: AskQuestionResponseSerializer,
+            **errors(404, 409, *BODY_ERRORS),
+        },
+        description="Ask the human a question (save point). Re-asking with the same id is harmless.",
+    )
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        serializer = PendingQuestionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        scoping.require_supervisor(request, contract_uuid)
+        _, question, created = add_supervisor_pending_question(contract_uuid, serializer.to_wire())
+        return Response(
+            {"question": question, "created": created},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class QuestionView(ApiView):
+    staff_permissions = {"DELETE": ["supervisors.change_supervisorstate"]}
+
+    @extend_schema(
+        operation_id="supervisor_question_withdraw",
+        responses={204: None, **errors(404, 409)},
+        description="Withdraw a pending question without an answer.",
+    )
+    def delete(self, request, contractId: str, questionId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        question_uuid = scoping.parse_path_uuid(questionId, "questionId")
+        scoping.require_supervisor(request, contract_uuid)
+        remove_supervisor_pending_question(contract_uuid, question_uuid, actor=actor_of(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AnswerView(ApiView):
+    staff_permissions = {"POST": ["supervisors.answer_question"]}
+
+    @extend_schema(
+        operation_id="supervisor_question_answer",
+        request=AnswerRequestSerializer,
+        responses={200: QuestionAnswerSerializer, **errors(404, 409, *BODY_ERRORS)},
+        description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
+    )
+    def post(self, request, contractId: str, questionId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        question_uuid = scoping.parse_path_uuid(questionId, "questionId")
+        serializer = AnswerRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        scoping.require_supervisor(request, contract_uuid)
+        answer = clear_pending_question(
+            contract_uuid, question_uuid, answer=serializer.validated_data["answer"], actor=actor_of(request)
+        )
+        return Response(QuestionAnswerSerializer(answer).data)
+
+
+class AnswersView(ApiView):
+    @extend_schema(
+        operation_id="supervisor_answers_list",
+        responses={200: QuestionAnswerSerializer(many=True), **errors(404)},
+        description="Answers the daemon has not acknowledged yet, oldest first.",
+    )
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        scoping.require_supervisor(request, contract_uuid)
+        return Response(QuestionAnswerSerializer(unacknowledged_answers(contract_uuid), many=True).data)
+
+
+class AnswerAckView(ApiView):
+    staff_permissions = {"POST": ["supervisors.change_supervisorstate"]}
+
+    @extend_schema(
+        operation_id="supervisor_answer_ack",
+        request=None,
+        responses={200: QuestionAnswerSerializer, **errors(404)},
+        description="The daemon received this answer (idempotent).",
+    )
+    def post(self, request, contractId: str, questionId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        question_uuid = scoping.parse_path_uuid(questionId, "questionId")
+        scoping.require_supervisor(request, contract_uuid)
+        return Response(QuestionAnswerSerializer(acknowledge_answer(contract_uuid, question_uuid)).data)

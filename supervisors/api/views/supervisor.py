@@ -1,0 +1,200 @@
+"""The supervisor of a contract: read, full save, partial update, heartbeat, spawned tasks, phase, validation."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from supervisors.api import scoping
+from supervisors.api.serializers import (
+    HeartbeatResponseSerializer,
+    HeartbeatSerializer,
+    PhaseSerializer,
+    SaveSupervisorStateSerializer,
+    SpawnedTaskSerializer,
+    StateValidationResultSerializer,
+    SupervisorStateSerializer,
+    UpdateSupervisorStateSerializer,
+    questions_to_wire,
+    validate_heartbeat,
+)
+from supervisors.models import SupervisorState, Task
+from supervisors.services.errors import InvalidInput, NotFound
+from supervisors.services.state import (
+    add_supervisor_spawned_task,
+    save_supervisor_state_full,
+    state_version,
+    update_supervisor_detailed_state,
+    update_supervisor_heartbeat_state,
+    update_supervisor_phase,
+)
+from supervisors.services.validation import validate_supervisor_state
+
+from .base import BODY_ERRORS, ETAG, IF_MATCH, ApiView, errors, etag, if_match
+
+INCLUDE = OpenApiParameter(
+    "include",
+    str,
+    enum=["conversationHistory"],
+    required=False,
+    description="`conversationHistory` to include the (possibly large) conversation history.",
+)
+
+
+def state_response(supervisor: SupervisorState, *, include_history: bool = False, code: int = 200) -> Response:
+    body = SupervisorStateSerializer(supervisor, include_history=include_history).data
+    return Response(body, status=code, headers={"ETag": etag(state_version(supervisor))})
+
+
+class SupervisorView(ApiView):
+    staff_permissions = {
+        "GET": ["supervisors.view_supervisorstate"],
+        "PUT": ["supervisors.change_supervisorstate", "supervisors.add_supervisorstate"],
+        "PATCH": ["supervisors.change_supervisorstate"],
+    }
+
+    @extend_schema(
+        operation_id="supervisor_get",
+        parameters=[INCLUDE, ETAG],
+        responses={200: SupervisorStateSerializer, **errors(404)},
+        description="The supervisor's state, with its version in the ETag header.",
+    )
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        include = request.query_params.get("include")
+        if include not in (None, "conversationHistory"):
+            raise InvalidInput(
+                "include accepts only conversationHistory.", fields={"include": ["Only conversationHistory."]}
+            )
+        include_history = include is not None
+        supervisor = scoping.get_supervisor(request, contract_uuid, with_history=include_history)
+        return state_response(supervisor, include_history=include_history)
+
+    @extend_schema(
+        operation_id="supervisor_save",
+        parameters=[IF_MATCH, ETAG],
+        request=SaveSupervisorStateSerializer,
+        responses={
+            200: SupervisorStateSerializer,
+            201: SupervisorStateSerializer,
+            **errors(404, 412, *BODY_ERRORS),
+        },
+        description="Save the whole state (UPSERT). A new supervisor's task must be one of this daemon's.",
+    )
+    def put(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        serializer = SaveSupervisorStateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        exists = scoping.visible_supervisors(request).filter(contract_id=contract_uuid).exists()
+        if not exists:
+            daemon = scoping.daemon_of(request)
+            if SupervisorState.objects.filter(contract_id=contract_uuid).exists() or (
+                daemon is not None and not Task.objects.filter(pk=data["task_id"], daemon_id=daemon.daemon_id).exists()
+            ):
+                raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+        data["pending_questions"] = questions_to_wire(data["pending_questions"])
+        supervisor = save_supervisor_state_full(contract_id=contract_uuid, expected_version=if_match(request), **data)
+        return state_response(supervisor, code=status.HTTP_200_OK if exists else status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="supervisor_update",
+        parameters=[IF_MATCH, ETAG],
+        request=UpdateSupervisorStateSerializer,
+        responses={200: SupervisorStateSerializer, **errors(404, 412, *BODY_ERRORS)},
+        description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
+    )
+    def patch(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        serializer = UpdateSupervisorStateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        if "pending_questions" in changes:
+            changes["pending_questions"] = questions_to_wire(changes["pending_questions"])
+        scoping.require_supervisor(request, contract_uuid)
+        supervisor = update_supervisor_detailed_state(contract_uuid, changes, expected_version=if_match(request))
+        return state_response(supervisor)
+
+
+class HeartbeatView(ApiView):
+    """The hot path: one UPDATE scoped to the daemon, nothing read first."""
+
+    staff_permissions = {"POST": ["supervisors.change_supervisorstate"]}
+
+    @extend_schema(
+        operation_id="supervisor_heartbeat",
+        request=HeartbeatSerializer,
+        responses={200: HeartbeatResponseSerializer, **errors(404, *BODY_ERRORS)},
+        description="The supervisor is alive: state, currentActivity and progress (no checkpoint is taken).",
+    )
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        data = validate_heartbeat(request.data)
+        daemon = scoping.daemon_of(request)
+        updated = update_supervisor_heartbeat_state(
+            contract_uuid, **data, daemon_id=daemon.daemon_id if daemon else None
+        )
+        if not updated:
+            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+        return Response({"ok": True})
+
+
+class SpawnedTaskView(ApiView):
+    staff_permissions = {"POST": ["supervisors.change_supervisorstate"]}
+
+    @extend_schema(
+        operation_id="supervisor_task_spawned",
+        request=SpawnedTaskSerializer,
+        responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
+        description="A task was spawned (save point); with `wait` the supervisor also waits on it.",
+    )
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        serializer = SpawnedTaskSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        scoping.require_supervisor(request, contract_uuid)
+        data = serializer.validated_data
+        supervisor = add_supervisor_spawned_task(contract_uuid, data["task_id"], wait=data["wait"])
+        return state_response(supervisor)
+
+
+class PhaseView(ApiView):
+    staff_permissions = {"POST": ["supervisors.change_supervisorstate"]}
+
+    @extend_schema(
+        operation_id="supervisor_phase_changed",
+        request=PhaseSerializer,
+        responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
+        description="The contract's phase changed (save point).",
+    )
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        serializer = PhaseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        scoping.require_supervisor(request, contract_uuid)
+        supervisor = update_supervisor_phase(contract_uuid, serializer.validated_data["phase"])
+        return state_response(supervisor)
+
+
+class ValidationView(ApiView):
+    @extend_schema(
+        operation_id="supervisor_validate",
+        responses={200: StateValidationResultSerializer, **errors(404)},
+        description="What a restoration would find, without changing anything.",
+    )
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        supervisor = scoping.get_supervisor(request, contract_uuid, with_history=True)
+        result = validate_supervisor_state(supervisor)
+        return Response(
+            {
+                "isValid": result.is_valid,
+                "issues": list(result.issues),
+                "recoveryAction": str(result.recovery_action),
+                "warnings": list(result.warnings),
+            }
+        )
+
+
+__all__ = ["HeartbeatView", "PhaseView", "SpawnedTaskView", "SupervisorView", "ValidationView"]

@@ -1,0 +1,286 @@
+"""The world around supervisors: contracts, tasks, daemons, API keys, idempotency, rate counters.
+
+The API, the admin and the commands create and change these rows only through
+the functions here, so the rules (a contract's phase, a task's status, how a
+key is stored) are enforced in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from supervisors.enums import TERMINAL_TASK_STATUSES, ContractStatus, DaemonStatus, TaskStatus
+from supervisors.models import Contract, Daemon, DaemonApiKey, IdempotencyKey, Task
+
+from .errors import Conflict, InvalidInput, NotFound
+
+KEY_PREFIX = "mks"
+MAX_PHASE_LENGTH = 50
+
+
+# --- Contracts and tasks --------------------------------------------------------
+
+
+def _check_text(name: str, value: Any, *, max_length: int | None = None, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InvalidInput(f"{name} must be a non-empty string.", fields={name: ["Must be a non-empty string."]})
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInput(
+            f"{name} is longer than {max_length} characters.",
+            fields={name: [f"At most {max_length} characters."]},
+        )
+
+
+def create_contract(*, name: str, phase: str, status: str = ContractStatus.ACTIVE) -> Contract:
+    """A new contract; it has no supervisor until its supervisor task and state are created."""
+    _check_text("name", name)
+    _check_text("phase", phase, max_length=MAX_PHASE_LENGTH)
+    if status not in ContractStatus.values:
+        raise InvalidInput(f"Unknown contract status {status!r}.", fields={"status": ["Unknown status."]})
+    return Contract.objects.create(name=name, phase=phase, status=status)
+
+
+def create_task(
+    *,
+    contract_id: uuid.UUID,
+    name: str,
+    is_supervisor: bool = False,
+    daemon_id: uuid.UUID | None = None,
+    parent_task_id: uuid.UUID | None = None,
+    status: str = TaskStatus.PENDING,
+) -> Task:
+    """A task of a contract; a parent task must belong to the same contract."""
+    _check_text("name", name)
+    if status not in TaskStatus.values:
+        raise InvalidInput(f"Unknown task status {status!r}.", fields={"status": ["Unknown status."]})
+    with transaction.atomic():
+        contract = Contract.objects.filter(pk=contract_id).first()
+        if contract is None:
+            raise NotFound(f"Contract {contract_id} does not exist.", fields={"contract_id": ["Not found."]})
+        if daemon_id is not None and not Daemon.objects.filter(pk=daemon_id).exists():
+            raise InvalidInput(f"Daemon {daemon_id} does not exist.", fields={"daemon_id": ["Not found."]})
+        if parent_task_id is not None and not Task.objects.filter(pk=parent_task_id, contract=contract).exists():
+            raise InvalidInput(
+                f"Parent task {parent_task_id} is not a task of this contract.",
+                fields={"parent_task_id": ["Not a task of this contract."]},
+            )
+        return Task.objects.create(
+            contract=contract,
+            name=name,
+            is_supervisor=is_supervisor,
+            daemon_id=daemon_id,
+            parent_task_id=parent_task_id,
+            status=status,
+        )
+
+
+def update_task_status(task_id: uuid.UUID, status: str, *, daemon_id: uuid.UUID | None = None) -> Task:
+    """Move a task to a new status; ``daemon_id`` scopes the change to tasks of that daemon's contracts."""
+    if status not in TaskStatus.values:
+        raise InvalidInput(
+            f"{status!r} is not one of {', '.join(TaskStatus.values)}.", fields={"status": ["Unknown status."]}
+        )
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or (daemon_id is not None and not _task_visible_to_daemon(task, daemon_id)):
+            raise NotFound(f"Task {task_id} does not exist.", fields={"task_id": ["Not found."]})
+        task.status = status
+        task.completed_at = timezone.now() if status in TERMINAL_TASK_STATUSES else None
+        task.save(update_fields=["status", "completed_at", "updated_at"])
+        return task
+
+
+def _task_visible_to_daemon(task: Task, daemon_id: uuid.UUID) -> bool:
+    """A daemon sees the tasks it runs and every task of a contract whose supervisor it runs."""
+    if task.daemon_id == daemon_id:
+        return True
+    return Task.objects.filter(contract_id=task.contract_id, is_supervisor=True, daemon_id=daemon_id).exists()
+
+
+# --- Daemons ------------------------------------------------------------------
+
+
+def daemon_gone_before(now: datetime | None = None) -> datetime:
+    """Heartbeats older than this mean the daemon is gone."""
+    return (now or timezone.now()) - timedelta(seconds=settings.DAEMON_GONE_AFTER_SECONDS)
+
+
+def is_daemon_gone(daemon: Daemon | None, now: datetime | None = None) -> bool:
+    """A daemon that said it disconnected, or has been silent past the threshold, is gone."""
+    if daemon is None:
+        return True
+    if daemon.status != DaemonStatus.CONNECTED or daemon.last_heartbeat_at is None:
+        return True
+    return daemon.last_heartbeat_at < daemon_gone_before(now)
+
+
+def record_daemon_heartbeat(daemon_id: uuid.UUID, *, status: str = DaemonStatus.CONNECTED) -> datetime:
+    """Mark a daemon alive (or disconnected, when it says so on the way out): one UPDATE."""
+    if status not in DaemonStatus.values:
+        raise InvalidInput(f"Unknown daemon status {status!r}.", fields={"status": ["Unknown status."]})
+    now = timezone.now()
+    if not Daemon.objects.filter(pk=daemon_id).update(status=status, last_heartbeat_at=now):
+        raise NotFound(f"Daemon {daemon_id} does not exist.")
+    return now
+
+
+# --- API keys -------------------------------------------------------------------
+
+
+def hash_key(raw_key: str) -> str:
+    """Keys are long random strings, so a plain SHA-256 is enough (no slow hash needed)."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly created key: ``raw`` is shown once and never stored."""
+
+    api_key: DaemonApiKey
+    raw: str
+
+
+def create_daemon_key(daemon_id: uuid.UUID, *, name: str = "") -> IssuedKey:
+    """A new key ``mks_<prefix>_<secret>`` for a daemon; only its SHA-256 is stored."""
+    if not Daemon.objects.filter(pk=daemon_id).exists():
+        raise NotFound(f"Daemon {daemon_id} does not exist.", fields={"daemon": ["Not found."]})
+    prefix = secrets.token_hex(4)
+    raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    api_key = DaemonApiKey.objects.create(daemon_id=daemon_id, name=name[:100], prefix=prefix, key_hash=hash_key(raw))
+    return IssuedKey(api_key=api_key, raw=raw)
+
+
+def revoke_daemon_key(key_id: int) -> DaemonApiKey:
+    """Revoke a key; API processes stop accepting it within ``API_KEY_CACHE_SECONDS``."""
+    with transaction.atomic():
+        api_key = DaemonApiKey.objects.select_for_update().filter(pk=key_id).first()
+        if api_key is None:
+            raise NotFound(f"API key {key_id} does not exist.")
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+        return api_key
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """What authentication needs to know about a valid key, cheap to keep in memory."""
+
+    key_id: int
+    daemon_id: uuid.UUID
+    daemon_name: str
+
+
+def lookup_daemon_key(raw_key: str) -> KeyOwner | None:
+    """The owner of an active key, recording its use: ONE statement (UPDATE ... RETURNING)."""
+    digest = hash_key(raw_key)
+    keys, daemons = DaemonApiKey._meta.db_table, Daemon._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {keys} SET last_used_at = %s WHERE key_hash = %s AND revoked_at IS NULL "
+            f"RETURNING id, daemon_id, (SELECT name FROM {daemons} d WHERE d.id = {keys}.daemon_id)",
+            [timezone.now(), digest],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    daemon_id = row[1] if isinstance(row[1], uuid.UUID) else uuid.UUID(str(row[1]))
+    return KeyOwner(key_id=row[0], daemon_id=daemon_id, daemon_name=row[2] or "")
+
+
+# --- Rate counters (throttling) --------------------------------------------------
+
+
+def hit_rate_counter(key: str, *, window_seconds: int) -> tuple[int, int]:
+    """Count one request of ``key`` in the current fixed window: ONE atomic UPSERT.
+
+    Returns (requests in this window including this one, seconds until the window
+    ends). The counter lives in the database so every process shares it.
+    """
+    now = int(time.time())
+    window_start = now - now % window_seconds
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_rate_counters (key, window_start, count) VALUES (%s, %s, 1) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            "count = CASE WHEN api_rate_counters.window_start = excluded.window_start "
+            "THEN api_rate_counters.count + 1 ELSE 1 END, window_start = excluded.window_start "
+            "RETURNING count",
+            [key, window_start],
+        )
+        (count,) = cursor.fetchone()
+    return count, window_start + window_seconds - now
+
+
+# --- Idempotency ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: Any
+
+
+def request_fingerprint(*parts: Any) -> str:
+    """What identifies "the same request" for an idempotency key: method, path and body."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def find_idempotent_response(*, daemon_id: uuid.UUID, key: str, fingerprint: str) -> StoredResponse | None:
+    """The first answer given to this key, or None; Conflict if the key was used for another request."""
+    cutoff = timezone.now() - timedelta(hours=settings.API_IDEMPOTENCY_TTL_HOURS)
+    stored = IdempotencyKey.objects.filter(daemon_id=daemon_id, key=key, created_at__gte=cutoff).first()
+    if stored is None:
+        return None
+    if stored.request_fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.",
+            code="idempotency_key_reused",
+            fields={"idempotency_key": ["Used for a different request."]},
+        )
+    return StoredResponse(stored.response_status, stored.response_body)
+
+
+def store_idempotent_response(
+    *,
+    daemon_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    supervisor_id: uuid.UUID | None,
+    status: int,
+    body: Any,
+) -> None:
+    """Remember the answer; call inside the transaction that did the work, so both commit or neither.
+
+    The daemon's expired answers (the same key among them) are deleted on the way:
+    stored contexts carry whole conversations, so they must not pile up. A
+    concurrent request with the same key that got here first makes this raise
+    IntegrityError, rolling back the second request's work.
+    """
+    cutoff = timezone.now() - timedelta(hours=settings.API_IDEMPOTENCY_TTL_HOURS)
+    IdempotencyKey.objects.filter(daemon_id=daemon_id, created_at__lt=cutoff).delete()
+    with transaction.atomic():
+        IdempotencyKey.objects.create(
+            daemon_id=daemon_id,
+            key=key,
+            supervisor_id=supervisor_id,
+            request_fingerprint=fingerprint,
+            response_status=status,
+            response_body=body,
+        )

@@ -1,0 +1,184 @@
+"""resume: the restoration context, idempotency, takeover of a gone daemon's supervisor, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from supervisors.enums import DaemonStatus
+from supervisors.models import Daemon, IdempotencyKey, RestorationLog, SupervisorState
+from tests.api.conftest import url
+from tests.factories import make_question
+
+pytestmark = pytest.mark.django_db
+
+HISTORY = [{"role": "user", "content": "hello", "meta_data": {"snake_key": 1}}]
+
+
+def resume(client, contract_id, source="daemon_restart", key=None, **extra):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return client.post(url(contract_id, "resume/"), {"source": source, **extra}, format="json", **headers)
+
+
+def test_resume_returns_the_restoration_context(alpha, supervisor):
+    question = make_question()
+    SupervisorState.objects.filter(pk=supervisor.pk).update(
+        state="waiting_for_user", conversation_history=HISTORY, pending_questions=[question]
+    )
+    response = resume(alpha.client, supervisor.contract_id, reason="daemon rebooted")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["success"] is True
+    assert body["previousState"] == "waiting_for_user"
+    assert body["conversationHistory"] == HISTORY
+    assert [q["id"] for q in body["pendingQuestions"]] == [question["id"]]
+    assert body["restorationCount"] == 1
+    assert body["recoveryAction"] == "Proceed"
+    assert isinstance(body["restorationContextMessage"], str) and body["restorationContextMessage"]
+    supervisor.refresh_from_db()
+    assert supervisor.restoration_source == "daemon_restart"
+    log = RestorationLog.objects.get(supervisor=supervisor)
+    assert log.reason == "daemon rebooted" and log.actor_daemon_id == alpha.daemon.id
+
+
+def test_same_idempotency_key_returns_the_first_answer_without_restoring_again(alpha, supervisor):
+    first = resume(alpha.client, supervisor.contract_id, key="abc-1")
+    second = resume(alpha.client, supervisor.contract_id, key="abc-1")
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    supervisor.refresh_from_db()
+    assert supervisor.restoration_count == 1
+    assert IdempotencyKey.objects.filter(daemon=alpha.daemon, key="abc-1").count() == 1
+    third = resume(alpha.client, supervisor.contract_id, key="abc-2")
+    assert third.json()["restorationCount"] == 2
+
+
+def test_idempotency_keys_are_per_daemon(alpha, beta, supervisor, other_supervisor):
+    assert resume(alpha.client, supervisor.contract_id, key="same").status_code == 200
+    assert resume(beta.client, other_supervisor.contract_id, key="same").status_code == 200
+    other_supervisor.refresh_from_db()
+    assert other_supervisor.restoration_count == 1
+
+
+def test_reusing_a_key_for_another_request_is_409(alpha, supervisor):
+    assert resume(alpha.client, supervisor.contract_id, key="k").status_code == 200
+    response = resume(alpha.client, supervisor.contract_id, source="manual", key="k")
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_key_reused"
+
+
+def test_a_second_resume_without_key_right_after_is_409(alpha, supervisor, settings):
+    assert resume(alpha.client, supervisor.contract_id).status_code == 200
+    response = resume(alpha.client, supervisor.contract_id)
+    assert response.status_code == 409
+    assert response.json()["code"] == "restored_concurrently"
+    settings.API_RESUME_DEBOUNCE_SECONDS = 0
+    assert resume(alpha.client, supervisor.contract_id).json()["restorationCount"] == 2
+
+
+def test_completed_supervisor_is_409(alpha, supervisor):
+    SupervisorState.objects.filter(pk=supervisor.pk).update(state="completed")
+    response = resume(alpha.client, supervisor.contract_id)
+    assert response.status_code == 409
+    supervisor.refresh_from_db()
+    assert supervisor.restoration_count == 0
+
+
+@pytest.mark.parametrize("body,field", [({"source": "reboot"}, "source"), ({}, "source"), ({"source": 3}, "source")])
+def test_bad_source_is_400(alpha, supervisor, body, field):
+    response = alpha.client.post(url(supervisor.contract_id, "resume/"), body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+
+
+def test_takeover_of_a_gone_daemons_supervisor_moves_the_task(alpha, beta, other_supervisor):
+    Daemon.objects.filter(pk=beta.daemon.pk).update(status=DaemonStatus.DISCONNECTED)
+    response = resume(alpha.client, other_supervisor.contract_id, source="task_reassignment")
+    assert response.status_code == 200, response.content
+    other_supervisor.task.refresh_from_db()
+    assert other_supervisor.task.daemon_id == alpha.daemon.id
+    assert alpha.client.get(url(other_supervisor.contract_id)).status_code == 200
+    assert beta.client.get(url(other_supervisor.contract_id)).status_code == 404
+
+
+def test_takeover_of_a_silent_daemons_supervisor(alpha, beta, other_supervisor, settings):
+    silent_since = timezone.now() - timedelta(seconds=settings.DAEMON_GONE_AFTER_SECONDS + 5)
+    Daemon.objects.filter(pk=beta.daemon.pk).update(last_heartbeat_at=silent_since)
+    assert resume(alpha.client, other_supervisor.contract_id, source="task_reassignment").status_code == 200
+
+
+def test_takeover_of_a_live_daemons_supervisor_is_404(alpha, beta, other_supervisor):
+    assert resume(alpha.client, other_supervisor.contract_id, source="task_reassignment").status_code == 404
+    assert resume(alpha.client, other_supervisor.contract_id, source="daemon_restart").status_code == 404
+    other_supervisor.task.refresh_from_db()
+    assert other_supervisor.task.daemon_id == beta.daemon.id
+
+
+def test_staff_may_resume_manually(staff, supervisor):
+    response = resume(staff, supervisor.contract_id, source="manual")
+    assert response.status_code == 200
+    assert RestorationLog.objects.get(supervisor=supervisor).actor_kind == "staff"
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("key", [None, "same-key"])
+def test_concurrent_resumes_never_restore_twice(alpha, supervisor, key):
+    SupervisorState.objects.filter(pk=supervisor.pk).update(conversation_history=HISTORY * 2000)
+    results: list = []
+    barrier = threading.Barrier(4)
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(resume(alpha.client, supervisor.contract_id, key=key))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(r.status_code for r in results)
+    supervisor.refresh_from_db()
+    assert supervisor.restoration_count == 1
+    assert RestorationLog.objects.filter(supervisor=supervisor, success=True).count() == 1
+    if key is not None:
+        assert statuses == [200] * 4
+        assert all(r.json()["restorationCount"] == 1 for r in results)
+    else:
+        assert statuses == [200, 409, 409, 409], [r.content for r in results]
+
+
+@pytest.mark.parametrize("key", ["x" * 256, "has space", "tab\tkey"])
+def test_malformed_idempotency_key_is_400(alpha, supervisor, key):
+    response = resume(alpha.client, supervisor.contract_id, key=key)
+    assert response.status_code == 400
+    assert "idempotencyKey" in response.json()["fields"]
+    supervisor.refresh_from_db()
+    assert supervisor.restoration_count == 0
+
+
+def test_resume_of_unknown_contract_is_404(alpha):
+    import uuid
+
+    assert resume(alpha.client, uuid.uuid4()).status_code == 404
+
+
+def test_expired_idempotency_keys_are_dropped_and_reusable(alpha, supervisor, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    assert resume(alpha.client, supervisor.contract_id, key="old").status_code == 200
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+    settings.API_RESUME_DEBOUNCE_SECONDS = 0
+    again = resume(alpha.client, supervisor.contract_id, key="old")
+    assert again.status_code == 200
+    assert again.json()["restorationCount"] == 2
+    assert IdempotencyKey.objects.filter(daemon=alpha.daemon).count() == 1
