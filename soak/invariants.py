@@ -52,7 +52,8 @@ def check_invariants(world: World) -> list[Check]:
             "each spawned task recorded exactly once",
             not (duplicated or lost or phantom),
             f"{sum(len(v) for v in ledger.spawned.values())} acknowledged, {total} stored; "
-            f"duplicated {len(duplicated)}, lost {len(lost)}, unknown {len(phantom)} {_sample(duplicated + lost + phantom)}",
+            f"duplicated {len(duplicated)}, lost {len(lost)}, unknown {len(phantom)} "
+            + _sample(duplicated + lost + phantom),
         )
     )
 

@@ -97,6 +97,8 @@ def setup_world(world: World, *, staff_password: str | None = None) -> tuple[lis
             world.ledger.owner[contract.id] = daemon.name
         identities.append(identity)
         world.sims.append(sim)
+    if len(world.sims) > 1:
+        world.sims[0].forced_takeover_at = world.config.seconds / 3
     user = User.objects.create_user(
         f"soak-human-{world.run_id}", password=staff_password or secrets.token_urlsafe(16), is_staff=True
     )
@@ -116,6 +118,8 @@ class DaemonSim:
         self.tasks: dict[uuid.UUID, list[str]] = defaultdict(list)  # contract -> spawned, still running
         self.gone = False
         self.client: Client | None = None
+        #: Seconds into the run at which this daemon goes away for a while, so a takeover surely happens.
+        self.forced_takeover_at: float | None = None
 
     # --- plumbing ---------------------------------------------------------------------
     def call(self, method: str, template: str, contract: uuid.UUID | None = None, body=None, **kwargs):
@@ -156,13 +160,20 @@ class DaemonSim:
                 (self.patch_history, 4),
                 (self.finish_task, 5),
                 (self.phase, 2),
-                (self.take_over, 3),
             ]
             funcs, weights = zip(*actions, strict=True)
+            started = time.monotonic()
             while not self.world.stop.is_set():
                 time.sleep(self.rng.uniform(*self.world.config.think_seconds))
+                if self.forced_takeover_at is not None and time.monotonic() - started >= self.forced_takeover_at:
+                    self.forced_takeover_at = None
+                    self.crash(takeover=True)
+                    continue
                 if self.rng.random() < self.world.config.crash_probability:
                     self.crash()
+                    continue
+                if self.world.orphans and self.rng.random() < 0.3:
+                    self.take_over()
                     continue
                 self.rng.choices(funcs, weights)[0]()
         finally:
@@ -281,14 +292,14 @@ class DaemonSim:
                 self.world.ledger.resumes_by_source[source] += 1
         return reply.ok
 
-    def crash(self) -> None:
+    def crash(self, *, takeover: bool | None = None) -> None:
         """The daemon process dies: it forgets its tasks and comes back (daemon_restart), or is gone long
         enough for others to take its supervisors over (task_reassignment)."""
         with self.world.ledger.lock:
             self.world.ledger.crashes += 1
         self.tasks.clear()
         self.client.close()
-        if self.rng.random() < self.world.config.takeover_share:
+        if takeover if takeover is not None else self.rng.random() < self.world.config.takeover_share:
             self.daemon_heartbeat(status="disconnected")
             with self.world.takeover_lock:
                 self.gone = True
