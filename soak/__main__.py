@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--supervisors-per-daemon", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0, help="Traffic time; a hard stop follows 30 s later.")
     parser.add_argument("--crash-probability", type=float, default=0.01, help="Per daemon action.")
+    parser.add_argument("--humans", type=int, default=2, help="People answering questions at once.")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's).")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker.")
     parser.add_argument("--seed", type=int, default=None)
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         supervisors_per_daemon=args.supervisors_per_daemon,
         seconds=args.seconds,
         crash_probability=args.crash_probability,
+        humans=args.humans,
         seed=args.seed,
     )
     result = run_soak(

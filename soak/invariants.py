@@ -80,7 +80,7 @@ def check_invariants(world: World) -> list[Check]:
             bad.append(f"{qid}: pending {p}, answers {a}, acknowledged {qid not in unacked}")
     unknown = [q for q in set(pending) | set(answers) if q not in ledger.asked]
     wrong_text = [q for q, text in ledger.received.items() if ledger.answered.get(q) != text]
-    not_answered = [q for q in ledger.answered if answers.get(q) != 1]
+    not_answered = [q for q in ledger.answered if answers.get(q) != 1 or ledger.answer_wins[q] != 1]
     checks.append(
         Check(
             "each question pending, or answered exactly once and acknowledged",

@@ -31,6 +31,7 @@ class Ledger:
     spawn_unsure: dict[uuid.UUID, set[str]] = field(default_factory=lambda: defaultdict(set))
     asked: dict[str, uuid.UUID] = field(default_factory=dict)
     answered: dict[str, str] = field(default_factory=dict)
+    answer_wins: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # 200s per question
     received: dict[str, str] = field(default_factory=dict)
     resumes: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
     resumes_by_source: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -48,6 +49,8 @@ class SoakConfig:
     think_seconds: tuple[float, float] = (0.02, 0.15)
     crash_probability: float = 0.01
     takeover_share: float = 0.4
+    #: People answering at once: two may answer the same question, and exactly one must win.
+    humans: int = 2
     seed: int | None = None
 
 
@@ -364,11 +367,12 @@ class Human:
         text = self.rng.choice(["yes", "no", "later, <script>alert(1)</script>", "ja, gerne — 続けて"])
         path = f"{API}/contracts/{contract}/supervisor/questions/{qid}/answer/"
         endpoint = SUP + "questions/{qid}/answer/"
-        # Another daemon may have been restored meanwhile; a question can only be answered once.
-        reply = self.client.request("POST", path, {"answer": text}, endpoint=endpoint, expect=(200,))
+        # Another human may have answered it a moment ago: 409 (or 404 once it is gone), never two answers.
+        reply = self.client.request("POST", path, {"answer": text}, endpoint=endpoint, expect=(200, 404, 409))
         if reply.ok:
             with self.world.ledger.lock:
                 self.world.ledger.answered[qid] = text
+                self.world.ledger.answer_wins[qid] += 1
             if self.rng.random() < 0.1:
                 self.client.request("POST", path, {"answer": text}, endpoint=endpoint + " (again)", expect=(404, 409))
 
@@ -377,8 +381,9 @@ def run_world(world: World, session_key: str) -> None:
     """Run every daemon and the human until ``seconds`` have passed, then let daemons pick up the last answers."""
     rng = random.Random(world.config.seed)
     threads = [threading.Thread(target=sim.run, name=sim.identity.name, daemon=True) for sim in world.sims]
-    human = Human(world, session_key, random.Random(rng.random()))
-    threads.append(threading.Thread(target=human.run, name="human", daemon=True))
+    for number in range(world.config.humans):
+        human = Human(world, session_key, random.Random(rng.random()))
+        threads.append(threading.Thread(target=human.run, name=f"human-{number}", daemon=True))
     for thread in threads:
         thread.start()
     world.stop.wait(world.config.seconds)

@@ -111,7 +111,7 @@ def test_a_killed_batch_restore_leaves_nothing_half_done_and_a_rerun_restores_th
     env = service_env(
         database_url=f"{live_database_url}?application_name={first_app}", secret_key=settings.SECRET_KEY, port=0
     )
-    first = subprocess.Popen(command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(command(), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # Let a few pages commit, then block the next page's log INSERT inside its transaction and kill the
         # command right there: mid-batch, with a page's state rows already updated but not committed.

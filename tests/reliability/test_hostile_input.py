@@ -144,3 +144,24 @@ def test_sql_and_html_in_free_text_are_stored_verbatim_and_harm_nothing(world, s
     assert supervisor.current_activity == text
     assert supervisor.conversation_history == [{"role": HTML, "content": SQL}]
     assert Contract.objects.count() == 1 and SupervisorState.objects.count() == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="API finding: list fields of PUT/PATCH (spawnedTaskIds, pendingTaskIds, pendingQuestions) have no "
+    "max_length and the 400 names every bad element: 100,000 bad ids (a 689 KB body) yield an 11.8 MB error body "
+    "and about a second of a worker's CPU. Fix: max_length on those fields, or cap the errors reported.",
+)
+def test_errors_for_huge_arrays_stay_small(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    body = {"spawnedTaskIds": list(range(100_000))}
+    case = Case(
+        "PATCH spawnedTaskIds 100,000 numbers", "PATCH", f"/api/v1/contracts/{supervisor.contract_id}/supervisor/", body
+    )
+    response = send(client, case)
+    assert response.status_code == 400
+    assert len(response.content) < len(case.payload()), (
+        f"a {len(case.payload())} byte request got a {len(response.content)} byte answer"
+    )
