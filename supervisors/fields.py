@@ -91,7 +91,11 @@ class UUIDArrayField(models.Field):
         if value is None or hasattr(value, "as_sql"):
             return value
         if connection.vendor == "postgresql":
-            return list(value)
+            # An array literal, not a Python list: psycopg adapts a list element
+            # by element in Python (milliseconds for a thousand UUIDs, on every
+            # write of the row), a string in one go. UUIDs need no quoting, and
+            # psycopg sends a str untyped, so PostgreSQL reads it as uuid[].
+            return "{" + ",".join(str(v) for v in value) + "}"
         return json.dumps([str(v) for v in value])
 
     def value_to_string(self, obj) -> str:

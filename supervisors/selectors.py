@@ -1,7 +1,4 @@
-"""Reads shared by the admin, the API and the management commands.
-
-Grouped by area; each group says which part of the service owns it.
-"""
+"""Reads shared by the admin, the API and the commands, grouped by the area that owns them."""
 
 from __future__ import annotations
 

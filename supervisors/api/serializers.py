@@ -7,6 +7,7 @@ untouched, keys and all.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -25,7 +26,48 @@ from supervisors.enums import (
 from supervisors.validators import validate_conversation_history
 
 PHASE_MAX = 50
+MAX_BATCH = 10_000
 TEXT_MAX = 100_000
+
+
+# --- Strict JSON types -------------------------------------------------------------
+# DRF coerces by default (0 -> "0", "5" -> 5, 1 -> True, false -> UUID(int=0)); a daemon
+# sending the wrong JSON type has a bug it should hear about, and the schema says so.
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            self.fail("invalid", format="RFC 3339")
+        return super().to_internal_value(value)
 
 
 # --- Shared pieces ----------------------------------------------------------------
@@ -34,10 +76,10 @@ TEXT_MAX = 100_000
 class ErrorSerializer(serializers.Serializer):
     """Every error response: a stable machine code, a message for humans, the offending inputs."""
 
-    code = serializers.CharField(help_text="Machine-readable, e.g. invalid, not_found, conflict, throttled.")
-    message = serializers.CharField()
+    code = StrictCharField(help_text="Machine-readable, e.g. invalid, not_found, conflict, throttled.")
+    message = StrictCharField()
     fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
+        child=serializers.ListField(child=StrictCharField()),
         help_text="Messages per offending input, keyed by its camelCase name (nested: items.0.contractId).",
     )
 
@@ -81,18 +123,16 @@ class StrictSerializer(serializers.Serializer):
 class PendingQuestionSerializer(StrictSerializer):
     """The seed's PendingQuestion."""
 
-    id = serializers.UUIDField(required=False, help_text="Generated when omitted.")
-    question = serializers.CharField(max_length=10_000, trim_whitespace=False)
+    id = StrictUUIDField(required=False, help_text="Generated when omitted.")
+    question = StrictCharField(max_length=10_000, trim_whitespace=False)
     choices = serializers.ListField(
-        child=serializers.CharField(max_length=1_000, trim_whitespace=False), max_length=50, default=list
+        child=StrictCharField(max_length=1_000, trim_whitespace=False), max_length=50, default=list
     )
-    context = serializers.CharField(
-        allow_null=True, allow_blank=True, required=False, default=None, trim_whitespace=False
-    )
+    context = StrictCharField(allow_null=True, allow_blank=True, required=False, default=None, trim_whitespace=False)
     questionType = serializers.ChoiceField(
         source="question_type", choices=QuestionType.choices, default=QuestionType.GENERAL
     )
-    askedAt = serializers.DateTimeField(source="asked_at", required=False, help_text="Now when omitted.")
+    askedAt = StrictDateTimeField(source="asked_at", required=False, help_text="Now when omitted.")
 
     def to_wire(self) -> dict[str, Any]:
         """The validated question in the camelCase form the services store."""
@@ -110,15 +150,22 @@ class PendingQuestionSerializer(StrictSerializer):
         return out
 
 
+class FullPendingQuestionSerializer(PendingQuestionSerializer):
+    """A PendingQuestion inside a whole state: id and askedAt are given, as the seed's struct requires."""
+
+    id = StrictUUIDField()
+    askedAt = StrictDateTimeField(source="asked_at")
+
+
 class PendingQuestionOutSerializer(serializers.Serializer):
     """A stored PendingQuestion as the daemon gets it back (already camelCase in the database)."""
 
-    id = serializers.UUIDField()
-    question = serializers.CharField()
-    choices = serializers.ListField(child=serializers.CharField())
-    context = serializers.CharField(allow_null=True)
+    id = StrictUUIDField()
+    question = StrictCharField()
+    choices = serializers.ListField(child=StrictCharField())
+    context = StrictCharField(allow_null=True)
     questionType = serializers.ChoiceField(choices=QuestionType.choices)
-    askedAt = serializers.DateTimeField()
+    askedAt = StrictDateTimeField()
 
 
 @extend_schema_field(PendingQuestionOutSerializer(many=True))
@@ -127,22 +174,22 @@ class StoredQuestionsField(serializers.JSONField):
 
 
 class AnswerRequestSerializer(StrictSerializer):
-    answer = serializers.CharField(max_length=TEXT_MAX, trim_whitespace=False)
+    answer = StrictCharField(max_length=TEXT_MAX, trim_whitespace=False)
 
 
 class QuestionAnswerSerializer(serializers.Serializer):
     """A human's answer to a question, until the daemon acknowledges it."""
 
-    questionId = serializers.UUIDField(source="question_id")
+    questionId = StrictUUIDField(source="question_id")
     question = PendingQuestionOutSerializer()
-    answer = serializers.CharField()
-    answeredAt = serializers.DateTimeField(source="answered_at")
-    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at", allow_null=True)
+    answer = StrictCharField()
+    answeredAt = StrictDateTimeField(source="answered_at")
+    acknowledgedAt = StrictDateTimeField(source="acknowledged_at", allow_null=True)
 
 
 class AskQuestionResponseSerializer(serializers.Serializer):
     question = PendingQuestionOutSerializer()
-    created = serializers.BooleanField(help_text="False when a question with this id was already pending.")
+    created = StrictBooleanField(help_text="False when a question with this id was already pending.")
 
 
 # --- Supervisor state ---------------------------------------------------------------
@@ -151,25 +198,25 @@ class AskQuestionResponseSerializer(serializers.Serializer):
 class SupervisorStateSerializer(serializers.Serializer):
     """The seed's SupervisorState; ``conversationHistory`` only with ``?include=conversationHistory``."""
 
-    id = serializers.UUIDField()
-    contractId = serializers.UUIDField(source="contract_id")
-    taskId = serializers.UUIDField(source="task_id")
+    id = StrictUUIDField()
+    contractId = StrictUUIDField(source="contract_id")
+    taskId = StrictUUIDField(source="task_id")
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
-    phase = serializers.CharField()
-    currentActivity = serializers.CharField(source="current_activity", allow_null=True)
-    progress = serializers.IntegerField(min_value=0, max_value=100)
-    errorMessage = serializers.CharField(source="error_message", allow_null=True)
-    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField())
-    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField())
+    phase = StrictCharField()
+    currentActivity = StrictCharField(source="current_activity", allow_null=True)
+    progress = StrictIntegerField(min_value=0, max_value=100)
+    errorMessage = StrictCharField(source="error_message", allow_null=True)
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=StrictUUIDField())
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=StrictUUIDField())
     pendingQuestions = StoredQuestionsField(source="pending_questions")
-    restorationCount = serializers.IntegerField(source="restoration_count")
-    lastRestoredAt = serializers.DateTimeField(source="last_restored_at", allow_null=True)
+    restorationCount = StrictIntegerField(source="restoration_count")
+    lastRestoredAt = StrictDateTimeField(source="last_restored_at", allow_null=True)
     restorationSource = serializers.ChoiceField(
         source="restoration_source", choices=RestorationSource.choices, allow_null=True
     )
-    lastActivity = serializers.DateTimeField(source="last_activity")
-    createdAt = serializers.DateTimeField(source="created_at")
-    updatedAt = serializers.DateTimeField(source="updated_at")
+    lastActivity = StrictDateTimeField(source="last_activity")
+    createdAt = StrictDateTimeField(source="created_at")
+    updatedAt = StrictDateTimeField(source="updated_at")
     conversationHistory = ConversationHistoryField(source="conversation_history", required=False)
 
     def __init__(self, *args: Any, include_history: bool = False, **kwargs: Any) -> None:
@@ -181,18 +228,18 @@ class SupervisorStateSerializer(serializers.Serializer):
 class SaveSupervisorStateSerializer(StrictSerializer):
     """PUT: the whole state (UPSERT by contract)."""
 
-    taskId = serializers.UUIDField(source="task_id")
-    phase = serializers.CharField(max_length=PHASE_MAX)
+    taskId = StrictUUIDField(source="task_id")
+    phase = StrictCharField(max_length=PHASE_MAX)
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
     conversationHistory = ConversationHistoryField(source="conversation_history", default=list)
-    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField(), default=list)
-    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField(), default=list)
-    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, default=list)
-    currentActivity = serializers.CharField(
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=StrictUUIDField(), default=list)
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=StrictUUIDField(), default=list)
+    pendingQuestions = FullPendingQuestionSerializer(source="pending_questions", many=True, default=list)
+    currentActivity = StrictCharField(
         source="current_activity", allow_null=True, allow_blank=True, required=False, default=None
     )
-    progress = serializers.IntegerField(min_value=0, max_value=100, default=0)
-    errorMessage = serializers.CharField(
+    progress = StrictIntegerField(min_value=0, max_value=100, default=0)
+    errorMessage = StrictCharField(
         source="error_message", allow_null=True, allow_blank=True, required=False, default=None
     )
 
@@ -201,16 +248,14 @@ class UpdateSupervisorStateSerializer(StrictSerializer):
     """PATCH: the seed's UpdateSupervisorStateRequest; only the keys sent change."""
 
     conversationHistory = ConversationHistoryField(source="conversation_history", required=False)
-    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=serializers.UUIDField(), required=False)
-    phase = serializers.CharField(max_length=PHASE_MAX, required=False)
+    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=StrictUUIDField(), required=False)
+    phase = StrictCharField(max_length=PHASE_MAX, required=False)
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
-    currentActivity = serializers.CharField(
-        source="current_activity", allow_null=True, allow_blank=True, required=False
-    )
-    progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
-    errorMessage = serializers.CharField(source="error_message", allow_null=True, allow_blank=True, required=False)
-    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=serializers.UUIDField(), required=False)
-    pendingQuestions = PendingQuestionSerializer(source="pending_questions", many=True, required=False)
+    currentActivity = StrictCharField(source="current_activity", allow_null=True, allow_blank=True, required=False)
+    progress = StrictIntegerField(min_value=0, max_value=100, required=False)
+    errorMessage = StrictCharField(source="error_message", allow_null=True, allow_blank=True, required=False)
+    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=StrictUUIDField(), required=False)
+    pendingQuestions = FullPendingQuestionSerializer(source="pending_questions", many=True, required=False)
 
 
 def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -235,7 +280,7 @@ class HeartbeatSerializer(StrictSerializer):
     """A supervisor's heartbeat: the lightweight save point."""
 
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
-    currentActivity = serializers.CharField(
+    currentActivity = StrictCharField(
         source="current_activity",
         allow_null=True,
         allow_blank=True,
@@ -243,54 +288,54 @@ class HeartbeatSerializer(StrictSerializer):
         default=None,
         max_length=TEXT_MAX,
     )
-    progress = serializers.IntegerField(min_value=0, max_value=100)
+    progress = StrictIntegerField(min_value=0, max_value=100)
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):
-    ok = serializers.BooleanField()
+    ok = StrictBooleanField()
 
 
 class SpawnedTaskSerializer(StrictSerializer):
-    taskId = serializers.UUIDField(source="task_id")
-    wait = serializers.BooleanField(default=True, help_text="Also wait on it (add it to pendingTaskIds).")
+    taskId = StrictUUIDField(source="task_id")
+    wait = StrictBooleanField(default=True, help_text="Also wait on it (add it to pendingTaskIds).")
 
 
 class PhaseSerializer(StrictSerializer):
-    phase = serializers.CharField(max_length=PHASE_MAX)
+    phase = StrictCharField(max_length=PHASE_MAX)
 
 
 class ResumeSerializer(StrictSerializer):
     source = serializers.ChoiceField(choices=RestorationSource.choices)
-    reason = serializers.CharField(max_length=10_000, allow_blank=True, required=False, default="")
+    reason = StrictCharField(max_length=10_000, allow_blank=True, required=False, default="")
 
 
 class RestorationContextSerializer(serializers.Serializer):
     """The seed's SupervisorRestorationContext, plus how it was restored."""
 
-    success = serializers.BooleanField()
-    previousState = serializers.CharField()
+    success = StrictBooleanField()
+    previousState = StrictCharField()
     conversationHistory = ConversationHistoryField()
     pendingQuestions = PendingQuestionOutSerializer(many=True)
-    waitingTaskIds = serializers.ListField(child=serializers.UUIDField())
-    spawnedTaskIds = serializers.ListField(child=serializers.UUIDField())
-    restorationCount = serializers.IntegerField()
-    restorationContextMessage = serializers.CharField()
-    warnings = serializers.ListField(child=serializers.CharField())
+    waitingTaskIds = serializers.ListField(child=StrictUUIDField())
+    spawnedTaskIds = serializers.ListField(child=StrictUUIDField())
+    restorationCount = StrictIntegerField()
+    restorationContextMessage = StrictCharField()
+    warnings = serializers.ListField(child=StrictCharField())
     recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)
-    checkpointId = serializers.IntegerField(allow_null=True)
+    checkpointId = StrictIntegerField(allow_null=True)
 
 
 class StateValidationResultSerializer(serializers.Serializer):
     """The seed's StateValidationResult."""
 
-    isValid = serializers.BooleanField()
-    issues = serializers.ListField(child=serializers.CharField())
+    isValid = StrictBooleanField()
+    issues = serializers.ListField(child=StrictCharField())
     recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)
-    warnings = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(child=StrictCharField())
 
 
 class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
-    contractId = serializers.UUIDField()
+    contractId = StrictUUIDField()
     question = PendingQuestionOutSerializer()
 
 
@@ -298,21 +343,21 @@ class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
 
 
 class SupervisorHeartbeatItemSerializer(HeartbeatSerializer):
-    contractId = serializers.UUIDField(source="contract_id")
+    contractId = StrictUUIDField(source="contract_id")
 
 
 class DaemonHeartbeatSerializer(StrictSerializer):
     """A daemon's own heartbeat, optionally carrying its supervisors' heartbeats (one statement)."""
 
     status = serializers.ChoiceField(choices=DaemonStatus.choices, default=DaemonStatus.CONNECTED)
-    supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=10_000)
+    supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
 
 
 class DaemonHeartbeatResponseSerializer(serializers.Serializer):
-    daemonId = serializers.UUIDField()
+    daemonId = StrictUUIDField()
     status = serializers.ChoiceField(choices=DaemonStatus.choices)
-    lastHeartbeatAt = serializers.DateTimeField()
-    supervisorsUpdated = serializers.IntegerField(
+    lastHeartbeatAt = StrictDateTimeField()
+    supervisorsUpdated = StrictIntegerField(
         help_text="Supervisor heartbeats written (those of supervisors not on this daemon are ignored)."
     )
 
@@ -321,12 +366,12 @@ class DaemonHeartbeatResponseSerializer(serializers.Serializer):
 
 
 class ContractSerializer(serializers.Serializer):
-    id = serializers.UUIDField(read_only=True)
-    name = serializers.CharField(max_length=10_000)
-    phase = serializers.CharField(max_length=PHASE_MAX)
+    id = StrictUUIDField(read_only=True)
+    name = StrictCharField(max_length=10_000)
+    phase = StrictCharField(max_length=PHASE_MAX)
     status = serializers.ChoiceField(choices=ContractStatus.choices, default=ContractStatus.ACTIVE)
-    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
-    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+    createdAt = StrictDateTimeField(source="created_at", read_only=True)
+    updatedAt = StrictDateTimeField(source="updated_at", read_only=True)
 
     def to_internal_value(self, data: Any) -> Any:
         _reject_unknown(self, data)
@@ -334,16 +379,16 @@ class ContractSerializer(serializers.Serializer):
 
 
 class TaskSerializer(serializers.Serializer):
-    id = serializers.UUIDField(read_only=True)
-    contractId = serializers.UUIDField(source="contract_id")
-    parentTaskId = serializers.UUIDField(source="parent_task_id", allow_null=True, required=False, default=None)
-    daemonId = serializers.UUIDField(source="daemon_id", allow_null=True, required=False, default=None)
-    name = serializers.CharField(max_length=10_000)
+    id = StrictUUIDField(read_only=True)
+    contractId = StrictUUIDField(source="contract_id")
+    parentTaskId = StrictUUIDField(source="parent_task_id", allow_null=True, required=False, default=None)
+    daemonId = StrictUUIDField(source="daemon_id", allow_null=True, required=False, default=None)
+    name = StrictCharField(max_length=10_000)
     status = serializers.ChoiceField(choices=TaskStatus.choices, default=TaskStatus.PENDING)
-    isSupervisor = serializers.BooleanField(source="is_supervisor", default=False)
-    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
-    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
-    completedAt = serializers.DateTimeField(source="completed_at", read_only=True, allow_null=True)
+    isSupervisor = StrictBooleanField(source="is_supervisor", default=False)
+    createdAt = StrictDateTimeField(source="created_at", read_only=True)
+    updatedAt = StrictDateTimeField(source="updated_at", read_only=True)
+    completedAt = StrictDateTimeField(source="completed_at", read_only=True, allow_null=True)
 
     def to_internal_value(self, data: Any) -> Any:
         _reject_unknown(self, data)
@@ -352,3 +397,77 @@ class TaskSerializer(serializers.Serializer):
 
 class TaskStatusSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=TaskStatus.choices)
+
+
+# --- The heartbeat hot path ----------------------------------------------------------------
+
+_HEARTBEAT_KEYS = frozenset({"state", "currentActivity", "progress"})
+_ITEM_KEYS = _HEARTBEAT_KEYS | {"contractId"}
+_STATES = frozenset(SupervisorStatus.values)
+
+
+def validate_heartbeat(data: Any, *, with_contract: bool = False) -> dict[str, Any]:
+    """What HeartbeatSerializer checks, without building a serializer: same rules, same error shape.
+
+    Heartbeats are most of the traffic; a DRF serializer costs more than the UPDATE it feeds.
+    HeartbeatSerializer stays the documented (OpenAPI) form of this body.
+    """
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["Expected an object."]})
+    errors: dict[str, list[str]] = {}
+    allowed = _ITEM_KEYS if with_contract else _HEARTBEAT_KEYS
+    for key in data:
+        if key not in allowed:
+            errors[key] = ["Unknown field."]
+    state = data.get("state")
+    if state is None:
+        errors["state"] = ["This field is required."]
+    elif not isinstance(state, str) or state not in _STATES:
+        errors["state"] = [f'"{state}" is not a valid choice.']
+    activity = data.get("currentActivity")
+    if activity is not None and (not isinstance(activity, str) or len(activity) > TEXT_MAX):
+        errors["currentActivity"] = [f"Not a valid string of at most {TEXT_MAX} characters."]
+    progress = data.get("progress")
+    if progress is None:
+        errors["progress"] = ["This field is required."]
+    elif isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        errors["progress"] = ["A whole number from 0 to 100 is required."]
+    out = {"state": state, "current_activity": activity, "progress": progress}
+    if with_contract:
+        try:
+            out["contract_id"] = uuid.UUID(data["contractId"])
+        except KeyError:
+            errors["contractId"] = ["This field is required."]
+        except (TypeError, ValueError, AttributeError):
+            errors["contractId"] = ["Must be a valid UUID."]
+    if errors:
+        raise serializers.ValidationError(errors)
+    return out
+
+
+def validate_daemon_heartbeat(data: Any) -> dict[str, Any]:
+    """DaemonHeartbeatSerializer's rules, fast: ``supervisors`` can carry thousands of items."""
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["Expected an object."]})
+    errors: dict[str, Any] = {key: ["Unknown field."] for key in data if key not in ("status", "supervisors")}
+    status = data.get("status", DaemonStatus.CONNECTED)
+    if status not in DaemonStatus.values:
+        errors["status"] = [f'"{status}" is not a valid choice.']
+    items = data.get("supervisors", [])
+    parsed = []
+    if not isinstance(items, list):
+        errors["supervisors"] = ["Expected a list of items."]
+    elif len(items) > MAX_BATCH:
+        errors["supervisors"] = [f"At most {MAX_BATCH} items."]
+    else:
+        item_errors = {}
+        for index, item in enumerate(items):
+            try:
+                parsed.append(validate_heartbeat(item, with_contract=True))
+            except serializers.ValidationError as exc:
+                item_errors[str(index)] = exc.detail
+        if item_errors:
+            errors["supervisors"] = item_errors
+    if errors:
+        raise serializers.ValidationError(errors)
+    return {"status": status, "supervisors": parsed}

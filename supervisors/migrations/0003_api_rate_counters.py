@@ -3,10 +3,23 @@
 from django.db import migrations, models
 
 
+def unlogged(apps, schema_editor, *, on: bool = True):
+    """Throttling counters are worthless after a crash: on PostgreSQL keep them out of the WAL, so
+    counting a request costs no disk flush (about 30 us instead of several hundred)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(f"ALTER TABLE api_rate_counters SET {'UNLOGGED' if on else 'LOGGED'}")
+
+
+def logged(apps, schema_editor):
+    unlogged(apps, schema_editor, on=False)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('supervisors', '0003_restore_log_details'),
+        # After every other branch's migration, so this branch has one leaf (the lead linearises at merge).
+        ('supervisors', '0004_admin_merge_persist_restore'),
+        ('supervisors', '0004_persist_conversation_chain'),
     ]
 
     operations = [
@@ -21,4 +34,5 @@ class Migration(migrations.Migration):
                 'db_table': 'api_rate_counters',
             },
         ),
+        migrations.RunPython(unlogged, logged, elidable=False),
     ]

@@ -18,7 +18,9 @@ class ConversationSnapshot(models.Model):
     """A conversation history as one checkpoint saw it, stored once per distinct content.
 
     Checkpoints taken while the history does not change (most save points do
-    not touch it) share one snapshot, found by ``digest``.
+    not touch it) share one snapshot, found by ``digest`` (of the whole
+    history). A history that only grew since the previous snapshot stores only
+    the new messages, after its ``parent``'s.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -28,6 +30,11 @@ class ConversationSnapshot(models.Model):
     message_count = models.PositiveIntegerField(default=0)
     size_bytes = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A history that extends an earlier snapshot stores only the messages it
+    # adds: ``messages`` then holds the tail, after the ``base_count`` messages
+    # of ``parent``'s whole history (see supervisors/services/conversations.py).
+    parent = models.ForeignKey("self", on_delete=models.RESTRICT, null=True, blank=True, related_name="children")
+    base_count = models.PositiveIntegerField(default=0, help_text="Messages taken from the parent's history.")
 
     class Meta:
         db_table = "supervisor_conversation_snapshots"
@@ -50,7 +57,7 @@ class SupervisorCheckpoint(models.Model):
     pending_task_ids = UUIDArrayField(blank=True)
     pending_questions = models.JSONField(default=list, blank=True)
     conversation = models.ForeignKey(
-        ConversationSnapshot, on_delete=models.PROTECT, null=True, blank=True, related_name="checkpoints"
+        ConversationSnapshot, on_delete=models.RESTRICT, null=True, blank=True, related_name="checkpoints"
     )
 
     class Meta:

@@ -24,15 +24,19 @@ How storage stays bounded
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
 from supervisors.enums import SavePoint, SupervisorStatus
-from supervisors.models import ConversationSnapshot, SupervisorCheckpoint, SupervisorState
+from supervisors.models import RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.validators import validate_pending_questions
+
+from .conversations import collect_unused_snapshots, snapshot_messages, snapshot_of_current_history
 
 #: The state columns a checkpoint copies (the conversation goes through a snapshot).
 CHECKPOINT_FIELDS = (
@@ -51,53 +55,23 @@ def retention() -> int:
     return max(1, int(getattr(settings, "SUPERVISOR_CHECKPOINT_RETENTION", 20)))
 
 
-def _history_digest_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "encode(sha256(convert_to(conversation_history::text, 'UTF8')), 'hex')"
-    return "SHA256(conversation_history)"
+#: Columns the new checkpoint hands back (its task id lists stay in the database).
+_RETURNED = ("id", "state", "phase", "current_activity", "progress", "error_message", "pending_questions")
 
 
-def _snapshot_insert_sql() -> str:
-    table = ConversationSnapshot._meta.db_table
-    source = SupervisorState._meta.db_table
+def _task_facts_sql() -> str:
+    """SQL over a checkpoint row: (pending tasks all spawned?, number of pending tasks)."""
     if connection.vendor == "postgresql":
-        count = (
-            "CASE WHEN jsonb_typeof(conversation_history) = 'array' "
-            "THEN jsonb_array_length(conversation_history) ELSE 0 END"
+        # EXCEPT hashes; ``<@`` on arrays compares every pair (quadratic in the task count).
+        return (
+            "NOT EXISTS (SELECT unnest(pending_task_ids) EXCEPT SELECT unnest(spawned_task_ids)), "
+            "cardinality(pending_task_ids)"
         )
-        size = "octet_length(conversation_history::text)"
-    else:
-        count = (
-            "CASE WHEN json_type(conversation_history) = 'array' "
-            "THEN json_array_length(conversation_history) ELSE 0 END"
-        )
-        size = "length(CAST(conversation_history AS BLOB))"
     return (
-        f"INSERT INTO {table} (supervisor_id, digest, messages, message_count, size_bytes, created_at) "
-        f"SELECT id, %s, conversation_history, {count}, {size}, %s FROM {source} WHERE id = %s "
-        f"ON CONFLICT (supervisor_id, digest) DO NOTHING"
+        "NOT EXISTS (SELECT 1 FROM json_each(pending_task_ids) p "
+        "WHERE p.value NOT IN (SELECT q.value FROM json_each(spawned_task_ids) q)), "
+        "json_array_length(pending_task_ids)"
     )
-
-
-def conversation_snapshot_id(supervisor: SupervisorState) -> int:
-    """The snapshot holding the supervisor's current history, created if this history is new.
-
-    Runs under the supervisor's row lock (the caller's transaction), so the
-    history cannot change between the digest and the copy.
-    """
-    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
-    table = SupervisorState._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_history_digest_sql()} FROM {table} WHERE id = %s", [pk])
-        (digest,) = cursor.fetchone()
-        existing = ConversationSnapshot.objects.filter(supervisor=supervisor, digest=digest).values_list(
-            "id", flat=True
-        )
-        found = list(existing)
-        if found:
-            return found[0]
-        cursor.execute(_snapshot_insert_sql(), [digest, timezone.now(), pk])
-    return ConversationSnapshot.objects.filter(supervisor=supervisor, digest=digest).values_list("id", flat=True)[0]
 
 
 def take_checkpoint(supervisor: SupervisorState, reason: SavePoint | str) -> SupervisorCheckpoint:
@@ -105,20 +79,64 @@ def take_checkpoint(supervisor: SupervisorState, reason: SavePoint | str) -> Sup
 
     Call it inside the save point's transaction, after the row is written and
     while its lock is held: the checkpoint then shows exactly what the save
-    point committed, or nothing if it rolls back. ``supervisor`` may have its
-    conversation deferred; the history is taken from the row in the database.
+    point committed, or nothing if it rolls back. The state is copied by the
+    database from the row (``INSERT ... SELECT``), not from ``supervisor``: the
+    conversation and the task id lists, which grow with the supervisor's life,
+    never travel to Python and back. The returned checkpoint has its task id
+    lists deferred (read on first access).
     """
     if reason == SavePoint.HEARTBEAT:
         raise ValueError("Heartbeats do not take checkpoints.")
-    snapshot_id = conversation_snapshot_id(supervisor)
-    checkpoint = SupervisorCheckpoint.objects.create(
-        supervisor=supervisor,
-        reason=reason,
-        conversation_id=snapshot_id,
-        **{field: getattr(supervisor, field) for field in CHECKPOINT_FIELDS},
+    snapshot_id = snapshot_of_current_history(supervisor)
+    columns = ", ".join(CHECKPOINT_FIELDS)
+    now = timezone.now()
+    created_at = SupervisorCheckpoint._meta.get_field("created_at").get_db_prep_value(now, connection)
+    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {SupervisorCheckpoint._meta.db_table} "
+            f"(supervisor_id, reason, created_at, conversation_id, {columns}) "
+            f"SELECT id, %s, %s, %s, {columns} FROM {SupervisorState._meta.db_table} WHERE id = %s "
+            f"RETURNING {', '.join(_RETURNED)}, {_task_facts_sql()}",
+            [str(reason), created_at, snapshot_id, pk],
+        )
+        *values, pending_all_spawned, pending_count = cursor.fetchone()
+    data = dict(zip(_RETURNED, values, strict=True))
+    if isinstance(data["pending_questions"], str):
+        data["pending_questions"] = json.loads(data["pending_questions"])
+    names = [*_RETURNED, "supervisor_id", "reason", "created_at", "conversation_id"]
+    checkpoint = SupervisorCheckpoint.from_db(
+        connection.alias, names, [*data.values(), supervisor.pk, str(reason), now, snapshot_id]
     )
-    prune_checkpoints(supervisor)
+    issues = _issues(
+        data["state"], data["progress"], data["pending_questions"], bool(pending_all_spawned), pending_count
+    )
+    prune_checkpoints(supervisor, newest_is_consistent=not issues)
     return checkpoint
+
+
+def _issues(
+    state: Any, progress: Any, questions: Any, pending_all_spawned: bool | list[str], pending_count: int
+) -> list[str]:
+    issues: list[str] = []
+    if state not in SupervisorStatus.values:
+        issues.append(f"state: unknown value {state!r}")
+    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
+        issues.append(f"progress: {progress!r} is outside 0..100")
+    try:
+        validate_pending_questions(questions)
+    except ValidationError as exc:
+        issues.append(f"pending_questions: {'; '.join(exc.messages)}")
+    if isinstance(pending_all_spawned, list):
+        if pending_all_spawned:
+            issues.append(f"pending_task_ids: never spawned: {', '.join(pending_all_spawned)}")
+    elif not pending_all_spawned:
+        issues.append("pending_task_ids: some were never spawned")
+    if state == SupervisorStatus.WAITING_FOR_USER and not questions:
+        issues.append("state: waiting_for_user with no pending question")
+    if state == SupervisorStatus.WAITING_FOR_TASKS and not pending_count:
+        issues.append("state: waiting_for_tasks with no pending task")
+    return issues
 
 
 def checkpoint_issues(checkpoint: SupervisorCheckpoint | dict[str, Any]) -> list[str]:
@@ -131,75 +149,54 @@ def checkpoint_issues(checkpoint: SupervisorCheckpoint | dict[str, Any]) -> list
     is used; pruning relies on this to keep the newest good checkpoint.
     """
     data = checkpoint if isinstance(checkpoint, dict) else {f: getattr(checkpoint, f) for f in CHECKPOINT_FIELDS}
-    issues: list[str] = []
-    if data["state"] not in SupervisorStatus.values:
-        issues.append(f"state: unknown value {data['state']!r}")
-    progress = data["progress"]
-    if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
-        issues.append(f"progress: {progress!r} is outside 0..100")
-    try:
-        validate_pending_questions(data["pending_questions"])
-    except Exception as exc:  # ValidationError: the message is the issue
-        issues.append(f"pending_questions: {'; '.join(getattr(exc, 'messages', [str(exc)]))}")
     spawned = set(data["spawned_task_ids"] or [])
-    never = [str(t) for t in data["pending_task_ids"] or [] if t not in spawned]
-    if never:
-        issues.append(f"pending_task_ids: never spawned: {', '.join(never)}")
-    if data["state"] == SupervisorStatus.WAITING_FOR_USER and not data["pending_questions"]:
-        issues.append("state: waiting_for_user with no pending question")
-    if data["state"] == SupervisorStatus.WAITING_FOR_TASKS and not data["pending_task_ids"]:
-        issues.append("state: waiting_for_tasks with no pending task")
-    return issues
+    pending = list(data["pending_task_ids"] or [])
+    never = [str(t) for t in pending if t not in spawned]
+    return _issues(data["state"], data["progress"], data["pending_questions"], never, len(pending))
 
 
-def prune_checkpoints(supervisor: SupervisorState) -> int:
+def prune_checkpoints(supervisor: SupervisorState, *, newest_is_consistent: bool = False) -> int:
     """Keep the newest ``retention()`` checkpoints and the newest self-consistent one; returns how many went.
 
-    Costs a bounded number of queries: one for the ids beyond the window and,
-    only when none inside it is consistent, a scan for the newest one that is.
+    A bounded number of small queries whatever the history: the ids of the
+    newest ``retention() + 1`` checkpoints and, only when one falls out of the
+    window, the deletes. When the checkpoint just taken is known to be
+    consistent (``newest_is_consistent``, the usual case) nothing else is
+    read; otherwise checkpoints are searched newest first for the newest
+    consistent one, which is kept even outside the window.
     """
     keep = retention()
-    newest = list(
+    window = list(
         SupervisorCheckpoint.objects.filter(supervisor=supervisor)
         .order_by("-id")
         .values_list("id", flat=True)[: keep + 1]
     )
-    if len(newest) <= keep:
+    if len(window) <= keep:
         return 0
-    window = newest[:keep]
-    boundary = window[-1]
-    protected: int | None = None
-    fields = ("id", *CHECKPOINT_FIELDS)
-    window_rows = SupervisorCheckpoint.objects.filter(id__in=window).order_by("-id").values(*fields)
-    if not any(not checkpoint_issues(row) for row in window_rows):
-        older = SupervisorCheckpoint.objects.filter(supervisor=supervisor, id__lt=boundary).order_by("-id")
-        for row in older.values(*fields).iterator(chunk_size=50):
+    boundary = window[keep - 1]
+    protected = 0  # no checkpoint has id 0: "protect nothing"
+    if not newest_is_consistent:
+        fields = ("id", *CHECKPOINT_FIELDS)
+        candidates = SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("-id").values(*fields)
+        for row in candidates.iterator(chunk_size=keep):
             if not checkpoint_issues(row):
-                protected = row["id"]
+                protected = row["id"] if row["id"] < boundary else 0
                 break
-    doomed = SupervisorCheckpoint.objects.filter(supervisor=supervisor, id__lt=boundary)
-    if protected is not None:
-        doomed = doomed.exclude(id=protected)
-    deleted, _ = doomed.delete()
-    delete_unused_snapshots(supervisor)
-    return deleted
-
-
-def delete_unused_snapshots(supervisor: SupervisorState) -> None:
-    """Drop the conversations no checkpoint refers to any more, without loading them.
-
-    One DELETE: going through the ORM would fetch each snapshot (megabytes of
-    messages) just to check its PROTECT relation.
-    """
-    snapshots = ConversationSnapshot._meta.db_table
-    checkpoints = SupervisorCheckpoint._meta.db_table
+    # Restoration logs keep their row but lose the link to a pruned checkpoint
+    # (SET_NULL). Both statements are plain SQL on purpose: Django's deletion
+    # collector would first read every doomed row.
+    RestorationLog.objects.filter(supervisor=supervisor, checkpoint_id__lt=boundary).exclude(
+        checkpoint_id=protected
+    ).update(checkpoint=None)
     pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {snapshots} WHERE supervisor_id = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM {checkpoints} c WHERE c.conversation_id = {snapshots}.id)",
-            [pk],
+            f"DELETE FROM {SupervisorCheckpoint._meta.db_table} WHERE supervisor_id = %s AND id < %s AND id <> %s",
+            [pk, boundary, protected],
         )
+        deleted = cursor.rowcount
+    collect_unused_snapshots(supervisor)
+    return deleted
 
 
 def checkpoint_snapshot(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
@@ -211,8 +208,5 @@ def checkpoint_snapshot(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
     if checkpoint.conversation_id is None:
         data["conversation_history"] = []
     else:
-        messages = ConversationSnapshot.objects.filter(id=checkpoint.conversation_id).values_list(
-            "messages", flat=True
-        )[0]
-        data["conversation_history"] = messages
+        data["conversation_history"] = snapshot_messages(checkpoint.conversation_id)
     return data

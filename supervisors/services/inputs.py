@@ -116,6 +116,7 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
         check("progress", validate_progress, values["progress"], errors)
     if "phase" in values:
         check("phase", validate_phase, values["phase"], errors)
+        check("phase", validate_no_nul, values["phase"], errors)
     for field in ("current_activity", "error_message"):
         if field in values:
             check(field, validate_optional_text, values[field], errors)
@@ -127,18 +128,29 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
         check("pending_questions", validate_no_nul, values["pending_questions"], errors)
 
 
-def lock_supervisor(contract_id: uuid.UUID, *, with_history: bool = False) -> SupervisorState:
+def lock_supervisor(
+    contract_id: uuid.UUID,
+    *,
+    with_history: bool = False,
+    defer_task_ids: bool = False,
+    annotations: dict[str, Any] | None = None,
+) -> SupervisorState:
     """Load the contract's supervisor holding its row lock until the transaction ends.
 
     Must run inside ``transaction.atomic()``. The conversation history is left
     in the database unless asked for: most writers never need it and it can
-    weigh megabytes. PostgreSQL takes ``FOR NO KEY UPDATE``: it serialises
+    weigh megabytes; ``defer_task_ids`` leaves the task id lists there too,
+    for writers that change them in SQL. PostgreSQL takes ``FOR NO KEY UPDATE``: it serialises
     writers of the row but lets other transactions insert checkpoints and
     answers that refer to it.
     """
     qs = SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
     if not with_history:
         qs = qs.defer("conversation_history")
+    if defer_task_ids:
+        qs = qs.defer("spawned_task_ids", "pending_task_ids")
+    if annotations:
+        qs = qs.annotate(**annotations)
     try:
         return qs.get(contract_id=contract_id)
     except SupervisorState.DoesNotExist:

@@ -170,6 +170,7 @@ def clear_pending_question(
             question=asked,
             answer=answer,
             answered_by=str(actor),
+            actor=actor,
         )
     return record
 

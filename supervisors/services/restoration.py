@@ -14,6 +14,7 @@ transaction with the supervisor rows locked: a failure leaves all as it was.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
@@ -44,9 +45,11 @@ from supervisors.models import (
 )
 from supervisors.selectors import daemon_is_gone, is_stale
 from supervisors.services.actors import Actor
+from supervisors.services.checkpoints import checkpoint_snapshot
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.restoration_context import generate_restoration_context_message
 from supervisors.services.restoration_writes import update_supervisor_rows
+from supervisors.services.signals import send_on_commit
 from supervisors.services.validation import (
     StateValidationResult,
     ValidationWorld,
@@ -55,13 +58,15 @@ from supervisors.services.validation import (
     state_findings,
     validate_with_world,
     well_formed_questions,
+    world_findings,
 )
 
 logger = logging.getLogger(__name__)
 
-#: Sent on commit when pending questions were delivered again to the human (after a
-#: restoration, or by ``redeliver_pending_questions``): notifiers listen to it.
-#: kwargs: contract_id, questions (list of PendingQuestion dicts), actor.
+#: Sent on commit (``send_robust``, like persistence's question signals) when pending
+#: questions were delivered again to the human, after a restoration or by
+#: ``redeliver_pending_questions``: notifiers listen to it to show them again.
+#: kwargs: contract_id, supervisor_id, questions (PendingQuestion dicts), actor (label).
 questions_redelivered = Signal()
 
 __all__ = [
@@ -73,6 +78,7 @@ __all__ = [
     "redeliver_pending_questions",
     "restore_locked_supervisors",
     "restore_supervisor",
+    "validate_checkpoint",
 ]
 
 
@@ -169,24 +175,22 @@ def ensure_supervisor_task(contract: Contract) -> tuple[Task, bool]:
 
 
 def _checkpoint_fields(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
-    """What restoring from a checkpoint would put back.
+    """What restoring from a checkpoint would put back: persistence's ``checkpoint_snapshot``.
 
-    The persistence branch's ``checkpoint_snapshot`` is the agreed function for
-    this; it replaces this reader once merged. The conversation is expected to
-    be attached already (prefetched per batch), so this costs no query.
+    ``checkpoint_snapshot`` reads the conversation with one query per
+    checkpoint, which would make a batch's queries grow with its size; the
+    batch has already read every conversation it needs in one query and
+    attached it (``_load_checkpoints``). So the state columns come from
+    ``checkpoint_snapshot`` on a copy without its conversation link (no query),
+    and the conversation from the attached snapshot.
     """
-    conversation = checkpoint.conversation
-    return {
-        "state": checkpoint.state,
-        "phase": checkpoint.phase,
-        "current_activity": checkpoint.current_activity,
-        "progress": checkpoint.progress,
-        "error_message": checkpoint.error_message,
-        "spawned_task_ids": list(checkpoint.spawned_task_ids or []),
-        "pending_task_ids": list(checkpoint.pending_task_ids or []),
-        "pending_questions": checkpoint.pending_questions,
-        "conversation_history": conversation.messages if conversation is not None else [],
-    }
+    detached = copy.copy(checkpoint)
+    detached.conversation_id = None
+    data = checkpoint_snapshot(detached)
+    if checkpoint.conversation_id is not None:
+        snapshot = checkpoint.conversation
+        data["conversation_history"] = snapshot.messages if snapshot is not None else []
+    return data
 
 
 def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[SupervisorCheckpoint]]:
@@ -210,6 +214,27 @@ def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, li
             checkpoint.conversation = snapshots.get(checkpoint.conversation_id)
         by_supervisor[checkpoint.supervisor_id].append(checkpoint)
     return by_supervisor
+
+
+def validate_checkpoint(checkpoint: SupervisorCheckpoint) -> StateValidationResult:
+    """Would restoring from this checkpoint be accepted? The same rules as the live state.
+
+    For the admin's "restore from this checkpoint": it can mark the checkpoints
+    that would be refused, with the reasons. ``recovery_action`` is what
+    restoring from it would be (UseCheckpoint, or ManualIntervention when the
+    contract or the supervisor task is the problem). Changes nothing.
+    """
+    supervisor = SupervisorState.objects.select_related("contract").get(id=checkpoint.supervisor_id)
+    world = load_worlds([supervisor])[supervisor.id]
+    fields = checkpoint_snapshot(checkpoint)
+    missing = set(fields["spawned_task_ids"]) | set(fields["pending_task_ids"])
+    world.tasks.update(load_tasks(missing - world.tasks.keys()))  # type: ignore[attr-defined]
+    manual = world_findings(supervisor, world)
+    issues, warnings = state_findings(fields, world, contract_id=supervisor.contract_id)
+    action = RecoveryAction.MANUAL_INTERVENTION if manual else RecoveryAction.USE_CHECKPOINT
+    return StateValidationResult(
+        is_valid=not (manual or issues), issues=manual + issues, recovery_action=action, warnings=warnings
+    )
 
 
 # --- planning one supervisor (pure: no query) -------------------------------------------------------
@@ -286,24 +311,15 @@ def _actor_log_fields(actor: Actor) -> dict[str, Any]:
     }
 
 
-def _plan_one(
-    supervisor: SupervisorState,
-    world: ValidationWorld,
-    validation: StateValidationResult,
-    checkpoints: Sequence[SupervisorCheckpoint],
-    options: RestoreOptions,
-    now: datetime,
-    started: float,
-) -> _Plan:
-    """Decide and compute everything one restoration writes, without touching the database."""
-    previous_state = supervisor.state
-    warnings: list[str] = []
-    stale = is_stale(supervisor, now)
+def _resolve_action(
+    supervisor: SupervisorState, validation: StateValidationResult, options: RestoreOptions
+) -> tuple[RecoveryAction, list[str]]:
+    """The action validation calls for, or the one the caller forces when that is allowed."""
     action = validation.recovery_action
-    forced = options.force_action
-    if options.checkpoint_id is not None:
-        forced = RecoveryAction.USE_CHECKPOINT
-    if forced is not None and action == RecoveryAction.MANUAL_INTERVENTION and forced != action:
+    forced = RecoveryAction.USE_CHECKPOINT if options.checkpoint_id is not None else options.force_action
+    if forced is None:
+        return RecoveryAction(action), []
+    if action == RecoveryAction.MANUAL_INTERVENTION and forced != action:
         raise Conflict(
             f"The supervisor of contract {supervisor.contract_id} needs manual intervention: "
             f"{'; '.join(validation.issues)}",
@@ -315,56 +331,82 @@ def _plan_one(
             f"Cannot proceed with an invalid state: {'; '.join(validation.issues)}",
             fields={"force_action": validation.issues},
         )
-    if forced is not None:
-        if forced != action:
-            warnings.append(f"force_action: {forced} asked for by {options.actor} (validation suggested {action})")
-        action = RecoveryAction(forced)
+    notes = []
+    if forced != action:
+        notes.append(f"force_action: {forced} asked for by {options.actor} (validation suggested {action})")
+    return RecoveryAction(forced), notes
 
-    checkpoint: SupervisorCheckpoint | None = None
+
+def _plan_blocked(
+    supervisor: SupervisorState,
+    validation: StateValidationResult,
+    options: RestoreOptions,
+    now: datetime,
+    started: float,
+    notes: list[str],
+) -> _Plan:
+    """ManualIntervention: blocked with the reasons in error_message; nothing else changes."""
+    reasons = validation.issues or [f"blocked by {options.actor}" + (f": {options.reason}" if options.reason else "")]
+    changes = {
+        "state": SupervisorStatus.BLOCKED,
+        "error_message": "Manual intervention needed: " + "; ".join(reasons),
+        "updated_at": now,
+    }
+    warnings = validation.warnings + notes
+    context_message = generate_restoration_context_message(
+        source=options.source,
+        restoration_count=supervisor.restoration_count,
+        previous_state=supervisor.state,
+        phase=supervisor.phase,
+        progress=supervisor.progress,
+        current_activity=supervisor.current_activity,
+        recovery_action=RecoveryAction.MANUAL_INTERVENTION,
+        questions=[],
+        waiting_task_ids=[],
+        finished_task_ids=[],
+        last_activity=supervisor.last_activity,
+        issues=reasons,
+        warnings=warnings,
+    )
+    context = SupervisorRestorationContext(
+        success=False,
+        previous_state=supervisor.state,
+        conversation_history=supervisor.conversation_history,
+        pending_questions=well_formed_questions(supervisor.pending_questions),
+        waiting_task_ids=list(supervisor.pending_task_ids or []),
+        spawned_task_ids=list(supervisor.spawned_task_ids or []),
+        restoration_count=supervisor.restoration_count,
+        restoration_context_message=context_message,
+        warnings=warnings,
+    )
+    result = RestorationResult(
+        contract_id=supervisor.contract_id,
+        supervisor_id=supervisor.id,
+        context=context,
+        recovery_action=RecoveryAction.MANUAL_INTERVENTION,
+        checkpoint_id=None,
+        validation=validation,
+        dry_run=options.dry_run,
+    )
+    return _Plan(supervisor, result, changes, _log_row(supervisor, result, options, now, started, supervisor.state))
+
+
+def _plan_one(
+    supervisor: SupervisorState,
+    world: ValidationWorld,
+    validation: StateValidationResult,
+    checkpoints: Sequence[SupervisorCheckpoint],
+    options: RestoreOptions,
+    now: datetime,
+    started: float,
+) -> _Plan:
+    """Decide and compute everything one restoration writes (steps 2 to 9), without a query."""
+    action, warnings = _resolve_action(supervisor, validation, options)
     if action == RecoveryAction.MANUAL_INTERVENTION:
-        reasons = validation.issues or [
-            f"blocked by {options.actor}" + (f": {options.reason}" if options.reason else "")
-        ]
-        message = "Manual intervention needed: " + "; ".join(reasons)
-        changes = {"state": SupervisorStatus.BLOCKED, "error_message": message, "updated_at": now}
-        warnings = validation.warnings + warnings
-        context_message = generate_restoration_context_message(
-            source=options.source,
-            restoration_count=supervisor.restoration_count,
-            previous_state=previous_state,
-            phase=supervisor.phase,
-            progress=supervisor.progress,
-            current_activity=supervisor.current_activity,
-            recovery_action=action,
-            questions=[],
-            waiting_task_ids=[],
-            finished_task_ids=[],
-            last_activity=supervisor.last_activity,
-            issues=reasons,
-            warnings=warnings,
-        )
-        context = SupervisorRestorationContext(
-            success=False,
-            previous_state=previous_state,
-            conversation_history=supervisor.conversation_history,
-            pending_questions=well_formed_questions(supervisor.pending_questions),
-            waiting_task_ids=list(supervisor.pending_task_ids or []),
-            spawned_task_ids=list(supervisor.spawned_task_ids or []),
-            restoration_count=supervisor.restoration_count,
-            restoration_context_message=context_message,
-            warnings=warnings,
-        )
-        result = RestorationResult(
-            contract_id=supervisor.contract_id,
-            supervisor_id=supervisor.id,
-            context=context,
-            recovery_action=action,
-            checkpoint_id=None,
-            validation=validation,
-            dry_run=options.dry_run,
-        )
-        return _Plan(supervisor, result, changes, _log_row(supervisor, result, options, now, started, previous_state))
-
+        return _plan_blocked(supervisor, validation, options, now, started, warnings)
+    previous_state = supervisor.state
+    stale = is_stale(supervisor, now)
+    checkpoint: SupervisorCheckpoint | None = None
     applied_warnings = list(validation.warnings)
     if action == RecoveryAction.USE_CHECKPOINT:
         checkpoint, fields, checkpoint_warnings = _choose_checkpoint(
@@ -591,14 +633,14 @@ def restore_locked_supervisors(
     if options.dry_run or not plans:
         return outcomes
     if not isolate_failures:
-        _write(plans)
+        _write(plans, options.actor)
         return outcomes
     try:
         with transaction.atomic():
-            _write(plans)
+            _write(plans, options.actor)
     except DatabaseError:
         logger.warning("Batch write failed; retrying the %d supervisors one by one", len(plans), exc_info=True)
-        failed = _write_one_by_one(plans)
+        failed = _write_one_by_one(plans, options.actor)
         for outcome in outcomes:
             if outcome.supervisor.id in failed:
                 outcome.error, outcome.result = failed[outcome.supervisor.id], None
@@ -622,27 +664,34 @@ def _add_checkpoint_tasks(
         tasks.update(load_tasks(missing))  # type: ignore[attr-defined]
 
 
-def _write(plans: Sequence[_Plan]) -> None:
+def _write(plans: Sequence[_Plan], actor: Actor) -> None:
     """All the batch's rows: one UPDATE of the states, one INSERT of the logs, and the takeovers."""
-    written = update_supervisor_rows({p.supervisor.id: p.changes for p in plans})
-    if written != len(plans):
-        raise DatabaseError(f"Expected to update {len(plans)} supervisor rows, updated {written}.")
+    # last_restored_at is what a concurrent batch run checks to skip a supervisor this
+    # run restored: stamp it as late as possible, just before the commit, not when the
+    # page started, so a run starting meanwhile sees it as restored after its start.
+    # That is why the state rows are written last.
     for plan in plans:
         if plan.move_task_to is not None:
             Task.objects.filter(id=plan.supervisor.task_id).update(daemon=plan.move_task_to, updated_at=timezone.now())
-    logs = [p.log for p in plans if p.log is not None]
-    RestorationLog.objects.bulk_create(logs)
+    RestorationLog.objects.bulk_create([p.log for p in plans if p.log is not None])
     for plan in plans:
         plan.result.log = plan.log
-    _announce_questions(plans)
+    _announce_questions(plans, actor)
+    stamp = timezone.now()
+    for plan in plans:
+        if "last_restored_at" in plan.changes:
+            plan.changes["last_restored_at"] = stamp
+    written = update_supervisor_rows({p.supervisor.id: p.changes for p in plans})
+    if written != len(plans):
+        raise DatabaseError(f"Expected to update {len(plans)} supervisor rows, updated {written}.")
 
 
-def _write_one_by_one(plans: Sequence[_Plan]) -> dict[uuid.UUID, Exception]:
+def _write_one_by_one(plans: Sequence[_Plan], actor: Actor) -> dict[uuid.UUID, Exception]:
     failed: dict[uuid.UUID, Exception] = {}
     for plan in plans:
         try:
             with transaction.atomic():
-                _write([plan])
+                _write([plan], actor)
         except DatabaseError as exc:
             logger.warning("Restoring the supervisor of contract %s failed: %s", plan.supervisor.contract_id, exc)
             failed[plan.supervisor.id] = exc
@@ -650,18 +699,17 @@ def _write_one_by_one(plans: Sequence[_Plan]) -> dict[uuid.UUID, Exception]:
     return failed
 
 
-def _announce_questions(plans: Sequence[_Plan]) -> None:
+def _announce_questions(plans: Sequence[_Plan], actor: Actor) -> None:
     for plan in plans:
         questions = plan.result.context.pending_questions if plan.result.context.success else []
         if questions:
-            _send_redelivered_on_commit(plan.supervisor.contract_id, questions, None)
-
-
-def _send_redelivered_on_commit(contract_id: uuid.UUID, questions: list[dict[str, Any]], actor: Actor | None) -> None:
-    def send() -> None:
-        questions_redelivered.send(sender=SupervisorState, contract_id=contract_id, questions=questions, actor=actor)
-
-    transaction.on_commit(send)
+            send_on_commit(
+                questions_redelivered,
+                contract_id=plan.supervisor.contract_id,
+                supervisor_id=plan.supervisor.id,
+                questions=questions,
+                actor=str(actor),
+            )
 
 
 # --- one supervisor ---------------------------------------------------------------------------------
@@ -844,7 +892,13 @@ def redeliver_pending_questions(contract_id: uuid.UUID, *, actor: Actor) -> list
             raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": [str(contract_id)]})
         questions = well_formed_questions(supervisor.pending_questions)
         if questions:
-            _send_redelivered_on_commit(contract_id, questions, actor)
+            send_on_commit(
+                questions_redelivered,
+                contract_id=contract_id,
+                supervisor_id=supervisor.id,
+                questions=questions,
+                actor=str(actor),
+            )
             logger.info(
                 "Re-delivered %d pending questions of contract %s (asked by %s)", len(questions), contract_id, actor
             )

@@ -5,7 +5,14 @@ transaction: its rows are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
 (SQLite's IMMEDIATE transaction serialises writers instead) and the selection
 is checked again under the lock, so two runs at once never restore the same
 supervisor: a row another run holds is skipped, and one another run restored
-since this run started (``last_restored_at``) no longer matches. A failure on
+since this run started (``last_restored_at``) no longer matches.
+
+What "at once" covers: a supervisor restored by another run after this run
+started is skipped; one that another run restored (and committed) before this
+run started is like any other, so it is restored again only by a selection it
+still matches (``--all``, not ``--stale`` or ``--state interrupted``). The
+other run stamps ``last_restored_at`` in the last statement before its commit,
+which leaves only that statement's own duration as a window. A failure on
 one supervisor is reported and the others of its page are still written
 (see ``restore_locked_supervisors``). Committed pages stay committed, so a
 re-run after an interruption finishes the rest.
@@ -102,11 +109,15 @@ def _explain_missing(
     missing: Iterable[uuid.UUID], selection: SupervisorSelection, now: datetime, run_started_at: datetime
 ) -> list[Skipped]:
     """Why ids seen in the page were not locked: one read, no lock."""
+    condition = selection.q(now)
+    matches = (
+        Case(When(condition, then=Value(True)), default=Value(False), output_field=BooleanField())
+        if condition
+        else Value(True, output_field=BooleanField())
+    )
     rows = (
         SupervisorState.objects.filter(id__in=list(missing))
-        .annotate(
-            matches=Case(When(selection.q(now), then=Value(True)), default=Value(False), output_field=BooleanField())
-        )
+        .annotate(matches=matches)
         .values("contract_id", "state", "last_restored_at", "matches")
     )
     skipped = []
@@ -130,7 +141,11 @@ def restore_page(
     run_started_at: datetime,
     now: datetime | None = None,
 ) -> BatchRunReport:
-    """Lock, re-check and restore one page of supervisors in one transaction."""
+    """Lock, re-check and restore one page of supervisors in one transaction.
+
+    Re-checked under the lock: the selection still holds and the supervisor was
+    not restored at or after ``run_started_at`` (by another run).
+    """
     now = now or timezone.now()
     report = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
     recheck = selection.q(now) & ~Q(last_restored_at__gte=run_started_at)

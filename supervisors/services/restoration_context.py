@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from supervisors.enums import RecoveryAction, RestorationSource
-from supervisors.models import Task
+from supervisors.services.validation import TaskFacts
 
 #: Questions shown with their full text and choices; the rest are listed by id and opening words.
 MAX_QUESTIONS_IN_FULL = 10
@@ -52,14 +52,14 @@ def _short(text: Any, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _task_line(task_id: uuid.UUID, tasks: Mapping[uuid.UUID, Task]) -> str:
+def _task_line(task_id: uuid.UUID, tasks: Mapping[uuid.UUID, TaskFacts]) -> str:
     task = tasks.get(task_id)
     if task is None:
         return f"  - {task_id}"
     return f"  - {task_id} {_short(task.name, 80)!r} ({task.status})"
 
 
-def _task_group(title: str, ids: Sequence[uuid.UUID], tasks: Mapping[uuid.UUID, Task]) -> list[str]:
+def _task_group(title: str, ids: Sequence[uuid.UUID], tasks: Mapping[uuid.UUID, TaskFacts]) -> list[str]:
     if not ids:
         return []
     lines = [f"{title} ({len(ids)}):"]
@@ -109,7 +109,7 @@ def generate_restoration_context_message(
     waiting_task_ids: Sequence[uuid.UUID],
     finished_task_ids: Sequence[uuid.UUID],
     spawned_task_ids: Sequence[uuid.UUID] = (),
-    tasks: Mapping[uuid.UUID, Task] | None = None,
+    tasks: Mapping[uuid.UUID, TaskFacts] | None = None,
     checkpoint_reason: str | None = None,
     checkpoint_taken_at: datetime | None = None,
     last_activity: datetime | None = None,

@@ -15,7 +15,7 @@ break the save. Hook a notification with::
 Keyword arguments:
 * ``question_asked``: contract_id, supervisor_id, question (the PendingQuestion dict)
 * ``question_answered``: contract_id, supervisor_id, question_id, question, answer,
-  answered_by (the actor's label)
+  answered_by (the actor's label), actor (the :class:`~supervisors.services.actors.Actor`)
 * ``state_saved``: contract_id, supervisor_id, reason (a SavePoint value), state
 """
 

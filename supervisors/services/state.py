@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, CharField, F, IntegerField, TextField, Value, When
 from django.utils import timezone
 
 from supervisors.enums import RestorationSource, SavePoint
 from supervisors.models import Contract, SupervisorState, Task
 
+from .arrays import UUIDArrayAppend, UUIDArrayContains
 from .checkpoints import take_checkpoint
 from .errors import InvalidInput, NotFound, PreconditionFailed
 from .inputs import (
@@ -173,7 +174,7 @@ def save_supervisor_state_full(
 
     with transaction.atomic():
         supervisor = (
-            SupervisorState.objects.select_for_update()
+            SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
             .defer("conversation_history")
             .filter(contract_id=contract_uuid)
             .first()
@@ -352,9 +353,11 @@ def add_supervisor_spawned_task(
 
     Guarantees: the task exists and belongs to this contract and is not the
     supervisor's own task (InvalidInput otherwise). Adding a task twice does
-    not duplicate it. Concurrent calls each keep their task: the append is a
-    read-modify-write under the row lock (see docs/persistence.md for why not
-    ``array_append``). Takes a ``task_spawned`` checkpoint.
+    not duplicate it. Concurrent calls each keep their task: the membership
+    test and the append run under the row lock. The append happens in the
+    database (``array_append``), so the call costs the same for the first and
+    the thousandth task; the returned state reads its task id lists from the
+    database on first access. Takes a ``task_spawned`` checkpoint.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     task_uuid = parse_uuid(task_id, "task_id")
@@ -362,19 +365,28 @@ def add_supervisor_spawned_task(
     check_task_ids(contract_uuid, {"task_id": [task_uuid]}, errors)
     raise_if(errors)
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid)
+        supervisor = lock_supervisor(
+            contract_uuid,
+            defer_task_ids=True,
+            annotations={
+                "task_spawned": UUIDArrayContains("spawned_task_ids", task_uuid),
+                "task_pending": UUIDArrayContains("pending_task_ids", task_uuid),
+            },
+        )
         if supervisor.task_id == task_uuid:
             raise InvalidInput(
                 "A supervisor cannot spawn its own task.", fields={"task_id": ["This is the supervisor's own task."]}
             )
-        changed: list[str] = []
-        if task_uuid not in supervisor.spawned_task_ids:
-            supervisor.spawned_task_ids = [*supervisor.spawned_task_ids, task_uuid]
-            changed.append("spawned_task_ids")
-        if wait and task_uuid not in supervisor.pending_task_ids:
-            supervisor.pending_task_ids = [*supervisor.pending_task_ids, task_uuid]
-            changed.append("pending_task_ids")
-        supervisor.save(update_fields=[*changed, *stamp_write(supervisor)])
+        changes: dict[str, Any] = {}
+        spawned, pending = supervisor.task_spawned, supervisor.task_pending
+        if not spawned:
+            changes["spawned_task_ids"] = UUIDArrayAppend("spawned_task_ids", task_uuid)
+        if wait and not pending:
+            changes["pending_task_ids"] = UUIDArrayAppend("pending_task_ids", task_uuid)
+        stamp_write(supervisor)
+        SupervisorState.objects.filter(pk=supervisor.pk).update(
+            **changes, last_activity=supervisor.last_activity, updated_at=supervisor.updated_at
+        )
         finish_save_point(supervisor, SavePoint.TASK_SPAWNED)
     return supervisor
 
@@ -441,7 +453,7 @@ def get_supervisor_state_for_restoration(contract_id: uuid.UUID | str, *, lock: 
     contract_uuid = parse_uuid(contract_id, "contract_id")
     queryset = SupervisorState.objects.all()
     if lock:
-        queryset = queryset.select_for_update()
+        queryset = queryset.select_for_update(no_key=connection.features.has_select_for_no_key_update)
     return queryset.filter(contract_id=contract_uuid).first()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 
@@ -44,14 +44,33 @@ class StateValidationResult:
     recovery_action: RecoveryAction
     warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The seed's shape (its struct has no camelCase renaming), with ``warnings`` added."""
+    def as_dict(self, *, camel: bool = False) -> dict[str, Any]:
+        """The seed's shape (its struct has no camelCase renaming), with ``warnings`` added.
+
+        ``camel=True`` gives ``isValid``/``recoveryAction`` for surfaces whose
+        other objects are camelCase (the commands' JSON, possibly the API).
+        """
         return {
-            "is_valid": self.is_valid,
+            "isValid" if camel else "is_valid": self.is_valid,
             "issues": list(self.issues),
-            "recovery_action": str(self.recovery_action),
+            "recoveryAction" if camel else "recovery_action": str(self.recovery_action),
             "warnings": list(self.warnings),
         }
+
+
+class TaskFacts(NamedTuple):
+    """What restoration needs to know of a task: a tuple, not a model instance.
+
+    A batch of 500 supervisors with 20 tasks each reads 10,000 tasks; building
+    model instances for them was a third of a batch restoration's time.
+    """
+
+    id: uuid.UUID
+    contract_id: uuid.UUID
+    daemon_id: uuid.UUID | None
+    name: str
+    status: str
+    is_supervisor: bool
 
 
 @dataclass(frozen=True)
@@ -59,8 +78,8 @@ class ValidationWorld:
     """What the saved state is checked against: makima's contract and tasks as they are now."""
 
     contract: Contract | None
-    supervisor_task: Task | None
-    tasks: Mapping[uuid.UUID, Task]
+    supervisor_task: TaskFacts | None
+    tasks: Mapping[uuid.UUID, TaskFacts]
 
 
 # --- loading the world ---------------------------------------------------------------------------
@@ -74,7 +93,7 @@ def _referenced_task_ids(supervisor: SupervisorState) -> set[uuid.UUID]:
     return ids
 
 
-def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUID] = ()) -> dict[uuid.UUID, Task]:
+def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUID] = ()) -> dict[uuid.UUID, TaskFacts]:
     """The tasks with these ids, found through their contracts first.
 
     Fetching by contract keeps the statement's size independent of how many
@@ -83,17 +102,16 @@ def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUI
     looked up by id, which is normally none.
     """
     wanted = set(task_ids)
-    found: dict[uuid.UUID, Task] = {}
+    found: dict[uuid.UUID, TaskFacts] = {}
     contract_ids = set(contract_ids)
-    columns = ("id", "contract_id", "daemon_id", "name", "status", "is_supervisor")
     if contract_ids:
-        for task in Task.objects.filter(contract_id__in=contract_ids).only(*columns):
-            if task.id in wanted:
-                found[task.id] = task
+        for row in Task.objects.filter(contract_id__in=contract_ids).values_list(*TaskFacts._fields):
+            if row[0] in wanted:
+                found[row[0]] = TaskFacts._make(row)
     missing = wanted - found.keys()
     if missing:
-        for task in Task.objects.filter(id__in=missing).only(*columns):
-            found[task.id] = task
+        for row in Task.objects.filter(id__in=missing).values_list(*TaskFacts._fields):
+            found[row[0]] = TaskFacts._make(row)
     return found
 
 
@@ -141,7 +159,7 @@ def task_findings(
     contract_id: uuid.UUID,
     spawned_task_ids: Any,
     pending_task_ids: Any,
-    tasks: Mapping[uuid.UUID, Task],
+    tasks: Mapping[uuid.UUID, TaskFacts],
 ) -> list[str]:
     """Issues of the task lists: pending but never spawned, spawned but missing or someone else's."""
     spawned = list(spawned_task_ids or [])
@@ -310,7 +328,9 @@ def most_severe(*actions: RecoveryAction) -> RecoveryAction:
     return max(actions, key=lambda a: RECOVERY_SEVERITY[a])
 
 
-def validate_spawned_tasks(supervisor: SupervisorState, *, tasks: Mapping[uuid.UUID, Task] | None = None) -> list[str]:
+def validate_spawned_tasks(
+    supervisor: SupervisorState, *, tasks: Mapping[uuid.UUID, TaskFacts] | None = None
+) -> list[str]:
     """The seed's task consistency check: issues with pending and spawned tasks (empty when consistent)."""
     if tasks is None:
         tasks = load_tasks(_referenced_task_ids(supervisor), contract_ids=[supervisor.contract_id])

@@ -29,7 +29,9 @@ def test_non_json_body_is_415(alpha, supervisor):
 
 
 def test_malformed_json_is_400(alpha, supervisor):
-    response = alpha.client.post(url(supervisor.contract_id, "heartbeat/"), "{not json", content_type="application/json")
+    response = alpha.client.post(
+        url(supervisor.contract_id, "heartbeat/"), "{not json", content_type="application/json"
+    )
     assert_shape(response, 400)
 
 

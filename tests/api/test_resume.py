@@ -153,3 +153,18 @@ def test_concurrent_resumes_never_restore_twice(alpha, supervisor, key):
         assert all(r.json()["restorationCount"] == 1 for r in results)
     else:
         assert statuses == [200, 409, 409, 409], [r.content for r in results]
+
+
+@pytest.mark.parametrize("key", ["x" * 256, "has space", "tab\tkey"])
+def test_malformed_idempotency_key_is_400(alpha, supervisor, key):
+    response = resume(alpha.client, supervisor.contract_id, key=key)
+    assert response.status_code == 400
+    assert "idempotencyKey" in response.json()["fields"]
+    supervisor.refresh_from_db()
+    assert supervisor.restoration_count == 0
+
+
+def test_resume_of_unknown_contract_is_404(alpha):
+    import uuid
+
+    assert resume(alpha.client, uuid.uuid4()).status_code == 404

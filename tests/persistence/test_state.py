@@ -89,6 +89,7 @@ def test_full_save_for_unknown_contract_is_not_found(db):
         ({"spawned_task_ids": ["not-a-uuid"]}, "spawned_task_ids"),
         ({"spawned_task_ids": [str(uuid.uuid4())]}, "spawned_task_ids"),
         ({"current_activity": "nul\x00here"}, "current_activity"),
+        ({"phase": "a\x00b"}, "phase"),
     ],
 )
 def test_full_save_refuses_bad_input_and_writes_nothing(supervisor, overrides, field):

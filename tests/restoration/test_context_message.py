@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from supervisors.enums import RecoveryAction, RestorationSource, TaskStatus
-from supervisors.models import Task
 from supervisors.services.restoration import generate_restoration_context_message, restore_supervisor
+from supervisors.services.validation import TaskFacts
 from tests.factories import make_question
 
 from .conftest import done, make_working_supervisor
@@ -19,9 +19,8 @@ from .conftest import done, make_working_supervisor
 def _big_case() -> dict:
     tasks = {}
     for i in range(500):
-        task = Task(id=uuid.UUID(int=i + 1), name=f"build module {i}", status=TaskStatus.RUNNING)
-        if i % 5 == 0:
-            task.status = TaskStatus.DONE
+        status = TaskStatus.DONE if i % 5 == 0 else TaskStatus.RUNNING
+        task = TaskFacts(uuid.UUID(int=i + 1), uuid.UUID(int=0), None, f"build module {i}", status, False)
         tasks[task.id] = task
     ids = list(tasks)
     questions = [

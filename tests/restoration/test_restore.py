@@ -216,7 +216,7 @@ def test_unknown_source_is_refused(actor):
 
 
 def test_a_failure_in_the_middle_leaves_row_checkpoints_and_log_as_before(actor, monkeypatch):
-    """The state row and the log are written, then the step after them fails: nothing may remain."""
+    """Everything is written (log, state row), then the transaction fails before its commit: nothing may remain."""
     question = make_question()
     supervisor, _ = make_working_supervisor(pending_questions=[question], state=SupervisorStatus.WAITING_FOR_USER)
     make_checkpoint(supervisor)
@@ -224,16 +224,19 @@ def test_a_failure_in_the_middle_leaves_row_checkpoints_and_log_as_before(actor,
     before = row_snapshot(supervisor)
     checkpoints_before = list(SupervisorCheckpoint.objects.values())
     logs_before = RestorationLog.objects.count()
+    real_write = restoration.update_supervisor_rows
 
-    def fail(plans):
-        assert RestorationLog.objects.count() == logs_before + 1  # the log row was written...
+    def write_then_fail(changes):
+        real_write(changes)
+        assert row_snapshot(supervisor)["restoration_count"] == 1  # the row was written...
+        assert RestorationLog.objects.count() == logs_before + 1  # ...and the log
         raise DatabaseError("injected failure")
 
-    monkeypatch.setattr(restoration, "_announce_questions", fail)
+    monkeypatch.setattr(restoration, "update_supervisor_rows", write_then_fail)
     with pytest.raises(DatabaseError):
         restore_supervisor(supervisor.contract_id, source=RestorationSource.MANUAL, actor=actor)
 
-    assert row_snapshot(supervisor) == before  # ...and rolled back with everything else
+    assert row_snapshot(supervisor) == before  # ...and both rolled back with everything else
     assert list(SupervisorCheckpoint.objects.values()) == checkpoints_before
     assert RestorationLog.objects.count() == logs_before
 
@@ -383,7 +386,7 @@ def test_redeliver_pending_questions_returns_the_answerable_ones(actor, django_c
     finally:
         questions_redelivered.disconnect(dispatch_uid="t")
     assert questions == [good]
-    assert received[0]["contract_id"] == supervisor.contract_id and received[0]["actor"] == actor
+    assert received[0]["contract_id"] == supervisor.contract_id and received[0]["actor"] == str(actor)
     with pytest.raises(NotFound):
         redeliver_pending_questions(uuid.uuid4(), actor=actor)
 
@@ -403,3 +406,14 @@ def test_pending_task_that_failed_counts_as_finished(actor):
     result = restore_supervisor(supervisor.contract_id, source="manual", actor=actor)
     assert result.finished_task_ids == [tasks[1].id]
     assert "finished while you were away" in result.context.restoration_context_message
+
+
+def test_validate_checkpoint_tells_which_checkpoints_can_be_restored():
+    supervisor, _ = make_working_supervisor()
+    good = make_checkpoint(supervisor)
+    bad = make_checkpoint(supervisor, pending_task_ids=[ghost := uuid.uuid4()], history={"x": 1})
+    assert restoration.validate_checkpoint(good).is_valid
+    result = restoration.validate_checkpoint(bad)
+    assert not result.is_valid and result.recovery_action == RecoveryAction.USE_CHECKPOINT
+    assert any(str(ghost) in issue for issue in result.issues)
+    assert any(issue.startswith("conversation_history:") for issue in result.issues)

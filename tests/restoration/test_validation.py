@@ -31,6 +31,8 @@ def test_a_consistent_state_is_valid():
         [],
     )
     assert validate_spawned_tasks(supervisor) == []
+    assert result.as_dict() == {"is_valid": True, "issues": [], "recovery_action": "Proceed", "warnings": []}
+    assert result.as_dict(camel=True)["recoveryAction"] == "Proceed"
 
 
 def _checkpoint_cases():

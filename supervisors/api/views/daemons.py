@@ -5,7 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from supervisors.api.serializers import DaemonHeartbeatResponseSerializer, DaemonHeartbeatSerializer
+from supervisors.api.serializers import (
+    DaemonHeartbeatResponseSerializer,
+    DaemonHeartbeatSerializer,
+    validate_daemon_heartbeat,
+)
 from supervisors.services.state import HeartbeatItem, update_supervisor_heartbeat_states
 from supervisors.services.world import record_daemon_heartbeat
 
@@ -26,9 +30,7 @@ class DaemonHeartbeatView(ApiView):
         ),
     )
     def post(self, request) -> Response:
-        serializer = DaemonHeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validate_daemon_heartbeat(request.data)
         daemon_id = request.user.daemon_id
         items = [
             HeartbeatItem(

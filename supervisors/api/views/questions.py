@@ -42,8 +42,8 @@ class QuestionsView(ApiView):
         responses={200: PendingQuestionOutSerializer(many=True), **errors(404)},
         description="The questions waiting for the human.",
     )
-    def get(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         supervisor = scoping.get_supervisor(request, contract_uuid)
         return Response(supervisor.pending_questions or [])
 
@@ -57,8 +57,8 @@ class QuestionsView(ApiView):
         },
         description="Ask the human a question (save point). Re-asking with the same id is harmless.",
     )
-    def post(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PendingQuestionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scoping.require_supervisor(request, contract_uuid)
@@ -77,9 +77,9 @@ class QuestionView(ApiView):
         responses={204: None, **errors(404, 409)},
         description="Withdraw a pending question without an answer.",
     )
-    def delete(self, request, contract_id: str, question_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
-        question_uuid = scoping.parse_path_uuid(question_id, "questionId")
+    def delete(self, request, contractId: str, questionId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        question_uuid = scoping.parse_path_uuid(questionId, "questionId")
         scoping.require_supervisor(request, contract_uuid)
         remove_supervisor_pending_question(contract_uuid, question_uuid, actor=actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -94,9 +94,9 @@ class AnswerView(ApiView):
         responses={200: QuestionAnswerSerializer, **errors(404, 409, *BODY_ERRORS)},
         description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
     )
-    def post(self, request, contract_id: str, question_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
-        question_uuid = scoping.parse_path_uuid(question_id, "questionId")
+    def post(self, request, contractId: str, questionId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        question_uuid = scoping.parse_path_uuid(questionId, "questionId")
         serializer = AnswerRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scoping.require_supervisor(request, contract_uuid)
@@ -112,8 +112,8 @@ class AnswersView(ApiView):
         responses={200: QuestionAnswerSerializer(many=True), **errors(404)},
         description="Answers the daemon has not acknowledged yet, oldest first.",
     )
-    def get(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         scoping.require_supervisor(request, contract_uuid)
         return Response(QuestionAnswerSerializer(unacknowledged_answers(contract_uuid), many=True).data)
 
@@ -127,8 +127,8 @@ class AnswerAckView(ApiView):
         responses={200: QuestionAnswerSerializer, **errors(404)},
         description="The daemon received this answer (idempotent).",
     )
-    def post(self, request, contract_id: str, question_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
-        question_uuid = scoping.parse_path_uuid(question_id, "questionId")
+    def post(self, request, contractId: str, questionId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        question_uuid = scoping.parse_path_uuid(questionId, "questionId")
         scoping.require_supervisor(request, contract_uuid)
         return Response(QuestionAnswerSerializer(acknowledge_answer(contract_uuid, question_uuid)).data)

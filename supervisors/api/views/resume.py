@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -27,9 +28,11 @@ from supervisors.services.world import (
 from .base import BODY_ERRORS, ApiView, errors
 from .questions import actor_of
 
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
     OpenApiParameter.HEADER,
     required=False,
     description="A retried resume with the same key returns the first answer instead of restoring again "
@@ -81,16 +84,16 @@ class ResumeView(ApiView):
             "restoration is treated as a duplicate (409)."
         ),
     )
-    def post(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = ResumeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         source, reason = serializer.validated_data["source"], serializer.validated_data["reason"]
         key = request.headers.get("Idempotency-Key")
-        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        if key is not None and not IDEMPOTENCY_KEY_RE.fullmatch(key):
             raise InvalidInput(
-                "Idempotency-Key must be 1 to 255 printable characters.",
-                fields={"idempotency_key": ["1 to 255 printable characters."]},
+                "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+                fields={"idempotency_key": ["1 to 255 visible ASCII characters."]},
             )
         daemon = scoping.daemon_of(request)
         seen = (

@@ -17,9 +17,10 @@ from supervisors.api.serializers import (
     SupervisorStateSerializer,
     UpdateSupervisorStateSerializer,
     questions_to_wire,
+    validate_heartbeat,
 )
 from supervisors.models import SupervisorState, Task
-from supervisors.services.errors import NotFound
+from supervisors.services.errors import InvalidInput, NotFound
 from supervisors.services.state import (
     add_supervisor_spawned_task,
     save_supervisor_state_full,
@@ -59,10 +60,14 @@ class SupervisorView(ApiView):
         responses={200: SupervisorStateSerializer, **errors(404)},
         description="The supervisor's state, with its version in the ETag header.",
     )
-    def get(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
-        include = request.query_params.get("include", "")
-        include_history = "conversationHistory" in include.split(",")
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        include = request.query_params.get("include")
+        if include not in (None, "conversationHistory"):
+            raise InvalidInput(
+                "include accepts only conversationHistory.", fields={"include": ["Only conversationHistory."]}
+            )
+        include_history = include is not None
         supervisor = scoping.get_supervisor(request, contract_uuid, with_history=include_history)
         return state_response(supervisor, include_history=include_history)
 
@@ -77,8 +82,8 @@ class SupervisorView(ApiView):
         },
         description="Save the whole state (UPSERT). A new supervisor's task must be one of this daemon's.",
     )
-    def put(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def put(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = SaveSupervisorStateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
@@ -100,8 +105,8 @@ class SupervisorView(ApiView):
         responses={200: SupervisorStateSerializer, **errors(404, 412, *BODY_ERRORS)},
         description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
     )
-    def patch(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def patch(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = UpdateSupervisorStateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
@@ -123,13 +128,12 @@ class HeartbeatView(ApiView):
         responses={200: HeartbeatResponseSerializer, **errors(404, *BODY_ERRORS)},
         description="The supervisor is alive: state, currentActivity and progress (no checkpoint is taken).",
     )
-    def post(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
-        serializer = HeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        data = validate_heartbeat(request.data)
         daemon = scoping.daemon_of(request)
         updated = update_supervisor_heartbeat_state(
-            contract_uuid, **serializer.validated_data, daemon_id=daemon.daemon_id if daemon else None
+            contract_uuid, **data, daemon_id=daemon.daemon_id if daemon else None
         )
         if not updated:
             raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
@@ -145,8 +149,8 @@ class SpawnedTaskView(ApiView):
         responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
         description="A task was spawned (save point); with `wait` the supervisor also waits on it.",
     )
-    def post(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = SpawnedTaskSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scoping.require_supervisor(request, contract_uuid)
@@ -164,8 +168,8 @@ class PhaseView(ApiView):
         responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
         description="The contract's phase changed (save point).",
     )
-    def post(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PhaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scoping.require_supervisor(request, contract_uuid)
@@ -179,8 +183,8 @@ class ValidationView(ApiView):
         responses={200: StateValidationResultSerializer, **errors(404)},
         description="What a restoration would find, without changing anything.",
     )
-    def get(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         supervisor = scoping.get_supervisor(request, contract_uuid, with_history=True)
         result = validate_supervisor_state(supervisor)
         return Response(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -49,8 +49,8 @@ class ContractView(ApiView):
     staff_permissions = {"GET": ["supervisors.view_contract"]}
 
     @extend_schema(operation_id="contract_get", responses={200: ContractSerializer, **errors(404)})
-    def get(self, request, contract_id: str) -> Response:
-        contract_uuid = scoping.parse_path_uuid(contract_id, "contractId")
+    def get(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         contract = scoping.visible_contracts(request).filter(pk=contract_uuid).first()
         if contract is None:
             raise NotFound(f"Contract {contract_uuid} does not exist.")
@@ -80,8 +80,8 @@ class TaskView(ApiView):
     staff_permissions = {"GET": ["supervisors.view_task"]}
 
     @extend_schema(operation_id="task_get", responses={200: TaskSerializer, **errors(404)})
-    def get(self, request, task_id: str) -> Response:
-        task_uuid = scoping.parse_path_uuid(task_id, "taskId")
+    def get(self, request, taskId: str) -> Response:
+        task_uuid = scoping.parse_path_uuid(taskId, "taskId")
         task = scoping.visible_tasks(request).filter(pk=task_uuid).first()
         if task is None:
             raise NotFound(f"Task {task_uuid} does not exist.")
@@ -96,8 +96,8 @@ class TaskStatusView(ApiView):
         request=TaskStatusSerializer,
         responses={200: TaskSerializer, **errors(404, *BODY_ERRORS)},
     )
-    def post(self, request, task_id: str) -> Response:
-        task_uuid = scoping.parse_path_uuid(task_id, "taskId")
+    def post(self, request, taskId: str) -> Response:
+        task_uuid = scoping.parse_path_uuid(taskId, "taskId")
         serializer = TaskStatusSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if not scoping.visible_tasks(request).filter(pk=task_uuid).exists():
@@ -108,8 +108,24 @@ class TaskStatusView(ApiView):
 
 class SupervisorFilterSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
-    phase = serializers.CharField(max_length=50, required=False)
-    stale = serializers.BooleanField(required=False, allow_null=True, default=None)
+    phase = serializers.CharField(max_length=50, required=False, min_length=1)
+    stale = serializers.ChoiceField(choices=["true", "false"], required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    offset = serializers.IntegerField(min_value=0, required=False)
+
+
+def _filters(request) -> dict[str, str]:
+    """Query filters, strictly: an empty or unknown value is a 400, not "no filter"."""
+    params = request.query_params
+    known = {"state", "phase", "stale", "limit", "offset"}
+    errors = {name: ["Unknown parameter."] for name in params if name not in known}
+    values = {name: params[name] for name in ("state", "phase", "stale", "limit", "offset") if name in params}
+    filters = SupervisorFilterSerializer(data=values)
+    if not filters.is_valid() or errors:
+        raise InvalidInput(
+            "Invalid filters.", fields={**errors, **{k: [str(m) for m in v] for k, v in (filters.errors or {}).items()}}
+        )
+    return dict(filters.validated_data)
 
 
 class SupervisorsView(ApiView):
@@ -117,24 +133,19 @@ class SupervisorsView(ApiView):
         operation_id="supervisors_list",
         parameters=[
             SupervisorFilterSerializer,
-            OpenApiParameter("limit", int, required=False),
-            OpenApiParameter("offset", int, required=False),
         ],
         responses={200: SupervisorStateSerializer(many=True), **errors()},
         description="The supervisors visible to the caller, filtered. Paginated: limit (max 1000) and offset.",
     )
     def get(self, request) -> Response:
-        filters = SupervisorFilterSerializer(data=request.query_params)
-        if not filters.is_valid():
-            raise InvalidInput("Invalid filters.", fields=dict(filters.errors))
+        data = _filters(request)
         queryset = scoping.visible_supervisors(request).defer("conversation_history").order_by("contract_id")
-        data = filters.validated_data
-        if data.get("state"):
+        if "state" in data:
             queryset = queryset.filter(state=data["state"])
-        if data.get("phase"):
+        if "phase" in data:
             queryset = queryset.filter(phase=data["phase"])
-        if data.get("stale") is not None:
-            queryset = queryset.filter(stale_q()) if data["stale"] else queryset.exclude(stale_q())
+        if "stale" in data:
+            queryset = queryset.filter(stale_q()) if data["stale"] == "true" else queryset.exclude(stale_q())
         page = Page()
         rows = page.paginate_queryset(queryset, request, view=self)
         response = Response(SupervisorStateSerializer(rows, many=True).data)

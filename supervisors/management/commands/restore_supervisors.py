@@ -35,6 +35,9 @@ examples:
   manage.py restore_supervisors --contract 7c9e6679-7425-40de-944b-e07fc1f90ae7 \\
       --contract 0b6f4f8c-1c1d-4d2e-9a57-2f1f3c6f6a10 --json
 
+  # a big outage: larger transactions, fewer round trips (each batch is one transaction)
+  manage.py restore_supervisors --stale --batch-size 500 --source daemon_restart
+
   # finish a run that was interrupted (it printed the --not-restored-since to use)
   manage.py restore_supervisors --all --not-restored-since 2026-11-24T07:30:00+00:00
 """

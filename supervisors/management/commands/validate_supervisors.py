@@ -59,7 +59,8 @@ class Command(BaseCommand):
                         "checked": checked,
                         "invalid": len(invalid),
                         "supervisors": [
-                            {"contractId": str(r.contract_id), "state": r.state, **r.result.as_dict()} for r in invalid
+                            {"contractId": str(r.contract_id), "state": r.state, **r.result.as_dict(camel=True)}
+                            for r in invalid
                         ],
                     },
                     indent=2,

@@ -1,0 +1,135 @@
+"""The heartbeat is one UPDATE of the heartbeat columns; the conversation is never loaded without need."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from supervisors.models import HEARTBEAT_COLUMNS, SupervisorCheckpoint, SupervisorState
+from supervisors.services.errors import InvalidInput
+from supervisors.services.questions import add_supervisor_pending_question
+from supervisors.services.state import (
+    HeartbeatItem,
+    add_supervisor_spawned_task,
+    update_supervisor_heartbeat_state,
+    update_supervisor_heartbeat_states,
+    update_supervisor_phase,
+)
+from tests.factories import make_contract, make_daemon, make_question, make_supervisor, make_task
+
+pytestmark = pytest.mark.django_db
+
+HISTORY = [{"role": "user", "content": "word " * 1000}] * 20
+
+
+def set_columns(sql: str) -> set[str]:
+    """The column names assigned in an UPDATE's SET clause."""
+    match = re.search(r"\bSET\b(.*?)\bWHERE\b", sql, flags=re.S | re.I)
+    assert match, sql
+    return set(re.findall(r"(?:^|,)\s*\"(\w+)\"\s*=", match.group(1)))
+
+
+def test_heartbeat_is_one_update_of_the_heartbeat_columns_only():
+    supervisor = make_supervisor(conversation_history=HISTORY, pending_questions=[make_question()])
+    with CaptureQueriesContext(connection) as captured:
+        assert update_supervisor_heartbeat_state(
+            supervisor.contract_id, state="working", current_activity="testing", progress=42
+        )
+    statements = [
+        q["sql"] for q in captured.captured_queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))
+    ]
+    assert len(statements) == 1, statements
+    sql = statements[0]
+    assert sql.upper().startswith("UPDATE")
+    assert set_columns(sql) == set(HEARTBEAT_COLUMNS)
+    assert "conversation_history" not in sql
+    assert "pending_questions" not in sql
+    row = SupervisorState.objects.get(pk=supervisor.pk)
+    assert (row.state, row.current_activity, row.progress) == ("working", "testing", 42)
+    assert row.conversation_history == HISTORY
+    assert not SupervisorCheckpoint.objects.exists()
+
+
+def test_heartbeat_scoped_to_a_daemon_is_still_one_statement():
+    mine, theirs = make_daemon("mine"), make_daemon("theirs")
+    supervisor = make_supervisor(daemon=mine)
+    with CaptureQueriesContext(connection) as captured:
+        assert update_supervisor_heartbeat_state(
+            supervisor.contract_id, state="working", current_activity=None, progress=1, daemon_id=mine.id
+        )
+    assert len(captured.captured_queries) == 1
+    assert set_columns(captured.captured_queries[0]["sql"]) == set(HEARTBEAT_COLUMNS)
+    assert not update_supervisor_heartbeat_state(
+        supervisor.contract_id, state="working", current_activity=None, progress=2, daemon_id=theirs.id
+    )
+    assert SupervisorState.objects.get(pk=supervisor.pk).progress == 1
+    assert not update_supervisor_heartbeat_state(uuid.uuid4(), state="working", current_activity=None, progress=2)
+
+
+@pytest.mark.parametrize(("state", "progress"), [("asleep", 5), ("working", 101), ("working", -3), ("working", "5")])
+def test_heartbeat_refuses_bad_values_without_a_query(supervisor, state, progress):
+    with CaptureQueriesContext(connection) as captured, pytest.raises(InvalidInput):
+        update_supervisor_heartbeat_state(supervisor.contract_id, state=state, current_activity=None, progress=progress)
+    assert captured.captured_queries == []
+
+
+def test_batch_heartbeat_updates_many_supervisors_in_one_statement():
+    daemon = make_daemon()
+    mine = [make_supervisor(make_contract(name=f"c{i}"), daemon=daemon) for i in range(5)]
+    other = make_supervisor(make_contract(name="other"), daemon=make_daemon("other"))
+    items = [HeartbeatItem(s.contract_id, "working", f"step {i}", 10 * i) for i, s in enumerate([*mine, other])]
+    with CaptureQueriesContext(connection) as captured:
+        updated = update_supervisor_heartbeat_states(items, daemon_id=daemon.id)
+    assert updated == 5
+    assert len(captured.captured_queries) == 1
+    assert set_columns(captured.captured_queries[0]["sql"]) == set(HEARTBEAT_COLUMNS)
+    for i, supervisor in enumerate(mine):
+        row = SupervisorState.objects.get(pk=supervisor.pk)
+        assert (row.state, row.current_activity, row.progress) == ("working", f"step {i}", 10 * i)
+    assert SupervisorState.objects.get(pk=other.pk).progress == 0
+
+
+def test_batch_heartbeat_refuses_a_bad_item_and_writes_nothing(supervisor):
+    items = [
+        HeartbeatItem(supervisor.contract_id, "working", None, 50),
+        HeartbeatItem(uuid.uuid4(), "working", None, 500),
+    ]
+    with pytest.raises(InvalidInput) as caught:
+        update_supervisor_heartbeat_states(items)
+    assert "items[1].progress" in caught.value.fields
+    assert SupervisorState.objects.get(pk=supervisor.pk).progress == 0
+    with pytest.raises(InvalidInput):
+        update_supervisor_heartbeat_states([items[0], items[0]])
+
+
+def loads_conversation(queries) -> bool:
+    """Whether any query brought the conversation column back to Python (the ORM names it table.column)."""
+    return any('"supervisor_states"."conversation_history"' in q["sql"] for q in queries)
+
+
+def test_save_points_that_do_not_need_the_conversation_never_load_it(supervisor):
+    task = make_task(supervisor.contract)
+    with CaptureQueriesContext(connection) as captured:
+        add_supervisor_spawned_task(supervisor.contract_id, task.id)
+        add_supervisor_pending_question(supervisor.contract_id, make_question())
+        update_supervisor_phase(supervisor.contract_id, "execute")
+    assert not loads_conversation(captured.captured_queries)
+
+
+def test_save_point_query_count_does_not_grow_with_history(supervisor, django_assert_num_queries, settings):
+    """Spawning the 12th and the 40th task costs the same queries, pruning included."""
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 5
+    tasks = [make_task(supervisor.contract, name=f"t{i}") for i in range(41)]
+    for task in tasks[:11]:
+        add_supervisor_spawned_task(supervisor.contract_id, task.id)
+    with CaptureQueriesContext(connection) as early:
+        add_supervisor_spawned_task(supervisor.contract_id, tasks[11].id)
+    for task in tasks[12:40]:
+        add_supervisor_spawned_task(supervisor.contract_id, task.id)
+    with django_assert_num_queries(len(early.captured_queries)):
+        add_supervisor_spawned_task(supervisor.contract_id, tasks[40].id)
+    assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 5

@@ -1,0 +1,313 @@
+"""restore_supervisors and validate_supervisors, as an operator runs them after an outage."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
+from supervisors.management.commands import restore_supervisors, validate_supervisors
+from supervisors.models import RestorationLog, SupervisorState
+from supervisors.selectors import SupervisorSelection
+from supervisors.services import restoration, restoration_writes
+from supervisors.services.actors import Actor
+from supervisors.services.restoration import RestoreOptions, restore_supervisor
+from supervisors.services.restoration_batch import restore_page, restore_selection
+
+from .conftest import make_checkpoint, make_working_supervisor
+
+pytestmark = pytest.mark.django_db
+
+
+def run(command: str, *args: str) -> tuple[str, str, int]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(command, *args, stdout=out, stderr=err)
+        code = 0
+    except CommandError as exc:
+        err.write(str(exc))
+        code = exc.returncode
+    return out.getvalue(), err.getvalue(), code
+
+
+def interrupted(name: str, **fields) -> SupervisorState:
+    fields.setdefault("state", SupervisorStatus.INTERRUPTED)
+    supervisor, _ = make_working_supervisor(name=name, **fields)
+    return supervisor
+
+
+def mixed_world(n: int = 1) -> dict[str, list[SupervisorState]]:
+    """n of each kind a real outage leaves behind."""
+    world: dict[str, list[SupervisorState]] = {"valid": [], "checkpoint": [], "manual": [], "completed": []}
+    for i in range(n):
+        world["valid"].append(interrupted(f"valid {i}"))
+        broken = interrupted(f"checkpoint {i}")
+        make_checkpoint(broken, progress=11)
+        SupervisorState.objects.filter(id=broken.id).update(conversation_history="lost")
+        world["checkpoint"].append(broken)
+        manual = interrupted(f"manual {i}")
+        manual.contract.status = ContractStatus.ARCHIVED
+        manual.contract.save()
+        world["manual"].append(manual)
+        world["completed"].append(interrupted(f"completed {i}", state=SupervisorStatus.COMPLETED, pending=0))
+    return world
+
+
+def test_restores_the_selection_and_summarises_it_as_json():
+    world = mixed_world()
+    out, err, code = run("restore_supervisors", "--state", "interrupted", "--reason", "outage", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["counts"] == {"restored": 3, "skipped": 0, "failed": 0}
+    assert summary["restoredByAction"] == {"ManualIntervention": 1, "Proceed": 1, "UseCheckpoint": 1}
+    by_contract = {r["contractId"]: r for r in summary["restored"]}
+    manual = by_contract[str(world["manual"][0].contract_id)]
+    assert manual["success"] is False and "archived" in manual["issues"][0]
+    assert by_contract[str(world["checkpoint"][0].contract_id)]["checkpointId"] is not None
+    assert RestorationLog.objects.filter(reason="outage", actor_kind="command").count() == 3
+    assert SupervisorState.objects.get(id=world["valid"][0].id).state == SupervisorStatus.WAITING_FOR_TASKS
+    assert err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_text_summary_lists_actions_skips_and_failures():
+    world = mixed_world()
+    ids = [s.contract_id for kind in world.values() for s in kind]
+    args = [a for c in ids for a in ("--contract", str(c))]
+    out, _, code = run("restore_supervisors", *args)
+    assert code == 0
+    assert f"{world['manual'][0].contract_id}: got ManualIntervention" in out
+    assert "restored: 3" in out and "Proceed: 1" in out and "UseCheckpoint: 1" in out
+    assert "skipped: 1" in out and "completed: a completed supervisor is not restored: 1" in out
+    assert "failed: 0" in out
+
+
+def test_nothing_selected_is_an_error_not_everything():
+    interrupted("a")
+    _, err, code = run("restore_supervisors")
+    assert code == 1 and "--contract, --state, --stale or --all" in err
+    assert not RestorationLog.objects.exists()
+
+
+def test_dry_run_reports_and_writes_nothing():
+    world = mixed_world()
+    before = list(SupervisorState.objects.order_by("id").values())
+    out, _, code = run("restore_supervisors", "--all", "--dry-run", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["dryRun"] is True and summary["counts"]["restored"] == 3
+    assert list(SupervisorState.objects.order_by("id").values()) == before
+    assert not RestorationLog.objects.exists()
+    assert world
+
+
+def test_a_failing_supervisor_is_reported_and_the_others_restored(monkeypatch):
+    world = mixed_world()
+    bad = world["valid"][0].contract_id
+    real = restoration._plan_one
+
+    def plan(supervisor, *args, **kwargs):
+        if supervisor.contract_id == bad:
+            raise RuntimeError("injected")
+        return real(supervisor, *args, **kwargs)
+
+    monkeypatch.setattr(restoration, "_plan_one", plan)
+    out, err, code = run("restore_supervisors", "--state", "interrupted", "--json")
+    assert code == 1 and "1 supervisor(s) failed" in err
+    summary = json.loads(out)
+    assert summary["failed"] == [{"contractId": str(bad), "error": "RuntimeError: injected"}]
+    assert summary["counts"]["restored"] == 2
+    assert SupervisorState.objects.get(contract_id=bad).state == SupervisorStatus.INTERRUPTED
+    assert not RestorationLog.objects.filter(contract_id=bad).exists()
+
+
+def test_a_failed_bulk_write_falls_back_to_one_savepoint_per_supervisor(monkeypatch):
+    world = mixed_world()
+    bad = world["checkpoint"][0].id
+    real = restoration_writes.update_supervisor_rows
+
+    def write(changes):
+        if bad in changes:
+            raise DatabaseError("injected write failure")
+        return real(changes)
+
+    monkeypatch.setattr(restoration, "update_supervisor_rows", write)
+    out, _, code = run("restore_supervisors", "--state", "interrupted", "--json")
+    assert code == 1
+    summary = json.loads(out)
+    assert [f["contractId"] for f in summary["failed"]] == [str(world["checkpoint"][0].contract_id)]
+    assert summary["counts"]["restored"] == 2
+    assert SupervisorState.objects.get(id=bad).restoration_count == 0
+    assert RestorationLog.objects.count() == 2
+
+
+def _queries_for(n: int) -> int:
+    world = mixed_world(n)
+    selection = SupervisorSelection(contract_ids=tuple(s.contract_id for kind in world.values() for s in kind))
+    options = RestoreOptions(source="manual", actor=Actor.command("test"))
+    with CaptureQueriesContext(connection) as ctx:
+        report = restore_selection(selection, options, batch_size=4 * n)
+    assert len(report.restored) == 3 * n and len(report.skipped) == n
+    return len(ctx.captured_queries)
+
+
+def test_queries_per_batch_do_not_grow_with_the_batch_size():
+    small = _queries_for(2)
+    large = _queries_for(12)
+    assert small == large, (small, large)
+    assert small <= 14
+
+
+def test_a_supervisor_restored_by_another_run_meanwhile_is_skipped():
+    first, second = interrupted("first"), interrupted("second")
+    run_started = timezone.now() - timedelta(seconds=1)
+    restore_supervisor(first.contract_id, source="manual", actor=Actor.command("other run"))
+    options = RestoreOptions(source="manual", actor=Actor.command("this run"))
+    report = restore_page(
+        [first.id, second.id], SupervisorSelection(all_supervisors=True), options, run_started_at=run_started
+    )
+    assert [r.contract_id for r in report.restored] == [second.contract_id]
+    assert [(s.contract_id, s.reason) for s in report.skipped] == [
+        (first.contract_id, "restored by another run since this run started")
+    ]
+    assert SupervisorState.objects.get(id=first.id).restoration_count == 1
+
+
+def test_a_supervisor_that_no_longer_matches_is_skipped():
+    supervisor = interrupted("a")
+    SupervisorState.objects.filter(id=supervisor.id).update(state=SupervisorStatus.WORKING)
+    options = RestoreOptions(source="manual", actor=Actor.command("test"))
+    report = restore_page(
+        [supervisor.id], SupervisorSelection(states=("interrupted",)), options, run_started_at=timezone.now()
+    )
+    assert report.skipped[0].reason == "no longer matches the selection (state is now working)"
+    assert not report.restored
+
+
+def test_a_rerun_finishes_the_rest():
+    stale = [interrupted(f"s{i}", state=SupervisorStatus.WORKING, pending=0) for i in range(3)]
+    SupervisorState.objects.update(last_activity=timezone.now() - timedelta(hours=1))
+    out, _, code = run("restore_supervisors", "--stale", "--json")
+    assert json.loads(out)["counts"]["restored"] == 3
+    out, _, code = run("restore_supervisors", "--stale", "--json")
+    assert code == 0 and json.loads(out)["counts"]["restored"] == 0
+    # --all has no such natural end: --not-restored-since leaves out what an earlier run did
+    SupervisorState.objects.update(last_restored_at=timezone.now() - timedelta(minutes=5))  # time passes
+    since = timezone.now()
+    restore_supervisor(stale[0].contract_id, source="manual", actor=Actor.command("x"))
+    out, _, _ = run("restore_supervisors", "--all", "--not-restored-since", since.isoformat(), "--json")
+    assert {r["contractId"] for r in json.loads(out)["restored"]} == {str(s.contract_id) for s in stale[1:]}
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal():
+    interrupted("a")
+    err = FakeTerminal()
+    call_command("restore_supervisors", "--all", stdout=io.StringIO(), stderr=err)
+    assert "100%" in err.getvalue() and "1/1" in err.getvalue()
+
+
+@pytest.mark.parametrize("module", [restore_supervisors, validate_supervisors])
+def test_help_explains_every_option_with_an_example(module):
+    text = module.Command().create_parser("manage.py", module.__name__.rsplit(".", 1)[1]).format_help()
+    for option in ("--contract", "--state", "--stale", "--all", "--batch-size", "--json"):
+        assert option in text
+    assert "examples:" in text
+    if module is restore_supervisors:
+        for option in ("--source", "--reason", "--dry-run", "--not-restored-since"):
+            assert option in text
+
+
+def test_validate_supervisors_reports_each_invalid_one_and_exits_non_zero():
+    world = mixed_world()
+    before = list(SupervisorState.objects.order_by("id").values())
+    out, err, code = run("validate_supervisors", "--all")
+    assert code == 1 and "2 supervisor(s) have an invalid state" in err
+    assert f"{world['checkpoint'][0].contract_id} (interrupted): UseCheckpoint" in out
+    assert "conversation_history: Conversation history must be a JSON array of messages, not str." in out
+    assert f"{world['manual'][0].contract_id} (interrupted): ManualIntervention" in out
+    assert "Checked 4 supervisor(s): 2 invalid." in out
+    out, _, _ = run("validate_supervisors", "--all", "--json", "--batch-size", "1")
+    data = json.loads(out)
+    assert (data["checked"], data["invalid"]) == (4, 2)
+    assert {s["recoveryAction"] for s in data["supervisors"]} == {"UseCheckpoint", "ManualIntervention"}
+    assert list(SupervisorState.objects.order_by("id").values()) == before
+
+
+def test_validate_supervisors_exits_zero_when_all_valid():
+    supervisor = interrupted("ok")
+    out, _, code = run("validate_supervisors", "--contract", str(supervisor.contract_id))
+    assert code == 0 and "Checked 1 supervisor(s): 0 invalid." in out
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_never_restore_the_same_supervisor():
+    """A row another run holds is skipped (SKIP LOCKED), not waited for and not restored twice."""
+    held, free = interrupted("held"), interrupted("free")
+    locked, release = threading.Event(), threading.Event()
+
+    def other_run():
+        try:
+            with transaction.atomic():
+                SupervisorState.objects.select_for_update().get(id=held.id)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        out, _, _code = run("restore_supervisors", "--state", "interrupted", "--json")
+    finally:
+        release.set()
+        thread.join()
+    summary = json.loads(out)
+    assert [r["contractId"] for r in summary["restored"]] == [str(free.contract_id)]
+    assert summary["skipped"] == [{"contractId": str(held.contract_id), "reason": "locked by another run"}]
+    assert SupervisorState.objects.get(id=held.id).restoration_count == 0
+    assert summary["restored"][0]["recoveryAction"] == RecoveryAction.PROCEED
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("selection", [SupervisorSelection(all_supervisors=True), SupervisorSelection(stale=True)])
+def test_two_whole_runs_started_together_restore_each_supervisor_once(selection):
+    supervisors = [interrupted(f"s{i}", state=SupervisorStatus.WORKING, pending=0) for i in range(60)]
+    SupervisorState.objects.update(last_activity=timezone.now() - timedelta(hours=1))
+    start = threading.Barrier(2)
+    reports = {}
+
+    def one_run(name: str) -> None:
+        try:
+            start.wait(10)
+            options = RestoreOptions(source="manual", actor=Actor.command(name))
+            reports[name] = restore_selection(selection, options, batch_size=5)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_run, args=(name,)) for name in ("run A", "run B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    restored = [{r.contract_id for r in report.restored} for report in reports.values()]
+    assert not (restored[0] & restored[1])
+    assert restored[0] | restored[1] == {s.contract_id for s in supervisors}
+    assert set(SupervisorState.objects.values_list("restoration_count", flat=True)) == {1}
+    assert RestorationLog.objects.count() == 60
+    assert not any(report.failed for report in reports.values())
