@@ -307,14 +307,8 @@ DEEP_NESTING = (
     "API bug: StrictJSONParser (supervisors/api/parsers.py) catches ValueError but not the RecursionError "
     "json.loads raises for deeply nested input, so the request ends in a 500. Fix: except (ValueError, RecursionError)."
 )
-UUID_FROM_NUMBER = (
-    "API finding: DRF's UUIDField takes a JSON number (or true) as UUID(int=...), so a question id 12345 or true "
-    "is stored as 00000000-...-3039 instead of a 400 for the wrong type."
-)
 
 
 def known_failures(cases: list[Case]) -> dict[str, str]:
     known = {c.name: DEEP_NESTING for c in cases if c.name.endswith(("deeply nested array", "deeply nested object"))}
-    known["ask: id number"] = UUID_FROM_NUMBER
-    known["ask: id bool"] = UUID_FROM_NUMBER
     return known
