@@ -17,6 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="Traffic time; a hard stop follows 30 s later.")
     parser.add_argument("--crash-probability", type=float, default=0.01, help="Per daemon action.")
     parser.add_argument("--humans", type=int, default=2, help="People answering questions at once.")
+    parser.add_argument(
+        "--kill-connections-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Kill the service's database connections (pg_terminate_backend) this often; 0 = never.",
+    )
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's).")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker.")
     parser.add_argument("--seed", type=int, default=None)
@@ -45,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
         crash_probability=args.crash_probability,
         humans=args.humans,
+        kill_connections_every=args.kill_connections_every,
         seed=args.seed,
     )
     result = run_soak(

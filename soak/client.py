@@ -19,6 +19,8 @@ class Reply:
     status: int
     body: Any
     headers: dict[str, str]
+    #: The request was retried after a 503: the first attempt may or may not have been done.
+    after_unavailable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -70,6 +72,8 @@ class Client:
         self.host, self.port, self.recorder, self.timeout = host, port, recorder, timeout
         self.headers = dict(headers or {})
         self._conn: http.client.HTTPConnection | None = None
+        #: How often a 503 (database unavailable) is retried, as a daemon would; 0 = never.
+        self.retries_on_unavailable = 0
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -98,11 +102,25 @@ class Client:
         if payload is None and body is not None:
             payload = json.dumps(body).encode()
             all_headers.setdefault("Content-Type", "application/json")
-        started = time.perf_counter()
-        reply = self._send(method, path, payload, all_headers)
-        if reply.status == NO_ANSWER:  # a dropped keep-alive connection: one fresh try
+        label = f"{method} {endpoint}"
+        after_unavailable = False
+        for attempt in range(self.retries_on_unavailable + 1):
+            started = time.perf_counter()
             reply = self._send(method, path, payload, all_headers)
-        self.recorder.record(f"{method} {endpoint}", reply.status, time.perf_counter() - started, expect, reply.body)
+            if reply.status == NO_ANSWER:  # a dropped keep-alive connection: one fresh try
+                reply = self._send(method, path, payload, all_headers)
+            reply.after_unavailable = after_unavailable
+            allowed = expect
+            if self.retries_on_unavailable:
+                # After a 503 the earlier attempt may have been done after all: "already done" answers are fine.
+                allowed = (*expect, 503, *((200, 201, 404, 409) if after_unavailable else ()))
+            self.recorder.record(label, reply.status, time.perf_counter() - started, allowed, reply.body)
+            if reply.status == 503 and not _is_error_shape(reply.body):
+                self.recorder.record(f"{label} (503 outside the error shape)", 599, 0.0, (), reply.body)
+            if reply.status != 503 or attempt == self.retries_on_unavailable:
+                return reply
+            after_unavailable = True
+            time.sleep(0.05 * 2**attempt)
         return reply
 
     def _send(self, method: str, path: str, payload: bytes | None, headers: dict[str, str]) -> Reply:
@@ -122,3 +140,7 @@ class Client:
         except ValueError:
             body = data[:500].decode("utf-8", "replace")
         return Reply(response.status, body, reply_headers)
+
+
+def _is_error_shape(body: Any) -> bool:
+    return isinstance(body, dict) and set(body) == {"code", "message", "fields"}

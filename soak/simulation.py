@@ -35,6 +35,11 @@ class Ledger:
     received: dict[str, str] = field(default_factory=dict)
     resumes: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
     resumes_by_source: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    ask_unsure: set[str] = field(default_factory=set)  # asked, but every attempt got 503
+    answer_unsure: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    resume_unsure: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
+    connections_killed: int = 0
+    kills: int = 0
     takeovers: int = 0
     crashes: int = 0
     owner: dict[uuid.UUID, str] = field(default_factory=dict)  # contract -> daemon name
@@ -51,6 +56,8 @@ class SoakConfig:
     takeover_share: float = 0.4
     #: People answering at once: two may answer the same question, and exactly one must win.
     humans: int = 2
+    #: Every this many seconds, kill the service's database connections (pg_terminate_backend); 0 = never.
+    kill_connections_every: float = 0.0
     seed: int | None = None
 
 
@@ -73,6 +80,12 @@ class World:
         self.orphans: dict[uuid.UUID, DaemonSim] = {}  # contract -> the gone daemon it belongs to
         self.sims: list[DaemonSim] = []
         self.run_id = secrets.token_hex(3)
+
+    def client(self, headers: dict[str, str]) -> Client:
+        """A client that, when the database is being taken away, retries 503s as a daemon would."""
+        client = Client(self.host, self.port, self.recorder, headers=headers)
+        client.retries_on_unavailable = 5 if self.config.kill_connections_every else 0
+        return client
 
 
 def setup_world(world: World, *, staff_password: str | None = None) -> tuple[list[DaemonIdentity], str]:
@@ -137,12 +150,7 @@ class DaemonSim:
 
     # --- the life of a daemon ---------------------------------------------------------
     def run(self) -> None:
-        self.client = Client(
-            self.world.host,
-            self.world.port,
-            self.world.recorder,
-            headers={"Authorization": f"Bearer {self.identity.key}"},
-        )
+        self.client = self.world.client(headers={"Authorization": f"Bearer {self.identity.key}"})
         try:
             self.daemon_heartbeat()
             for contract, task in list(self.supervisors.items()):
@@ -233,9 +241,11 @@ class DaemonSim:
         retries = 2 if self.rng.random() < 0.15 else 1
         for attempt in range(retries):
             reply = self.call("POST", SUP + "questions/", contract, question, expect=(201,) if attempt == 0 else (200,))
-            if reply.ok:
-                with self.world.ledger.lock:
+            with self.world.ledger.lock:
+                if reply.ok:
                     self.world.ledger.asked[question["id"]] = contract
+                elif reply.status >= 500 or reply.status == NO_ANSWER:
+                    self.world.ledger.ask_unsure.add(question["id"])
 
     def pick_up_answers(self, contracts: list[uuid.UUID] | None = None) -> None:
         for contract in contracts if contracts is not None else [c for c in [self.pick()] if c]:
@@ -289,10 +299,12 @@ class DaemonSim:
             )
             if again.ok and again.body.get("restorationCount") != reply.body.get("restorationCount"):
                 self.world.recorder.record("retried resume restored twice", 599, 0.0, (), again.body)
-        if reply.ok:
-            with self.world.ledger.lock:
+        with self.world.ledger.lock:
+            if reply.ok:
                 self.world.ledger.resumes[contract] += 1
                 self.world.ledger.resumes_by_source[source] += 1
+            elif reply.status >= 500 or reply.status == NO_ANSWER:
+                self.world.ledger.resume_unsure[contract] += 1
         return reply.ok
 
     def crash(self, *, takeover: bool | None = None) -> None:
@@ -339,23 +351,13 @@ class Human:
     def __init__(self, world: World, session_key: str, rng: random.Random) -> None:
         csrf = secrets.token_hex(16)  # 32 characters: a valid unmasked CSRF secret
         self.world, self.rng = world, rng
-        self.client = Client(
-            world.host,
-            world.port,
-            world.recorder,
-            headers={"Cookie": f"sessionid={session_key}; csrftoken={csrf}", "X-CSRFToken": csrf},
-        )
+        self.client = world.client({"Cookie": f"sessionid={session_key}; csrftoken={csrf}", "X-CSRFToken": csrf})
 
     def run(self) -> None:
         try:
             while not self.world.stop.is_set():
                 self.world.stop.wait(self.rng.uniform(0.05, 0.3))
-                reply = self.client.request(
-                    "GET", API + "/supervisors/pending-questions/?limit=200", endpoint="/supervisors/pending-questions/"
-                )
-                if not reply.ok:
-                    continue
-                items = reply.body["results"] if isinstance(reply.body, dict) else reply.body
+                items = self.pending_questions()
                 for item in self.rng.sample(items, min(len(items), 10)):
                     if self.world.stop.is_set():
                         break
@@ -363,12 +365,34 @@ class Human:
         finally:
             self.client.close()
 
+    def pending_questions(self, pages: int = 10) -> list[dict]:
+        """The overview, oldest first, page by page; only this run's supervisors (earlier runs may have left
+        questions in the same database)."""
+        items: list[dict] = []
+        for page in range(pages):
+            reply = self.client.request(
+                "GET",
+                f"{API}/supervisors/pending-questions/?limit=1000&offset={page * 1000}",
+                endpoint="/supervisors/pending-questions/",
+            )
+            if not reply.ok:
+                break
+            body = reply.body
+            results = body["results"] if isinstance(body, dict) else body
+            items += [item for item in results if uuid.UUID(item["contractId"]) in self.world.ledger.owner]
+            if not isinstance(body, dict) or not body.get("next"):
+                break
+        return items
+
     def answer(self, contract: uuid.UUID, qid: str) -> None:
         text = self.rng.choice(["yes", "no", "later, <script>alert(1)</script>", "ja, gerne — 続けて"])
         path = f"{API}/contracts/{contract}/supervisor/questions/{qid}/answer/"
         endpoint = SUP + "questions/{qid}/answer/"
         # Another human may have answered it a moment ago: 409 (or 404 once it is gone), never two answers.
         reply = self.client.request("POST", path, {"answer": text}, endpoint=endpoint, expect=(200, 404, 409))
+        if (reply.after_unavailable and reply.status in (404, 409)) or reply.status >= 500 or reply.status == NO_ANSWER:
+            with self.world.ledger.lock:  # perhaps the attempt that got a 503 answered it after all
+                self.world.ledger.answer_unsure[qid].add(text)
         if reply.ok:
             with self.world.ledger.lock:
                 self.world.ledger.answered[qid] = text
@@ -396,9 +420,7 @@ def run_world(world: World, session_key: str) -> None:
         raise RuntimeError(f"threads still running after the hard stop: {', '.join(stuck)}")
     # Drain: each daemon picks up and acknowledges every answer still waiting for it.
     for sim in world.sims:
-        sim.client = Client(
-            world.host, world.port, world.recorder, headers={"Authorization": f"Bearer {sim.identity.key}"}
-        )
+        sim.client = world.client({"Authorization": f"Bearer {sim.identity.key}"})
         try:
             sim.pick_up_answers(sim.mine())
         finally:
