@@ -16,7 +16,8 @@ Variants (--variants, comma-separated, default all), each a step of the optimisa
   sync-nocache      sync workers, key looked up on every request, CONN_HEALTH_CHECKS on
   gthread-nocache   gthread workers, otherwise the same
   gthread-cache     + API key cache (API_KEY_CACHE_SECONDS=5)
-  gthread-final     + no per-request connection health check (the shipped defaults)
+  gthread-nocheck   + no per-request connection health check (CONN_HEALTH_CHECKS=false)
+  gthread-final     + rate counters in an UNLOGGED table (the shipped defaults)
 Then `batch`: the daemon heartbeat carrying --batch supervisors per request, in
 supervisor heartbeats per second, against the direct single-row UPDATE rate.
 """
@@ -44,16 +45,28 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "makima_supervisor.settings")
 
 BENCH_PREFIX = "bench-heartbeat"
 
+#: Each step keeps the previous ones. LOGGED_COUNTERS is not an environment variable of the
+#: service: the bench sets the api_rate_counters table LOGGED for that run (as before the step).
 VARIANTS: dict[str, dict[str, str]] = {
     "sync-nocache": {
         "WORKER_CLASS": "sync",
         "API_KEY_CACHE_SECONDS": "0",
         "CONN_HEALTH_CHECKS": "true",
+        "LOGGED_COUNTERS": "1",
     },
-    "gthread-nocache": {"API_KEY_CACHE_SECONDS": "0", "CONN_HEALTH_CHECKS": "true"},
-    "gthread-cache": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "true"},
+    "gthread-nocache": {"API_KEY_CACHE_SECONDS": "0", "CONN_HEALTH_CHECKS": "true", "LOGGED_COUNTERS": "1"},
+    "gthread-cache": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "true", "LOGGED_COUNTERS": "1"},
+    "gthread-nocheck": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "false", "LOGGED_COUNTERS": "1"},
     "gthread-final": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "false"},
 }
+
+
+def set_counters_logged(dsn: str, logged: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE api_rate_counters SET {'LOGGED' if logged else 'UNLOGGED'}")
+
 
 DIRECT_SQL = (
     "UPDATE supervisor_states SET state = %s, current_activity = %s, progress = %s, "
@@ -231,7 +244,8 @@ def main() -> None:
     print(f"{'variant':<18} {'HTTP req/s':>11} {'direct/s':>10} {'ratio':>6} {'errors':>7}")
     for name in [v for v in options.variants.split(",") if v in VARIANTS or v == "batch"]:
         port = free_port()
-        overrides = VARIANTS.get(name, VARIANTS["gthread-final"])
+        overrides = dict(VARIANTS.get(name, VARIANTS["gthread-final"]))
+        set_counters_logged(dsn, bool(overrides.pop("LOGGED_COUNTERS", "")))
         proc = start_gunicorn(port, overrides, options.workers, options.threads)
         try:
             if name == "batch":
@@ -270,6 +284,7 @@ def main() -> None:
             http_rate, direct_rate = http_total / options.seconds, direct_total / options.seconds
         finally:
             stop(proc)
+            set_counters_logged(dsn, False)
         if name == "batch":
             rows = http_rate * options.batch
             print(

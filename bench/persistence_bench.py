@@ -275,6 +275,22 @@ def storage_bench(saves: int) -> None:
     supervisor.contract.delete()
 
 
+def wal_by_size() -> None:
+    """Minimum WAL per heartbeat for histories from empty to 5 MB: flat once the history is out of line."""
+    print("\nWAL per heartbeat by history size (minimum of 40)")
+    for count in (0, 1, 20, 400, 2000):
+        supervisor = make_supervisor(f"wal {count}", big_history(count * 2540)[:count] if count else [])
+        samples = []
+        for i in range(40):
+            before = wal_lsn()
+            update_supervisor_heartbeat_state(
+                supervisor.contract_id, state="working", current_activity=f"s{i}", progress=i
+            )
+            samples.append(wal_bytes(before, wal_lsn()))
+        print(f"  {count:5d} messages, {stored_size(supervisor):>10,} bytes stored: {min(samples)} B")
+        supervisor.contract.delete()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heartbeats", type=int, default=500, help="heartbeats per supervisor (default 500)")
@@ -288,6 +304,7 @@ def main() -> None:
     heartbeat_bench(args.heartbeats)
     spawn_bench(args.tasks)
     storage_bench(args.saves)
+    wal_by_size()
 
 
 if __name__ == "__main__":

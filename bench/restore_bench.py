@@ -219,7 +219,7 @@ def main() -> None:
     started = time.perf_counter()
     kinds = build(args.supervisors)
     built = time.perf_counter() - started
-    print(f"database: {connection.vendor} ({connection.settings_dict['NAME']})")
+    print(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); {os.cpu_count()} CPUs")
     print(f"built {args.supervisors} supervisors x 20 spawned tasks in {built:.1f}s: {kinds}")
     seconds, summary = run_command(args.batch_size)
     total = summary["counts"]["restored"] + summary["counts"]["skipped"] + summary["counts"]["failed"]
@@ -243,6 +243,7 @@ def main() -> None:
             f"batched (restore_supervisors) {count / batch_seconds:.0f}/s: batching is "
             f"{single_seconds / batch_seconds:.1f}x faster"
         )
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     if args.repeat:
         seconds, summary = run_command(args.batch_size)
         total = summary["counts"]["restored"]

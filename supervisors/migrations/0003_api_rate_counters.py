@@ -18,8 +18,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         # After every other branch's migration, so this branch has one leaf (the lead linearises at merge).
-        ('supervisors', '0004_admin_merge_persist_restore'),
-        ('supervisors', '0004_persist_conversation_chain'),
+        ('supervisors', '0005_restore_merge_persist_chain'),
     ]
 
     operations = [

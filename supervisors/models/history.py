@@ -6,12 +6,52 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 from supervisors.enums import ActorKind, RecoveryAction, RestorationSource, SavePoint
 from supervisors.fields import UUIDArrayField
 
 from .supervisor import SupervisorState
 from .world import Daemon
+
+
+class WholeHistoryAttribute(DeferredAttribute):
+    """``snapshot.messages`` is always the whole history, also for a snapshot stored as a tail.
+
+    A snapshot with a ``parent`` stores only the messages it adds; reading the
+    attribute puts the parent's history in front (two queries, cached on the
+    instance), so code that reads ``.messages`` can never restore half a
+    conversation. ``.values("messages")`` and SQL see what is stored; batch
+    readers use ``supervisors.services.conversations.snapshot_histories``.
+    """
+
+    def __get__(self, instance, cls=None):
+        if instance is None:
+            return self
+        stored = super().__get__(instance, cls)
+        if instance.parent_id is None:
+            return stored
+        whole = instance.__dict__.get("_whole_history")
+        if whole is None:
+            from supervisors.services.conversations import snapshot_histories
+
+            whole = instance.__dict__["_whole_history"] = snapshot_histories([instance.pk])[instance.pk]
+        return whole
+
+    def __set__(self, instance, value):
+        # A data descriptor, so that reads come through __get__ even once loaded.
+        instance.__dict__[self.field.attname] = value
+        instance.__dict__.pop("_whole_history", None)
+
+
+class ConversationMessagesField(models.JSONField):
+    """A JSONField whose attribute reads the whole history (see :class:`WholeHistoryAttribute`)."""
+
+    descriptor_class = WholeHistoryAttribute
+
+    def deconstruct(self):
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.JSONField", args, kwargs
 
 
 class ConversationSnapshot(models.Model):
@@ -26,13 +66,14 @@ class ConversationSnapshot(models.Model):
     id = models.BigAutoField(primary_key=True)
     supervisor = models.ForeignKey(SupervisorState, on_delete=models.CASCADE, related_name="conversation_snapshots")
     digest = models.CharField(max_length=64, help_text="SHA-256 of the canonical JSON of the history.")
-    messages = models.JSONField(default=list)
+    messages = ConversationMessagesField(default=list)
     message_count = models.PositiveIntegerField(default=0)
     size_bytes = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     # A history that extends an earlier snapshot stores only the messages it
-    # adds: ``messages`` then holds the tail, after the ``base_count`` messages
-    # of ``parent``'s whole history (see supervisors/services/conversations.py).
+    # adds: the ``messages`` column then holds the tail, after the
+    # ``base_count`` messages of ``parent``'s whole history (reading the
+    # attribute still gives the whole history; supervisors/services/conversations.py).
     parent = models.ForeignKey("self", on_delete=models.RESTRICT, null=True, blank=True, related_name="children")
     base_count = models.PositiveIntegerField(default=0, help_text="Messages taken from the parent's history.")
 

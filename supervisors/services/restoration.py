@@ -2,10 +2,11 @@
 
 One engine serves one supervisor (``restore_supervisor``: the API's resume, the
 admin's actions) and a locked batch of them (``restore_locked_supervisors``:
-the ``restore_supervisors`` command). For a batch it reads the tasks, the
-checkpoints and their conversations in a fixed number of queries, plans each
-supervisor in memory, then writes every state row in one UPDATE and every log
-row in one INSERT; so the work per supervisor is Python, not round trips.
+the ``restore_supervisors`` command). For a batch it reads the tasks and the
+checkpoints in a fixed number of queries (conversations are checked and copied
+by the database, never read), plans each supervisor in memory, then writes
+every log row in one INSERT and every state row in one UPDATE; so the work per
+supervisor is Python, not round trips.
 
 Everything a restoration writes (the state row, the checkpoint applied, the
 task moved on takeover, the RestorationLog row) happens inside the caller's
@@ -36,7 +37,6 @@ from supervisors.enums import (
 )
 from supervisors.models import (
     Contract,
-    ConversationSnapshot,
     Daemon,
     RestorationLog,
     SupervisorCheckpoint,
@@ -46,6 +46,7 @@ from supervisors.models import (
 from supervisors.selectors import daemon_is_gone, is_stale
 from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import checkpoint_snapshot
+from supervisors.services.conversations import snapshot_histories
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.restoration_context import generate_restoration_context_message
 from supervisors.services.restoration_writes import update_supervisor_rows
@@ -53,6 +54,7 @@ from supervisors.services.signals import send_on_commit
 from supervisors.services.validation import (
     StateValidationResult,
     ValidationWorld,
+    conversation_loaded,
     load_tasks,
     load_worlds,
     state_findings,
@@ -174,46 +176,69 @@ def ensure_supervisor_task(contract: Contract) -> tuple[Task, bool]:
     return Task.objects.create(contract=contract, name=f"supervisor of {contract.name}", is_supervisor=True), True
 
 
-def _checkpoint_fields(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
+def _checkpoint_fields(checkpoint: SupervisorCheckpoint, histories: dict[int, Any]) -> dict[str, Any]:
     """What restoring from a checkpoint would put back: persistence's ``checkpoint_snapshot``.
 
-    ``checkpoint_snapshot`` reads the conversation with one query per
-    checkpoint, which would make a batch's queries grow with its size; the
-    batch has already read every conversation it needs in one query and
-    attached it (``_load_checkpoints``). So the state columns come from
-    ``checkpoint_snapshot`` on a copy without its conversation link (no query),
-    and the conversation from the attached snapshot.
+    ``checkpoint_snapshot`` reads the conversation (two queries per
+    checkpoint), which would make a batch's queries grow with its size. So the
+    state columns come from ``checkpoint_snapshot`` on a copy without its
+    conversation link (no query), and the whole conversation from
+    ``histories``, filled per batch by persistence's ``snapshot_histories``
+    (read here only in the rare case the batch did not expect to need it).
     """
     detached = copy.copy(checkpoint)
     detached.conversation_id = None
     data = checkpoint_snapshot(detached)
     if checkpoint.conversation_id is not None:
-        snapshot = checkpoint.conversation
-        data["conversation_history"] = snapshot.messages if snapshot is not None else []
+        if checkpoint.conversation_id not in histories:
+            histories.update(snapshot_histories([checkpoint.conversation_id]))
+        data["conversation_history"] = histories[checkpoint.conversation_id]
+    return data
+
+
+def _state_without_conversation(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:
+    detached = copy.copy(checkpoint)
+    detached.conversation_id = None
+    data = checkpoint_snapshot(detached)
+    del data["conversation_history"]
     return data
 
 
 def _load_checkpoints(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[SupervisorCheckpoint]]:
-    """Every checkpoint of these supervisors, newest first, conversations attached: two queries.
-
-    Many checkpoints share one conversation snapshot; each distinct snapshot is
-    read once instead of once per checkpoint.
-    """
-    if not supervisor_ids:
-        return {}
+    """Every checkpoint of these supervisors, newest first, in one query (conversations not read)."""
     by_supervisor: dict[uuid.UUID, list[SupervisorCheckpoint]] = {s: [] for s in supervisor_ids}
-    checkpoints = list(SupervisorCheckpoint.objects.filter(supervisor_id__in=supervisor_ids).order_by("-id"))
-    snapshot_ids = {c.conversation_id for c in checkpoints if c.conversation_id is not None}
-    snapshots = (
-        {s.id: s for s in ConversationSnapshot.objects.filter(id__in=snapshot_ids).only("id", "messages")}
-        if snapshot_ids
-        else {}
-    )
-    for checkpoint in checkpoints:
-        if checkpoint.conversation_id is not None:
-            checkpoint.conversation = snapshots.get(checkpoint.conversation_id)
-        by_supervisor[checkpoint.supervisor_id].append(checkpoint)
+    if supervisor_ids:
+        for checkpoint in SupervisorCheckpoint.objects.filter(supervisor_id__in=supervisor_ids).order_by("-id"):
+            by_supervisor[checkpoint.supervisor_id].append(checkpoint)
     return by_supervisor
+
+
+def _load_likely_histories(
+    need: Sequence[uuid.UUID],
+    worlds: Mapping[uuid.UUID, ValidationWorld],
+    checkpoints: Mapping[uuid.UUID, list[SupervisorCheckpoint]],
+    contract_ids: Mapping[uuid.UUID, uuid.UUID],
+    wanted_id: int | None,
+) -> dict[int, Any]:
+    """The whole conversations of the checkpoints the batch will most likely apply, in two queries.
+
+    For each supervisor, the newest checkpoint whose state (all but the
+    conversation) validates, or the one asked for. Only those conversations
+    are read: a supervisor with 20 checkpoints costs one conversation, not 20.
+    """
+    snapshot_ids = set()
+    for supervisor_id in need:
+        for checkpoint in checkpoints.get(supervisor_id, []):
+            if wanted_id is not None and checkpoint.id != wanted_id:
+                continue
+            issues, _ = state_findings(
+                _state_without_conversation(checkpoint), worlds[supervisor_id], contract_id=contract_ids[supervisor_id]
+            )
+            if wanted_id is not None or not issues:
+                if checkpoint.conversation_id is not None:
+                    snapshot_ids.add(checkpoint.conversation_id)
+                break
+    return snapshot_histories(snapshot_ids)
 
 
 def validate_checkpoint(checkpoint: SupervisorCheckpoint) -> StateValidationResult:
@@ -224,7 +249,11 @@ def validate_checkpoint(checkpoint: SupervisorCheckpoint) -> StateValidationResu
     restoring from it would be (UseCheckpoint, or ManualIntervention when the
     contract or the supervisor task is the problem). Changes nothing.
     """
-    supervisor = SupervisorState.objects.select_related("contract").get(id=checkpoint.supervisor_id)
+    supervisor = (
+        SupervisorState.objects.select_related("contract")
+        .defer("conversation_history")
+        .get(id=checkpoint.supervisor_id)
+    )
     world = load_worlds([supervisor])[supervisor.id]
     fields = checkpoint_snapshot(checkpoint)
     missing = set(fields["spawned_task_ids"]) | set(fields["pending_task_ids"])
@@ -254,6 +283,7 @@ def _choose_checkpoint(
     world: ValidationWorld,
     checkpoints: Sequence[SupervisorCheckpoint],
     wanted_id: int | None,
+    histories: dict[int, Any],
 ) -> tuple[SupervisorCheckpoint | None, dict[str, Any] | None, list[str]]:
     """The newest checkpoint that validates (or the one asked for), its fields and its warnings."""
     if wanted_id is not None:
@@ -263,7 +293,7 @@ def _choose_checkpoint(
                 f"Checkpoint {wanted_id} is not a checkpoint of the supervisor of contract {supervisor.contract_id}.",
                 fields={"checkpoint_id": [f"No checkpoint {wanted_id} for this supervisor."]},
             )
-        fields = _checkpoint_fields(chosen)
+        fields = _checkpoint_fields(chosen, histories)
         issues, warnings = state_findings(fields, world, contract_id=supervisor.contract_id)
         if issues:
             raise InvalidInput(
@@ -272,7 +302,10 @@ def _choose_checkpoint(
             )
         return chosen, fields, warnings
     for checkpoint in checkpoints:
-        fields = _checkpoint_fields(checkpoint)
+        issues, _ = state_findings(_state_without_conversation(checkpoint), world, contract_id=supervisor.contract_id)
+        if issues:  # cheap first: the conversation is only read for a checkpoint that passes the rest
+            continue
+        fields = _checkpoint_fields(checkpoint, histories)
         issues, warnings = state_findings(fields, world, contract_id=supervisor.contract_id)
         if not issues:
             return checkpoint, fields, warnings
@@ -371,7 +404,7 @@ def _plan_blocked(
     context = SupervisorRestorationContext(
         success=False,
         previous_state=supervisor.state,
-        conversation_history=supervisor.conversation_history,
+        conversation_history=supervisor.conversation_history if conversation_loaded(supervisor) else None,
         pending_questions=well_formed_questions(supervisor.pending_questions),
         waiting_task_ids=list(supervisor.pending_task_ids or []),
         spawned_task_ids=list(supervisor.spawned_task_ids or []),
@@ -399,8 +432,13 @@ def _plan_one(
     options: RestoreOptions,
     now: datetime,
     started: float,
+    histories: dict[int, Any],
 ) -> _Plan:
-    """Decide and compute everything one restoration writes (steps 2 to 9), without a query."""
+    """Decide and compute everything one restoration writes (steps 2 to 9), without a query.
+
+    (Unless a checkpoint expected to apply turns out to have a broken conversation:
+    then the next one's conversation is read.)
+    """
     action, warnings = _resolve_action(supervisor, validation, options)
     if action == RecoveryAction.MANUAL_INTERVENTION:
         return _plan_blocked(supervisor, validation, options, now, started, warnings)
@@ -410,7 +448,7 @@ def _plan_one(
     applied_warnings = list(validation.warnings)
     if action == RecoveryAction.USE_CHECKPOINT:
         checkpoint, fields, checkpoint_warnings = _choose_checkpoint(
-            supervisor, world, checkpoints, options.checkpoint_id
+            supervisor, world, checkpoints, options.checkpoint_id, histories
         )
         if checkpoint is None:
             warnings.append(
@@ -471,7 +509,9 @@ def _plan_one(
         "last_activity": now,
         "updated_at": now,
     }
-    conversation = supervisor.conversation_history
+    # The conversation: a batch does not read the live one (the database checked it), so
+    # its results carry the conversation only when it changed; restore_supervisor has it.
+    conversation = supervisor.conversation_history if conversation_loaded(supervisor) else None
     if "conversation_history" in fields:
         conversation = fields["conversation_history"]
         changes["conversation_history"] = conversation
@@ -588,8 +628,10 @@ def restore_locked_supervisors(
 ) -> list[Outcome]:
     """Restore supervisors whose rows the caller has locked, in a fixed number of queries.
 
-    Must run inside ``transaction.atomic()``. The rows need ``contract`` and
-    ``task`` loaded (``select_related``). With ``isolate_failures`` a supervisor
+    Must run inside ``transaction.atomic()``. The rows need ``contract`` loaded
+    (``select_related``), and ``task__daemon`` for a takeover; their
+    conversation may be left to the database (``conversation_checks``). With
+    ``isolate_failures`` a supervisor
     that fails is reported in its Outcome and the others are still written (a
     failed bulk write is retried row by row, each in its own savepoint);
     without it the first failure propagates and the caller's transaction rolls
@@ -607,6 +649,9 @@ def restore_locked_supervisors(
     ]
     checkpoints = _load_checkpoints(need)
     _add_checkpoint_tasks(worlds, checkpoints)
+    histories = _load_likely_histories(
+        need, worlds, checkpoints, {s.id: s.contract_id for s in supervisors}, options.checkpoint_id
+    )
 
     outcomes: list[Outcome] = []
     plans: list[_Plan] = []
@@ -621,6 +666,7 @@ def restore_locked_supervisors(
                 options,
                 now,
                 one_started,
+                histories,
             )
         except Exception as exc:
             if not isolate_failures:

@@ -36,7 +36,12 @@ from supervisors.enums import SupervisorStatus
 from supervisors.models import SupervisorState
 from supervisors.selectors import SupervisorSelection, selection_id_batches
 from supervisors.services.restoration import RestorationResult, RestoreOptions, restore_locked_supervisors
-from supervisors.services.validation import StateValidationResult, load_worlds, validate_with_world
+from supervisors.services.validation import (
+    StateValidationResult,
+    conversation_checks,
+    load_worlds,
+    validate_with_world,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +155,10 @@ def restore_page(
     report = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
     recheck = selection.q(now) & ~Q(last_restored_at__gte=run_started_at)
     with transaction.atomic():
-        query = SupervisorState.objects.filter(recheck, id__in=ids).select_related("contract").order_by("id")
+        query = conversation_checks(
+            SupervisorState.objects.filter(recheck, id__in=ids).select_related("contract").order_by("id"),
+            "conversation_history",
+        )
         if not options.dry_run:
             query = query.select_for_update(skip_locked=True, of=("self",))
         rows = list(query)
@@ -231,6 +239,11 @@ def validate_selection(
 ) -> Iterable[list[ValidationRow]]:
     """Validate the selected supervisors page by page, without locking or writing anything."""
     for ids in selection_id_batches(selection, batch_size=batch_size):
-        rows = list(SupervisorState.objects.filter(id__in=ids).select_related("contract").order_by("id"))
+        rows = list(
+            conversation_checks(
+                SupervisorState.objects.filter(id__in=ids).select_related("contract").order_by("id"),
+                "conversation_history",
+            )
+        )
         worlds = load_worlds(rows)
         yield [ValidationRow(r.contract_id, r.state, validate_with_world(r, worlds[r.id])) for r in rows]

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import IntegerField, QuerySet, TextField
+from django.db.models.expressions import RawSQL
 
 from supervisors.enums import (
     RECOVERY_SEVERITY,
@@ -140,6 +143,51 @@ def _loaded_contract(supervisor: SupervisorState) -> Contract | None:
         return None
 
 
+# --- the conversation, checked by the database ---------------------------------------------------
+#
+# A conversation can weigh megabytes. Loading 200 of them to check that each is
+# an array of messages with a role would make a batch's memory and time grow
+# with the conversations' size; the database answers the same question and only
+# two small values travel: the JSON kind of the value (as Python names it) and
+# the index of the first message without a role. ``conversation_problem`` turns
+# them into the very message ``validate_conversation_history`` gives.
+
+_PG_KIND = """CASE jsonb_typeof({col}) WHEN 'array' THEN 'list' WHEN 'object' THEN 'dict' WHEN 'string' THEN 'str'
+    WHEN 'boolean' THEN 'bool' WHEN 'null' THEN 'NoneType'
+    WHEN 'number' THEN CASE WHEN {col}::text ~ '^-?[0-9]+$' THEN 'int' ELSE 'float' END END"""
+_PG_BAD_INDEX = """CASE WHEN jsonb_typeof({col}) = 'array' THEN (
+    SELECT min(m.i) - 1 FROM jsonb_array_elements({col}) WITH ORDINALITY AS m(v, i)
+    WHERE jsonb_typeof(m.v) <> 'object' OR jsonb_typeof(m.v -> 'role') IS DISTINCT FROM 'string'
+       OR m.v ->> 'role' = '') END"""
+_SQLITE_KIND = """CASE json_type({col}) WHEN 'array' THEN 'list' WHEN 'object' THEN 'dict' WHEN 'text' THEN 'str'
+    WHEN 'true' THEN 'bool' WHEN 'false' THEN 'bool' WHEN 'null' THEN 'NoneType'
+    WHEN 'integer' THEN 'int' WHEN 'real' THEN 'float' END"""
+_SQLITE_BAD_INDEX = """CASE WHEN json_type({col}) = 'array' THEN (
+    SELECT min(CAST(m.key AS INTEGER)) FROM json_each({col}) AS m
+    WHERE m.type <> 'object' OR json_type(m.value, '$.role') IS NOT 'text'
+       OR json_extract(m.value, '$.role') = '') END"""
+
+
+def conversation_checks(queryset: QuerySet, column: str) -> QuerySet:
+    """``queryset`` without the conversation column, annotated with ``history_kind`` and ``history_bad_index``."""
+    model = queryset.model
+    col = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name(column)}"
+    kind, bad = (_PG_KIND, _PG_BAD_INDEX) if connection.vendor == "postgresql" else (_SQLITE_KIND, _SQLITE_BAD_INDEX)
+    return queryset.defer(column).annotate(
+        history_kind=RawSQL(kind.format(col=col), [], output_field=TextField()),
+        history_bad_index=RawSQL(bad.format(col=col), [], output_field=IntegerField()),
+    )
+
+
+def conversation_problem(kind: str | None, bad_index: int | None) -> str | None:
+    """The message ``validate_conversation_history`` would give, from the database's two answers."""
+    if kind != "list":
+        return f"Conversation history must be a JSON array of messages, not {kind}."
+    if bad_index is not None:
+        return f"Conversation history message {bad_index} must be an object with a non-empty string 'role'."
+    return None
+
+
 # --- the checks ----------------------------------------------------------------------------------
 
 
@@ -246,6 +294,8 @@ def state_findings(
             validate_conversation_history(fields["conversation_history"])
         except ValidationError as exc:
             issues.append(f"conversation_history: {' '.join(exc.messages)}")
+    elif fields.get("conversation_problem"):  # checked by the database (conversation_checks)
+        issues.append(f"conversation_history: {fields['conversation_problem']}")
     questions = fields.get("pending_questions")
     issues.extend(question_findings(questions))
     pending = list(fields.get("pending_task_ids") or [])
@@ -295,18 +345,30 @@ def world_findings(supervisor: SupervisorState, world: ValidationWorld) -> list[
 
 
 def supervisor_fields(supervisor: SupervisorState) -> dict[str, Any]:
-    """The validated fields of a row, in the shape ``state_findings`` reads."""
-    return {
+    """The validated fields of a row, in the shape ``state_findings`` reads.
+
+    A row read through ``conversation_checks`` has no conversation loaded: its
+    database-computed problem (or None) stands in for it.
+    """
+    fields = {
         "state": supervisor.state,
         "phase": supervisor.phase,
         "progress": supervisor.progress,
         "current_activity": supervisor.current_activity,
         "error_message": supervisor.error_message,
-        "conversation_history": supervisor.conversation_history,
         "pending_questions": supervisor.pending_questions,
         "pending_task_ids": supervisor.pending_task_ids,
         "spawned_task_ids": supervisor.spawned_task_ids,
     }
+    if conversation_loaded(supervisor) or not hasattr(supervisor, "history_kind"):
+        fields["conversation_history"] = supervisor.conversation_history  # loads a deferred one
+    else:
+        fields["conversation_problem"] = conversation_problem(supervisor.history_kind, supervisor.history_bad_index)
+    return fields
+
+
+def conversation_loaded(supervisor: SupervisorState) -> bool:
+    return "conversation_history" in supervisor.__dict__
 
 
 def validate_with_world(supervisor: SupervisorState, world: ValidationWorld) -> StateValidationResult:

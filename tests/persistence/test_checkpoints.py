@@ -225,3 +225,16 @@ def test_many_histories_are_read_in_two_queries(supervisor, settings, django_ass
         histories = snapshot_histories(ids)
     assert [len(histories[i]) for i in ids] == [1, 2, 3, 4, 5, 6]
     assert histories[ids[-1]] == history
+
+
+def test_reading_a_snapshot_always_gives_the_whole_history(supervisor):
+    """Code that reads ``snapshot.messages`` (the admin, a restoration) never gets only a tail."""
+    history: list[dict] = []
+    for i in range(3):
+        history = [*history, message(i)]
+        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": history})
+    newest = SupervisorCheckpoint.objects.filter(supervisor=supervisor).latest("id")
+    snapshot = ConversationSnapshot.objects.only("id", "messages").get(id=newest.conversation_id)
+    assert snapshot.messages == history
+    stored = ConversationSnapshot.objects.filter(id=newest.conversation_id).values_list("messages", flat=True)[0]
+    assert stored == [message(2)]  # what the row holds: only the tail

@@ -14,12 +14,13 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
+from supervisors.enums import ContractStatus, RecoveryAction, SavePoint, SupervisorStatus
 from supervisors.management.commands import restore_supervisors, validate_supervisors
 from supervisors.models import RestorationLog, SupervisorState
 from supervisors.selectors import SupervisorSelection
 from supervisors.services import restoration, restoration_writes
 from supervisors.services.actors import Actor
+from supervisors.services.checkpoints import take_checkpoint
 from supervisors.services.restoration import RestoreOptions, restore_supervisor
 from supervisors.services.restoration_batch import restore_page, restore_selection
 
@@ -311,3 +312,36 @@ def test_two_whole_runs_started_together_restore_each_supervisor_once(selection)
     assert set(SupervisorState.objects.values_list("restoration_count", flat=True)) == {1}
     assert RestorationLog.objects.count() == 60
     assert not any(report.failed for report in reports.values())
+
+
+def test_a_batch_restores_the_checkpoint_conversation():
+    supervisor = interrupted("a")
+    older = [{"role": "user", "content": "the conversation as the checkpoint saw it"}]
+    checkpoint = make_checkpoint(supervisor, history=older)
+    SupervisorState.objects.filter(id=supervisor.id).update(conversation_history=[{"oops": 1}])
+    options = RestoreOptions(source="manual", actor=Actor.command("test"))
+    report = restore_selection(SupervisorSelection(all_supervisors=True), options)
+    (result,) = report.restored
+    assert result.checkpoint_id == checkpoint.id
+    assert result.context.conversation_history == older
+    assert SupervisorState.objects.get(id=supervisor.id).conversation_history == older
+
+
+def test_a_checkpoint_stored_as_a_tail_of_an_earlier_one_restores_the_whole_conversation():
+    """Persistence stores a grown conversation as the messages it adds: restoration puts back all of it."""
+    supervisor = interrupted("grows")
+    first = [{"role": "user", "content": "one"}]
+    grown = [*first, {"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}]
+    with transaction.atomic():
+        SupervisorState.objects.filter(id=supervisor.id).update(conversation_history=first)
+        take_checkpoint(SupervisorState.objects.select_for_update().get(id=supervisor.id), SavePoint.STATE_SAVED)
+        SupervisorState.objects.filter(id=supervisor.id).update(conversation_history=grown)
+        newest = take_checkpoint(
+            SupervisorState.objects.select_for_update().get(id=supervisor.id), SavePoint.STATE_SAVED
+        )
+    assert newest.conversation.parent_id is not None  # stored as a tail
+    SupervisorState.objects.filter(id=supervisor.id).update(conversation_history="lost")
+    options = RestoreOptions(source="manual", actor=Actor.command("test"))
+    (result,) = restore_selection(SupervisorSelection(all_supervisors=True), options).restored
+    assert result.checkpoint_id == newest.id
+    assert SupervisorState.objects.get(id=supervisor.id).conversation_history == grown

@@ -13,7 +13,7 @@ from django.utils import timezone
 from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
 from supervisors.models import SupervisorState
 from supervisors.selectors import is_stale, stale_supervisors
-from supervisors.services.validation import validate_spawned_tasks, validate_supervisor_state
+from supervisors.services.validation import conversation_checks, validate_spawned_tasks, validate_supervisor_state
 from tests.factories import make_contract, make_question, make_task
 
 from .conftest import make_working_supervisor
@@ -168,3 +168,33 @@ def test_stale_threshold_comes_from_settings(settings):
     assert not is_stale(supervisor)
     settings.SUPERVISOR_STALE_AFTER_SECONDS = 60
     assert is_stale(supervisor)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        {"role": "user"},
+        "lost",
+        42,
+        4.5,
+        True,
+        [],
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user"}, "not a message"],
+        [{"content": "no role"}],
+        [{"role": "user"}, {"role": ""}],
+        [{"role": 5}],
+        [{"role": "user"}, {"role": "assistant"}, [1, 2]],
+    ],
+)
+def test_the_database_checks_a_conversation_exactly_as_python_does(history):
+    """Batches validate conversations in SQL (never loading them): same findings, same words."""
+    supervisor, _ = make_working_supervisor()
+    SupervisorState.objects.filter(id=supervisor.id).update(conversation_history=history)
+    loaded = SupervisorState.objects.select_related("contract").get(id=supervisor.id)
+    checked = conversation_checks(
+        SupervisorState.objects.select_related("contract").filter(id=supervisor.id), "conversation_history"
+    ).get()
+    assert "conversation_history" not in checked.__dict__
+    assert validate_supervisor_state(checked).issues == validate_supervisor_state(loaded).issues
+    assert "conversation_history" not in checked.__dict__  # validating did not load it either

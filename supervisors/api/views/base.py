@@ -37,6 +37,15 @@ IF_MATCH = OpenApiParameter(
 )
 
 
+ETAG = OpenApiParameter(
+    "ETag",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description="The state's version; send it back in If-Match to make a write conditional.",
+)
+
+
 def if_match(request) -> str | None:
     """The version the client expects, from ``If-Match: "<etag>"`` (``*`` means any)."""
     header = request.headers.get("If-Match")

@@ -31,7 +31,7 @@ from supervisors.services.state import (
 )
 from supervisors.services.validation import validate_supervisor_state
 
-from .base import BODY_ERRORS, IF_MATCH, ApiView, errors, etag, if_match
+from .base import BODY_ERRORS, ETAG, IF_MATCH, ApiView, errors, etag, if_match
 
 INCLUDE = OpenApiParameter(
     "include",
@@ -56,7 +56,7 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_get",
-        parameters=[INCLUDE],
+        parameters=[INCLUDE, ETAG],
         responses={200: SupervisorStateSerializer, **errors(404)},
         description="The supervisor's state, with its version in the ETag header.",
     )
@@ -73,7 +73,7 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_save",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, ETAG],
         request=SaveSupervisorStateSerializer,
         responses={
             200: SupervisorStateSerializer,
@@ -100,7 +100,7 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_update",
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, ETAG],
         request=UpdateSupervisorStateSerializer,
         responses={200: SupervisorStateSerializer, **errors(404, 412, *BODY_ERRORS)},
         description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
