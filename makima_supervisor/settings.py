@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so its process_exception runs first: database down -> 503 in the API error shape.
+    "supervisors.api.db_errors.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "makima_supervisor.urls"

@@ -1,0 +1,71 @@
+"""python -m soak [--daemons 50] [--seconds 60]: the full soak against PostgreSQL (DATABASE_URL)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
+    parser.add_argument("--daemons", type=int, default=50)
+    parser.add_argument("--supervisors-per-daemon", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=60.0, help="Traffic time; a hard stop follows 30 s later.")
+    parser.add_argument("--crash-probability", type=float, default=0.01, help="Per daemon action.")
+    parser.add_argument("--humans", type=int, default=2, help="People answering questions at once.")
+    parser.add_argument(
+        "--kill-connections-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Kill the service's database connections (pg_terminate_backend) this often; 0 = never.",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's).")
+    parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker.")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--log", type=Path, default=Path(tempfile.gettempdir()) / "soak-gunicorn.log", help="gunicorn's output."
+    )
+    args = parser.parse_args(argv)
+
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        parser.error("set DATABASE_URL=postgres://... (the soak runs against PostgreSQL)")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "makima_supervisor.settings"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+    from .run import run_soak
+    from .simulation import SoakConfig
+
+    config = SoakConfig(
+        daemons=args.daemons,
+        supervisors_per_daemon=args.supervisors_per_daemon,
+        seconds=args.seconds,
+        crash_probability=args.crash_probability,
+        humans=args.humans,
+        kill_connections_every=args.kill_connections_every,
+        seed=args.seed,
+    )
+    result = run_soak(
+        config,
+        database_url=database_url,
+        secret_key=os.environ["SECRET_KEY"],
+        workers=args.workers,
+        threads=args.threads,
+        log_path=args.log,
+    )
+    print(result.table)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

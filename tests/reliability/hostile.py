@@ -1,0 +1,314 @@
+"""The hostile-input corpus: bad requests for every endpoint of the API, built around one real supervisor."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+SQL = "'; DROP TABLE supervisor_states; --"
+HTML = "<script>alert(document.cookie)</script>"
+HUGE_INT = 10**40
+TOO_MANY_DIGITS = "9" * 5000  # beyond Python's int parsing limit
+DEEP = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECT = '{"a":' * 50_000 + "1" + "}" * 50_000
+MANY = list(range(100_000))
+#: Inside list fields the API validates (and reports) every element; 10,001 is past any sane limit and keeps
+#: the corpus fast. The 100,000-element case of those fields is test_errors_for_huge_arrays_stay_small.
+MANY_ITEMS = list(range(10_001))
+
+
+@dataclass
+class Case:
+    name: str
+    method: str
+    path: str
+    body: Any = None
+    raw: bytes | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    staff: bool = False
+
+    def payload(self) -> bytes | None:
+        if self.raw is not None:
+            return self.raw
+        if self.body is None:
+            return None
+        return json.dumps(self.body).encode()
+
+
+def _bad_values(kind: str) -> list[tuple[str, Any]]:
+    """Values of the wrong type or out of range for a field of this kind."""
+    common = [("object", {"$gt": ""}), ("array", ["x"]), ("huge array", MANY)]
+    if kind in ("uuid", "uuid_nullable"):
+        values = [*common, ("sql", SQL), ("html", HTML), ("number", 12345), ("bool", True)]
+        return values if kind == "uuid_nullable" else [*values, ("null", None)]
+    if kind == "enum":
+        return [*common, ("sql", SQL), ("html", HTML), ("upper case", "WORKING"), ("number", 1), ("null", None)]
+    if kind == "int":
+        return [*common, ("huge", HUGE_INT), ("negative", -1), ("over", 101), ("float", 50.5), ("bool", True)]
+    if kind in ("text", "limited"):
+        values = [*common, ("nul", "before\x00after"), ("bool", False)]
+        return [*values, ("too long", "x" * 100_001)] if kind == "limited" else values
+    if kind == "list_text":
+        return [("string", SQL), ("object", {}), ("nested", [[]]), ("objects", [{}]), ("huge", MANY), ("nulls", [None])]
+    if kind == "list_uuid":
+        return [
+            ("string", SQL),
+            ("object", {}),
+            ("numbers", [1, 2]),
+            ("huge array", MANY_ITEMS),
+            ("html items", [HTML]),
+        ]
+    if kind == "history":
+        return [("string", HTML), ("object", {"role": "user"}), ("no role", [{"content": SQL}]), ("huge", MANY_ITEMS)]
+    if kind == "questions":
+        return [("string", SQL), ("items not objects", [SQL]), ("huge", MANY_ITEMS), ("bad item", [{"id": SQL}])]
+    if kind == "bool":
+        return [("string", "maybe"), ("number", 2), ("object", {}), ("array", [True])]
+    raise ValueError(kind)
+
+
+def field_cases(name: str, method: str, path: str, valid: dict[str, Any], kinds: dict[str, str], **kw) -> list[Case]:
+    """For each field, the valid body with that one field made hostile."""
+    cases = []
+    for key, kind in kinds.items():
+        for label, value in _bad_values(kind):
+            if key in ("currentActivity", "errorMessage", "context", "reason") and label == "null":
+                continue
+            cases.append(Case(f"{name}: {key} {label}", method, path, {**valid, key: value}, **kw))
+    return cases
+
+
+def body_cases(name: str, method: str, path: str, valid: dict[str, Any], **kw) -> list[Case]:
+    """What every endpoint with a body must refuse, whatever its fields."""
+    return [
+        Case(f"{name}: unknown field", method, path, {**valid, "isAdmin": True, "__proto__": {}}, **kw),
+        Case(f"{name}: a JSON array", method, path, [valid], **kw),
+        Case(f"{name}: a JSON string", method, path, SQL, **kw),
+        Case(f"{name}: JSON null", method, path, raw=b"null", **kw),
+        Case(f"{name}: not JSON", method, path, raw=b"{'single': quotes}", **kw),
+        Case(f"{name}: truncated JSON", method, path, raw=json.dumps(valid).encode()[:-3], **kw),
+        Case(f"{name}: invalid UTF-8", method, path, raw=b'{"phase": "\xff\xfe\xc3\x28"}', **kw),
+        Case(f"{name}: NUL escaped", method, path, raw=json.dumps({**valid, "x": "\x00"}).encode(), **kw),
+        Case(f"{name}: NUL in a key", method, path, raw=b'{"ph\\u0000ase": "plan"}', **kw),
+        Case(f"{name}: NaN", method, path, raw=b'{"progress": NaN}', **kw),
+        Case(f"{name}: Infinity", method, path, raw=b'{"progress": -Infinity}', **kw),
+        Case(f"{name}: too many digits", method, path, raw=b'{"progress": ' + TOO_MANY_DIGITS.encode() + b"}", **kw),
+        Case(f"{name}: deeply nested array", method, path, raw=DEEP.encode(), **kw),
+        Case(f"{name}: deeply nested object", method, path, raw=DEEP_OBJECT.encode(), **kw),
+        Case(f"{name}: 100,000-element array", method, path, MANY, **kw),
+        Case(
+            f"{name}: form encoded",
+            method,
+            path,
+            raw=b"phase=plan",
+            content_type="application/x-www-form-urlencoded",
+            **kw,
+        ),
+        Case(f"{name}: text/plain", method, path, raw=json.dumps(valid).encode(), content_type="text/plain", **kw),
+        Case(f"{name}: xml", method, path, raw=b"<phase>plan</phase>", content_type="application/xml", **kw),
+        Case(
+            f"{name}: multipart",
+            method,
+            path,
+            raw=b'--b\r\nContent-Disposition: form-data; name="phase"\r\n\r\nplan\r\n--b--\r\n',
+            content_type="multipart/form-data; boundary=b",
+            **kw,
+        ),
+    ]
+
+
+def path_cases(name: str, method: str, template: str, body: Any = None, **kw) -> list[Case]:
+    """Hostile ids in the path: never a 500, never a match."""
+    ids = [
+        ("sql", "%27%3B%20DROP%20TABLE%20contracts%3B--"),
+        ("html", "%3Cscript%3E"),
+        ("nul", "%00"),
+        ("number", "12345"),
+        ("unknown uuid", str(uuid.uuid4())),
+        ("long", "a" * 300),
+    ]
+    return [Case(f"{name}: path {label}", method, template.format(id=value), body, **kw) for label, value in ids]
+
+
+def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -> list[Case]:
+    sup = f"/api/v1/contracts/{contract_id}/supervisor/"
+    uuids = {"taskId": "uuid"}
+    cases: list[Case] = []
+
+    full = {"taskId": str(task_id), "phase": "plan", "state": "working", "conversationHistory": []}
+    cases += body_cases("PUT supervisor", "PUT", sup, full)
+    cases += field_cases(
+        "PUT supervisor",
+        "PUT",
+        sup,
+        full,
+        {
+            **uuids,
+            "phase": "text",
+            "state": "enum",
+            "conversationHistory": "history",
+            "pendingTaskIds": "list_uuid",
+            "spawnedTaskIds": "list_uuid",
+            "pendingQuestions": "questions",
+            "currentActivity": "text",
+            "progress": "int",
+            "errorMessage": "text",
+        },
+    )
+    patch = {"currentActivity": "reading"}
+    cases += body_cases("PATCH supervisor", "PATCH", sup, patch)
+    cases += field_cases(
+        "PATCH supervisor",
+        "PATCH",
+        sup,
+        patch,
+        {
+            "conversationHistory": "history",
+            "pendingTaskIds": "list_uuid",
+            "phase": "text",
+            "state": "enum",
+            "progress": "int",
+            "spawnedTaskIds": "list_uuid",
+            "pendingQuestions": "questions",
+        },
+    )
+    cases.append(Case("PATCH supervisor: stale If-Match", "PATCH", sup, patch, headers={"If-Match": f'"{SQL}"'}))
+    beat = {"state": "working", "currentActivity": "x", "progress": 5}
+    cases += body_cases("heartbeat", "POST", sup + "heartbeat/", beat)
+    cases += field_cases(
+        "heartbeat",
+        "POST",
+        sup + "heartbeat/",
+        beat,
+        {"state": "enum", "currentActivity": "limited", "progress": "int"},
+    )
+    spawn = {"taskId": str(task_id), "wait": True}
+    cases += body_cases("spawn", "POST", sup + "spawned-tasks/", spawn)
+    cases += field_cases("spawn", "POST", sup + "spawned-tasks/", spawn, {"taskId": "uuid", "wait": "bool"})
+    cases.append(Case("spawn: a task of no contract", "POST", sup + "spawned-tasks/", {"taskId": str(uuid.uuid4())}))
+    cases += body_cases("phase", "POST", sup + "phase/", {"phase": "plan"})
+    cases += field_cases("phase", "POST", sup + "phase/", {"phase": "plan"}, {"phase": "limited"})
+    question = {"question": "Go on?", "choices": ["yes", "no"], "questionType": "general"}
+    cases += body_cases("ask", "POST", sup + "questions/", question)
+    cases += field_cases(
+        "ask",
+        "POST",
+        sup + "questions/",
+        question,
+        {"id": "uuid", "question": "limited", "choices": "list_text", "questionType": "enum", "askedAt": "enum"},
+    )
+    answer_path = f"{sup}questions/{question_id}/answer/"
+    cases += body_cases("answer", "POST", answer_path, {"answer": "yes"})
+    cases += field_cases("answer", "POST", answer_path, {"answer": "yes"}, {"answer": "limited"})
+    cases.append(Case("answer: blank", "POST", answer_path, {"answer": "   "}))
+    resume = {"source": "daemon_restart", "reason": "test"}
+    cases += body_cases("resume", "POST", sup + "resume/", resume)
+    cases += field_cases("resume", "POST", sup + "resume/", resume, {"source": "enum", "reason": "limited"})
+    cases.append(
+        Case("resume: long Idempotency-Key", "POST", sup + "resume/", resume, headers={"Idempotency-Key": "k" * 300})
+    )
+    cases.append(
+        Case(
+            "resume: control characters in Idempotency-Key",
+            "POST",
+            sup + "resume/",
+            resume,
+            headers={"Idempotency-Key": "a\tb"},
+        )
+    )
+    daemon_beat = {"status": "connected", "supervisors": [{"contractId": str(contract_id), **beat}]}
+    cases += body_cases("daemon heartbeat", "POST", "/api/v1/daemons/me/heartbeat/", daemon_beat)
+    cases += field_cases(
+        "daemon heartbeat",
+        "POST",
+        "/api/v1/daemons/me/heartbeat/",
+        daemon_beat,
+        {"status": "enum", "supervisors": "history"},
+    )
+    cases.append(
+        Case(
+            "daemon heartbeat: 100,000 items",
+            "POST",
+            "/api/v1/daemons/me/heartbeat/",
+            {"supervisors": [{"contractId": SQL}] * 100_000},
+        )
+    )
+    contract = {"name": "c", "phase": "plan"}
+    cases += body_cases("contract", "POST", "/api/v1/contracts/", contract)
+    cases += field_cases(
+        "contract", "POST", "/api/v1/contracts/", contract, {"name": "text", "phase": "text", "status": "enum"}
+    )
+    task = {"contractId": str(contract_id), "name": "t"}
+    cases += body_cases("task", "POST", "/api/v1/tasks/", task)
+    cases += field_cases(
+        "task",
+        "POST",
+        "/api/v1/tasks/",
+        task,
+        {
+            "contractId": "uuid",
+            "parentTaskId": "uuid_nullable",
+            "daemonId": "uuid_nullable",
+            "name": "text",
+            "status": "enum",
+            "isSupervisor": "bool",
+        },
+    )
+    status_path = f"/api/v1/tasks/{task_id}/status/"
+    cases += body_cases("task status", "POST", status_path, {"status": "done"})
+    cases += field_cases("task status", "POST", status_path, {"status": "done"}, {"status": "enum"})
+
+    # Hostile ids in every path, for every method.
+    for method, tail, body in [
+        ("GET", "", None),
+        ("PUT", "", full),
+        ("PATCH", "", patch),
+        ("POST", "heartbeat/", beat),
+        ("POST", "spawned-tasks/", spawn),
+        ("POST", "phase/", {"phase": "plan"}),
+        ("GET", "questions/", None),
+        ("POST", "questions/", question),
+        ("GET", "answers/", None),
+        ("POST", "resume/", resume),
+        ("GET", "validation/", None),
+    ]:
+        cases += path_cases(f"{method} supervisor/{tail}", method, "/api/v1/contracts/{id}/supervisor/" + tail, body)
+    for method, tail, body in [
+        ("POST", "questions/{id}/answer/", {"answer": "yes"}),
+        ("DELETE", "questions/{id}/", None),
+        ("POST", "answers/{id}/ack/", None),
+    ]:
+        cases += path_cases(f"{method} {tail}", method, sup + tail, body)
+    cases += path_cases("GET contract", "GET", "/api/v1/contracts/{id}/")
+    cases += path_cases("GET task", "GET", "/api/v1/tasks/{id}/")
+    cases += path_cases("POST task status", "POST", "/api/v1/tasks/{id}/status/", {"status": "done"})
+
+    # Hostile query strings.
+    for query in [f"state={SQL}", f"state={HTML}", "stale=perhaps", "phase=" + "p" * 500, "state=%00"]:
+        cases.append(Case(f"GET supervisors: ?{query[:20]}", "GET", f"/api/v1/supervisors/?{query}"))
+    # Hostile credentials.
+    for label, value in [
+        ("sql key", f"Bearer mks_{SQL}"),
+        ("html", f"Bearer {HTML}"),
+        ("two words", "Bearer a b"),
+        ("long", "Bearer mks_" + "a" * 5000),
+        ("basic", "Basic YWRtaW46YWRtaW4="),
+    ]:
+        cases.append(Case(f"auth: {label}", "POST", sup + "heartbeat/", beat, headers={"Authorization": value}))
+    return cases
+
+
+#: Cases the API gets wrong today (its own files, not this harness's): name -> why. Each runs as an
+#: xfail(strict=True) test, so a fix shows up as XPASS and the entry must then be removed.
+DEEP_NESTING = (
+    "API bug: StrictJSONParser (supervisors/api/parsers.py) catches ValueError but not the RecursionError "
+    "json.loads raises for deeply nested input, so the request ends in a 500. Fix: except (ValueError, RecursionError)."
+)
+
+
+def known_failures(cases: list[Case]) -> dict[str, str]:
+    known = {c.name: DEEP_NESTING for c in cases if c.name.endswith(("deeply nested array", "deeply nested object"))}
+    return known

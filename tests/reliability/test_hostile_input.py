@@ -1,0 +1,175 @@
+"""Hostile input against every endpoint: each answer a 4xx in the JSON error shape, and nothing written."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import Client
+
+from supervisors.models import (
+    Contract,
+    ConversationSnapshot,
+    Daemon,
+    IdempotencyKey,
+    QuestionAnswer,
+    RestorationLog,
+    SupervisorCheckpoint,
+    SupervisorState,
+    Task,
+)
+from supervisors.services.questions import add_supervisor_pending_question
+from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
+from tests.factories import make_contract, make_daemon, make_question, make_supervisor, make_task
+
+from .hostile import HTML, SQL, Case, corpus, known_failures
+
+#: Every table a request could write to. API key last-use stamps and rate counters are bookkeeping of the
+#: request itself, not data, and are left out.
+WATCHED = [
+    SupervisorState,
+    Contract,
+    Task,
+    Daemon,
+    SupervisorCheckpoint,
+    ConversationSnapshot,
+    QuestionAnswer,
+    RestorationLog,
+    IdempotencyKey,
+]
+
+
+def snapshot() -> dict[str, list[dict]]:
+    return {model.__name__: list(model.objects.order_by("pk").values()) for model in WATCHED}
+
+
+@pytest.fixture
+def world(db):
+    daemon = make_daemon("hostile")
+    record_daemon_heartbeat(daemon.id)
+    key = create_daemon_key(daemon.id).raw
+    supervisor = make_supervisor(make_contract("target"), daemon=daemon, state="working")
+    task = make_task(supervisor.contract, name="spawned", daemon=daemon)
+    question = make_question()
+    add_supervisor_pending_question(supervisor.contract_id, question)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client, corpus(supervisor.contract_id, question["id"], task.id)
+
+
+def send(client: Client, case: Case):
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in case.headers.items()}
+    if "Authorization" in case.headers:
+        extra["HTTP_AUTHORIZATION"] = case.headers["Authorization"]
+    payload = case.payload()
+    if payload is None:
+        return client.generic(case.method, case.path, **extra)
+    return client.generic(case.method, case.path, payload, content_type=case.content_type, **extra)
+
+
+def shape_problem(response) -> str | None:
+    if not 400 <= response.status_code < 500:
+        return f"status {response.status_code}"
+    if not response.get("Content-Type", "").startswith("application/json"):
+        return f"{response.status_code} with Content-Type {response.get('Content-Type')!r}"
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{response.status_code} with a body that is not JSON"
+    if not (isinstance(body, dict) and set(body) == {"code", "message", "fields"}):
+        return f"{response.status_code} outside the error shape: {str(body)[:200]}"
+    if not (isinstance(body["code"], str) and isinstance(body["message"], str) and isinstance(body["fields"], dict)):
+        return f"{response.status_code} with wrongly typed error members: {str(body)[:200]}"
+    if not all(isinstance(v, list) and all(isinstance(m, str) for m in v) for v in body["fields"].values()):
+        return f"{response.status_code} with fields not lists of strings: {str(body['fields'])[:200]}"
+    return None
+
+
+def test_every_hostile_request_gets_a_4xx_in_the_error_shape_and_writes_nothing(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    settings.API_THROTTLE_RATE_PER_MINUTE = 0  # hundreds of requests in a second: not what is tested here
+    client, cases = world
+    assert len(cases) > 500
+    known = known_failures(cases)
+    baseline = snapshot()
+    problems = []
+    for case in cases:
+        if case.name in known:
+            continue
+        if problem := misbehaviour(client, case, baseline):
+            problems.append(problem)
+            baseline = snapshot()
+    assert not problems, f"{len(problems)} of {len(cases)} hostile requests misbehaved:\n" + "\n".join(problems)
+
+
+def misbehaviour(client: Client, case: Case, before: dict | None = None) -> str | None:
+    """What is wrong with the answer to ``case``, or None; ``before`` is the tables' contents beforehand."""
+    before = before if before is not None else snapshot()
+    try:
+        response = send(client, case)
+    except Exception as exc:  # the test client re-raises what would be a 500
+        return f"{case.name}: raised {type(exc).__name__}: {str(exc)[:200]}"
+    if (problem := shape_problem(response)) is not None:
+        return f"{case.name}: {problem}"
+    if snapshot() != before:
+        return f"{case.name}: answered {response.status_code} but wrote to the database"
+    return None
+
+
+_SAMPLE = corpus(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
+KNOWN_REASONS = sorted(set(known_failures(_SAMPLE).values()))
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        pytest.param(reason, marks=pytest.mark.xfail(strict=True, reason=reason), id=reason[:40])
+        for reason in KNOWN_REASONS
+    ],
+)
+def test_known_api_failures_on_hostile_input(world, settings, reason):
+    """Each known API failure, over every case it affects: passes (XPASS, strict) once the API is fixed."""
+    settings.SECURE_SSL_REDIRECT = False
+    settings.API_THROTTLE_RATE_PER_MINUTE = 0
+    client, cases = world
+    known = known_failures(cases)
+    problems = [p for case in cases if known.get(case.name) == reason and (p := misbehaviour(client, case))]
+    assert not problems, "\n".join(problems)
+
+
+def test_sql_and_html_in_free_text_are_stored_verbatim_and_harm_nothing(world, settings):
+    """Where text is allowed, SQL and HTML are just text: stored and returned as sent, no table dropped."""
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    text = f"{SQL} {HTML} \u202e\ufeff 続け"
+    response = client.patch(
+        f"/api/v1/contracts/{supervisor.contract_id}/supervisor/",
+        {"currentActivity": text, "conversationHistory": [{"role": HTML, "content": SQL}]},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    supervisor.refresh_from_db()
+    assert supervisor.current_activity == text
+    assert supervisor.conversation_history == [{"role": HTML, "content": SQL}]
+    assert Contract.objects.count() == 1 and SupervisorState.objects.count() == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="API finding: list fields of PUT/PATCH (spawnedTaskIds, pendingTaskIds, pendingQuestions) have no "
+    "max_length and the 400 names every bad element: 100,000 bad ids (a 689 KB body) yield an 11.8 MB error body "
+    "and about a second of a worker's CPU. Fix: max_length on those fields, or cap the errors reported.",
+)
+def test_errors_for_huge_arrays_stay_small(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    body = {"spawnedTaskIds": list(range(100_000))}
+    case = Case(
+        "PATCH spawnedTaskIds 100,000 numbers", "PATCH", f"/api/v1/contracts/{supervisor.contract_id}/supervisor/", body
+    )
+    response = send(client, case)
+    assert response.status_code == 400
+    assert len(response.content) < len(case.payload()), (
+        f"a {len(case.payload())} byte request got a {len(response.content)} byte answer"
+    )
