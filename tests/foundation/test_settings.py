@@ -42,3 +42,13 @@ def test_production_settings_pass_the_deploy_check_without_warnings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_redirects_to_https_but_not_the_health_checks(client, db):
+    """A load balancer probing over plain HTTP gets an answer, not a redirect; people get HTTPS."""
+    from django.conf import settings
+
+    assert settings.SECURE_SSL_REDIRECT  # the test settings are the production ones
+    assert client.get("/admin/login/").status_code == 301
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
