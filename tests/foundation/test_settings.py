@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,3 +54,23 @@ def test_production_redirects_to_https_but_not_the_health_checks(client, db):
     assert client.get("/admin/login/").status_code == 301
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.postgres_only
+def test_db_pool_setting_gives_django_a_psycopg_pool(db):
+    """DB_POOL=true switches PostgreSQL connections to psycopg's pool, and queries still run."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    test_database_url = f"postgres://{params['USER']}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.db import connection; connection.ensure_connection(); "
+        "print(type(connection.pool).__name__, connection.settings_dict['CONN_MAX_AGE'])",
+        DEBUG="true",
+        DB_POOL="true",
+        DATABASE_URL=test_database_url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["ConnectionPool", "0"]
