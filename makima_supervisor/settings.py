@@ -172,6 +172,10 @@ SUPERVISOR_STALE_AFTER_SECONDS = env.int("SUPERVISOR_STALE_AFTER_SECONDS", defau
 DAEMON_GONE_AFTER_SECONDS = env.int("DAEMON_GONE_AFTER_SECONDS", default=120)
 #: Checkpoints kept per supervisor (the newest valid one is always kept).
 SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", default=20)
+#: Most task ids a whole-list write (PUT/PATCH spawnedTaskIds, pendingTaskIds) may carry; read at start-up.
+SUPERVISOR_MAX_TASK_IDS = env.int("SUPERVISOR_MAX_TASK_IDS", default=10_000)
+#: Most pending questions a whole-list write (PUT/PATCH pendingQuestions) may carry; read at start-up.
+SUPERVISOR_MAX_PENDING_QUESTIONS = env.int("SUPERVISOR_MAX_PENDING_QUESTIONS", default=100)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation

@@ -18,8 +18,12 @@ from django.db import connection
 from supervisors.fields import parse_uuid_list
 from supervisors.models import SupervisorState, Task
 from supervisors.validators import (
+    MAX_PENDING_QUESTIONS,
+    MAX_TASK_IDS,
+    capped,
     clean_pending_question,
     validate_conversation_history,
+    validate_list_length,
     validate_no_nul,
     validate_optional_text,
     validate_phase,
@@ -63,6 +67,7 @@ def parse_uuid(value: Any, field: str) -> uuid.UUID:
 def parse_id_list(value: Any, field: str, errors: dict[str, list[str]]) -> list[uuid.UUID]:
     """A list of task ids, de-duplicated in first-seen order (a set with the order the agent gave)."""
     try:
+        validate_list_length(value, MAX_TASK_IDS)
         ids = parse_uuid_list(value)
     except ValidationError as exc:
         errors.setdefault(field, []).extend(messages_of(exc))
@@ -79,12 +84,15 @@ def check_task_ids(
         return
     owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
     for field, ids in ids_by_field.items():
+        problems = []
         for task_id in ids:
             owner = owners.get(task_id)
             if owner is None:
-                errors.setdefault(field, []).append(f"Task {task_id} does not exist.")
+                problems.append(f"Task {task_id} does not exist.")
             elif owner != contract_id:
-                errors.setdefault(field, []).append(f"Task {task_id} belongs to another contract.")
+                problems.append(f"Task {task_id} belongs to another contract.")
+        if problems:
+            errors.setdefault(field, []).extend(capped(problems))
 
 
 def clean_questions(value: Any, errors: dict[str, list[str]], field: str = "pending_questions") -> list[dict[str, Any]]:
@@ -92,19 +100,25 @@ def clean_questions(value: Any, errors: dict[str, list[str]], field: str = "pend
     if not isinstance(value, list):
         errors.setdefault(field, []).append("Pending questions must be a JSON array.")
         return []
+    if len(value) > MAX_PENDING_QUESTIONS:
+        check(field, lambda v: validate_list_length(v, MAX_PENDING_QUESTIONS), value, errors)
+        return []
     cleaned: list[dict[str, Any]] = []
+    problems: list[str] = []
     seen: set[str] = set()
     for index, item in enumerate(value):
         try:
             question = clean_pending_question(item)
         except ValidationError as exc:
-            errors.setdefault(field, []).append(f"Question {index} is malformed: {'; '.join(exc.messages)}")
+            problems.append(f"Question {index} is malformed: {'; '.join(exc.messages)}")
             continue
         if question["id"] in seen:
-            errors.setdefault(field, []).append(f"Question id {question['id']} appears more than once.")
+            problems.append(f"Question id {question['id']} appears more than once.")
             continue
         seen.add(question["id"])
         cleaned.append(question)
+    if problems:
+        errors.setdefault(field, []).extend(capped(problems))
     return cleaned
 
 

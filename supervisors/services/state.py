@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from supervisors.enums import RestorationSource, SavePoint
 from supervisors.models import Contract, SupervisorState, Task
+from supervisors.validators import MAX_REPORTED_ERRORS
 
 from .arrays import UUIDArrayAppend, UUIDArrayContains
 from .checkpoints import take_checkpoint
@@ -118,7 +119,9 @@ def _spawned_and_pending(
     known = set(spawned)
     never = [str(t) for t in pending if t not in known]
     if never:
-        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {', '.join(never)}.")
+        shown = ", ".join(never[:MAX_REPORTED_ERRORS])
+        more = f" and {len(never) - MAX_REPORTED_ERRORS} more" if len(never) > MAX_REPORTED_ERRORS else ""
+        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {shown}{more}.")
 
 
 # --- full save and partial update -------------------------------------------------
