@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs page works offline
     "supervisors",
 ]
 
@@ -224,6 +225,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "supervisors.api.schema.forbid_unknown_request_fields",
     ],
+    # The docs page loads Swagger UI from this service's static files, not from a CDN that an
+    # offline or locked-down network cannot reach (drf-spectacular-sidecar).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "SupervisorStateEnum": "supervisors.enums.SupervisorStatus",
         "RestorationSourceEnum": "supervisors.enums.RestorationSource",
