@@ -36,11 +36,39 @@ MAX_PENDING_QUESTIONS: int = getattr(settings, "SUPERVISOR_MAX_PENDING_QUESTIONS
 MAX_REPORTED_ERRORS = 20
 
 
+#: Nesting of any JSON the service takes (request bodies, conversations, questions). Python's
+#: json module recurses once per level: a conversation nested ~900 deep parsed, then failed to
+#: be stored (RecursionError, a 500). Real conversations nest a few levels (tool arguments).
+MAX_JSON_DEPTH = 100
+
+
 def capped(messages: list[str], limit: int = MAX_REPORTED_ERRORS) -> list[str]:
     """The first ``limit`` messages, and one saying how many more were left out."""
     if len(messages) <= limit:
         return messages
     return [*messages[:limit], f"... and {len(messages) - limit} more errors like these (not listed)."]
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in ``value`` nest deeper than ``limit``; iterative, so any depth is safe."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def validate_json_depth(value: Any) -> None:
+    if json_too_deep(value):
+        raise ValidationError(
+            "JSON may nest arrays and objects at most %(max)s levels deep.",
+            code="too_deep",
+            params={"max": MAX_JSON_DEPTH},
+        )
 
 
 def validate_list_length(value: Any, maximum: int) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
+from supervisors.validators import MAX_JSON_DEPTH, json_too_deep
+
 
 def _contains_nul(value: Any) -> bool:
     stack = [value]
@@ -46,7 +48,9 @@ class StrictJSONParser(JSONParser):
         except RecursionError:
             # json.loads recurses once per nesting level: a few thousand brackets exhaust
             # Python's stack. No request the API documents nests anywhere near that deep.
-            raise ParseError("The body's JSON is nested too deeply.") from None
+            raise ParseError(f"The body's JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from None
+        if json_too_deep(data):
+            raise ParseError(f"The body's JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
         # A NUL can only arrive escaped; the scan of the parsed data runs only then.
         if "\\u0000" in text and _contains_nul(data):
             raise ValidationError(

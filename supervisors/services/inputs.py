@@ -23,6 +23,7 @@ from supervisors.validators import (
     capped,
     clean_pending_question,
     validate_conversation_history,
+    validate_json_depth,
     validate_list_length,
     validate_no_nul,
     validate_optional_text,
@@ -138,8 +139,10 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
     if "conversation_history" in values:
         check("conversation_history", validate_conversation_history, values["conversation_history"], errors)
         check("conversation_history", validate_no_nul, values["conversation_history"], errors)
+        check("conversation_history", validate_json_depth, values["conversation_history"], errors)
     if "pending_questions" in values:
         check("pending_questions", validate_no_nul, values["pending_questions"], errors)
+        check("pending_questions", validate_json_depth, values["pending_questions"], errors)
 
 
 def lock_supervisor(

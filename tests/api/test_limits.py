@@ -12,6 +12,7 @@ from supervisors.models import SupervisorState
 from supervisors.services.errors import InvalidInput
 from supervisors.services.state import update_supervisor_detailed_state
 from supervisors.validators import (
+    MAX_JSON_DEPTH,
     MAX_PENDING_QUESTIONS,
     MAX_REPORTED_ERRORS,
     MAX_TASK_IDS,
@@ -24,7 +25,7 @@ from .conftest import url
 
 
 def test_limits_are_the_documented_defaults():
-    assert (MAX_TASK_IDS, MAX_PENDING_QUESTIONS, MAX_TEXT_LENGTH) == (10_000, 100, 100_000)
+    assert (MAX_TASK_IDS, MAX_PENDING_QUESTIONS, MAX_TEXT_LENGTH, MAX_JSON_DEPTH) == (10_000, 100, 100_000, 100)
 
 
 @pytest.mark.parametrize("field", ["spawnedTaskIds", "pendingTaskIds"])
@@ -113,6 +114,38 @@ def test_services_enforce_the_same_limits(supervisor):
     assert set(questions.value.fields) == {"pending_questions"}
     with pytest.raises(ValidationError):
         validate_pending_questions([make_question() for _ in range(MAX_PENDING_QUESTIONS + 1)])
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _patch_history_raw(alpha, supervisor, content_depth: int):
+    """A PATCH whose body nests ``content_depth + 3`` levels (body, history array, message)."""
+    raw = '{"conversationHistory": [{"role": "user", "content": ' + _nested(content_depth) + "}]}"
+    return alpha.client.generic("PATCH", url(supervisor.contract_id), raw, content_type="application/json")
+
+
+def test_json_nesting_is_limited_before_anything_chokes_on_it(alpha, supervisor):
+    """900 levels parsed, then failed to be stored (RecursionError: a 500); now any depth past the limit is a
+    400, and what is within it is stored and read back."""
+    for depth in (MAX_JSON_DEPTH - 2, 900, 5_000):
+        response = _patch_history_raw(alpha, supervisor, depth)
+        assert response.status_code == 400, (depth, response.status_code)
+        assert response.json()["code"] == "parse_error"
+    ok = _patch_history_raw(alpha, supervisor, MAX_JSON_DEPTH - 3)
+    assert ok.status_code == 200, ok.content
+    read = alpha.client.get(url(supervisor.contract_id) + "?include=conversationHistory")
+    assert read.status_code == 200
+
+
+def test_services_refuse_deep_json_too(supervisor):
+    deep: list = []
+    for _ in range(MAX_JSON_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(InvalidInput) as refused:
+        update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": [{"role": "u", "c": deep}]})
+    assert set(refused.value.fields) == {"conversation_history"}
 
 
 def test_schema_publishes_the_limits(client):
