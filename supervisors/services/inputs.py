@@ -19,6 +19,7 @@ from supervisors.fields import parse_uuid_list
 from supervisors.models import SupervisorState, Task
 from supervisors.validators import (
     MAX_PENDING_QUESTIONS,
+    MAX_REPORTED_ERRORS,
     MAX_TASK_IDS,
     capped,
     clean_pending_question,
@@ -51,6 +52,12 @@ def raise_if(errors: dict[str, list[str]]) -> None:
     if errors:
         summary = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
         raise InvalidInput(f"Invalid input. {summary}", fields=errors)
+
+
+def some_of(items: list[str]) -> str:
+    """The first MAX_REPORTED_ERRORS of ``items``, comma-separated, then how many more there are."""
+    shown = ", ".join(items[:MAX_REPORTED_ERRORS])
+    return shown + (f" and {len(items) - MAX_REPORTED_ERRORS} more" if len(items) > MAX_REPORTED_ERRORS else "")
 
 
 def parse_uuid(value: Any, field: str) -> uuid.UUID:

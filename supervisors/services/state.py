@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from supervisors.enums import RestorationSource, SavePoint
 from supervisors.models import Contract, SupervisorState, Task
-from supervisors.validators import MAX_REPORTED_ERRORS
 
 from .arrays import UUIDArrayAppend, UUIDArrayContains
 from .checkpoints import take_checkpoint
@@ -40,6 +39,7 @@ from .inputs import (
     parse_id_list,
     parse_uuid,
     raise_if,
+    some_of,
 )
 from .signals import send_on_commit, state_saved
 
@@ -119,9 +119,7 @@ def _spawned_and_pending(
     known = set(spawned)
     never = [str(t) for t in pending if t not in known]
     if never:
-        shown = ", ".join(never[:MAX_REPORTED_ERRORS])
-        more = f" and {len(never) - MAX_REPORTED_ERRORS} more" if len(never) > MAX_REPORTED_ERRORS else ""
-        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {shown}{more}.")
+        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {some_of(never)}.")
 
 
 # --- full save and partial update -------------------------------------------------
