@@ -131,6 +131,7 @@ class BoundedListField(serializers.ListField):
         result = []
         errors: dict[int, Any] = {}
         bad = 0
+        first_unlisted = None
         for index, item in enumerate(data):
             try:
                 result.append(self.child.run_validation(item))
@@ -138,10 +139,13 @@ class BoundedListField(serializers.ListField):
                 bad += 1
                 if bad <= MAX_REPORTED_ERRORS:
                     errors[index] = exc.detail
+                elif first_unlisted is None:
+                    first_unlisted = index
         if not errors:
             return result
-        if bad > MAX_REPORTED_ERRORS:
-            errors[len(data)] = [f"... and {bad - MAX_REPORTED_ERRORS} more bad elements (not listed)."]
+        if first_unlisted is not None:
+            unlisted = bad - MAX_REPORTED_ERRORS
+            errors[first_unlisted] = [f"This and {unlisted - 1} more bad elements after it are not listed."]
         raise serializers.ValidationError(errors)
 
 

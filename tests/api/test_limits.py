@@ -47,8 +47,8 @@ def test_bad_elements_reported_are_capped(alpha, supervisor):
     fields = response.json()["fields"]
     assert len(fields) == MAX_REPORTED_ERRORS + 1
     assert fields["spawnedTaskIds.0"] == ["Must be a valid UUID."]
-    assert fields[f"spawnedTaskIds.{MAX_TASK_IDS}"] == [
-        f"... and {MAX_TASK_IDS - MAX_REPORTED_ERRORS} more bad elements (not listed)."
+    assert fields[f"spawnedTaskIds.{MAX_REPORTED_ERRORS}"] == [
+        f"This and {MAX_TASK_IDS - MAX_REPORTED_ERRORS - 1} more bad elements after it are not listed."
     ]
     assert len(response.content) < 5_000
 
