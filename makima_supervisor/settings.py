@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs page works offline
     "supervisors",
 ]
 
@@ -172,6 +173,10 @@ SUPERVISOR_STALE_AFTER_SECONDS = env.int("SUPERVISOR_STALE_AFTER_SECONDS", defau
 DAEMON_GONE_AFTER_SECONDS = env.int("DAEMON_GONE_AFTER_SECONDS", default=120)
 #: Checkpoints kept per supervisor (the newest valid one is always kept).
 SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", default=20)
+#: Most task ids a whole-list write (PUT/PATCH spawnedTaskIds, pendingTaskIds) may carry; read at start-up.
+SUPERVISOR_MAX_TASK_IDS = env.int("SUPERVISOR_MAX_TASK_IDS", default=10_000)
+#: Most pending questions a whole-list write (PUT/PATCH pendingQuestions) may carry; read at start-up.
+SUPERVISOR_MAX_PENDING_QUESTIONS = env.int("SUPERVISOR_MAX_PENDING_QUESTIONS", default=100)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation
@@ -220,6 +225,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "supervisors.api.schema.forbid_unknown_request_fields",
     ],
+    # The docs page loads Swagger UI from this service's static files, not from a CDN that an
+    # offline or locked-down network cannot reach (drf-spectacular-sidecar).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "SupervisorStateEnum": "supervisors.enums.SupervisorStatus",
         "RestorationSourceEnum": "supervisors.enums.RestorationSource",

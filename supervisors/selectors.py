@@ -41,15 +41,17 @@ def get_supervisors_with_pending_questions() -> QuerySet[SupervisorState]:
     )
 
 
-def pending_questions_overview() -> list[dict[str, Any]]:
+def pending_questions_overview(supervisors: QuerySet[SupervisorState] | None = None) -> list[dict[str, Any]]:
     """Every pending question across supervisors, oldest first, with where it comes from.
 
     Each item: ``contract_id``, ``contract_name``, ``supervisor_id``, ``state``,
     ``phase`` and ``question`` (the PendingQuestion dict as stored).
+    ``supervisors`` narrows it (the API: a daemon's own) in the same query.
     """
-    rows = get_supervisors_with_pending_questions().values(
-        "id", "contract_id", "contract__name", "state", "phase", "pending_questions"
-    )
+    rows = get_supervisors_with_pending_questions()
+    if supervisors is not None:
+        rows = rows.filter(pk__in=supervisors.values("pk"))
+    rows = rows.values("id", "contract_id", "contract__name", "state", "phase", "pending_questions")
     items = [
         {
             "contract_id": row["contract_id"],

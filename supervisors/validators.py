@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
@@ -17,6 +18,67 @@ from supervisors.enums import QuestionType
 MAX_QUESTION_LENGTH = 10_000
 MAX_CHOICES = 50
 MAX_CHOICE_LENGTH = 1_000
+
+# --- Size limits, one place for every surface (API, admin, services) ----------------
+# A daemon's bug or a hostile client must not make the service store, or answer
+# with, megabytes per field. The list limits are settings (operators with huge
+# contracts may raise them); they are read once at start-up because the OpenAPI
+# schema publishes them as maxItems.
+
+#: current_activity and error_message, in characters (the heartbeat's limit too).
+MAX_TEXT_LENGTH = 100_000
+#: spawned_task_ids and pending_task_ids, each.
+MAX_TASK_IDS: int = getattr(settings, "SUPERVISOR_MAX_TASK_IDS", 10_000)
+#: pending_questions.
+MAX_PENDING_QUESTIONS: int = getattr(settings, "SUPERVISOR_MAX_PENDING_QUESTIONS", 100)
+#: A refusal names at most this many bad elements of one list: the error stays small
+#: whatever the size of the request.
+MAX_REPORTED_ERRORS = 20
+
+
+#: Nesting of any JSON the service takes (request bodies, conversations, questions). Python's
+#: json module recurses once per level: a conversation nested ~900 deep parsed, then failed to
+#: be stored (RecursionError, a 500). Real conversations nest a few levels (tool arguments).
+MAX_JSON_DEPTH = 100
+
+
+def capped(messages: list[str], limit: int = MAX_REPORTED_ERRORS) -> list[str]:
+    """The first ``limit`` messages, and one saying how many more were left out."""
+    if len(messages) <= limit:
+        return messages
+    return [*messages[:limit], f"... and {len(messages) - limit} more errors like these (not listed)."]
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in ``value`` nest deeper than ``limit``; iterative, so any depth is safe."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def validate_json_depth(value: Any) -> None:
+    if json_too_deep(value):
+        raise ValidationError(
+            "JSON may nest arrays and objects at most %(max)s levels deep.",
+            code="too_deep",
+            params={"max": MAX_JSON_DEPTH},
+        )
+
+
+def validate_list_length(value: Any, maximum: int) -> None:
+    """A list of at most ``maximum`` elements, checked before any element is looked at."""
+    if isinstance(value, list) and len(value) > maximum:
+        raise ValidationError(
+            "At most %(max)s elements are allowed, not %(count)s.",
+            code="too_many_items",
+            params={"max": maximum, "count": len(value)},
+        )
 
 
 def validate_progress(value: Any) -> None:
@@ -99,6 +161,7 @@ def validate_pending_questions(value: Any) -> None:
     """``pending_questions`` is a JSON array of well-formed questions with distinct ids."""
     if not isinstance(value, list):
         raise ValidationError("Pending questions must be a JSON array.", code="invalid_questions")
+    validate_list_length(value, MAX_PENDING_QUESTIONS)
     seen: set[str] = set()
     for index, item in enumerate(value):
         try:
@@ -148,10 +211,16 @@ def validate_phase(value: Any) -> None:
 
 
 def validate_optional_text(value: Any) -> None:
-    """Free text columns (current activity, error message) hold a string or nothing."""
+    """Free text columns (current activity, error message) hold a string of bounded length, or nothing."""
     if value is not None and not isinstance(value, str):
         raise ValidationError(
             "Expected a string or null, not %(kind)s.", code="invalid_text", params={"kind": type(value).__name__}
+        )
+    if value is not None and len(value) > MAX_TEXT_LENGTH:
+        raise ValidationError(
+            "At most %(max)s characters are allowed, not %(length)s.",
+            code="text_too_long",
+            params={"max": MAX_TEXT_LENGTH, "length": len(value)},
         )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
 
 from supervisors.models import (
     Contract,
@@ -24,6 +25,8 @@ from supervisors.models import (
     SupervisorCheckpoint,
     Task,
 )
+
+from . import keys
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,6 +55,25 @@ class DaemonAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "last_heartbeat_at", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "=id")
+    change_form_template = "admin/supervisors/daemon/change_form.html"
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/issue-key/", wrap(self.issue_key_view), name="supervisors_daemon_issue_key"),
+            *super().get_urls(),
+        ]
+
+    def issue_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return keys.issue_key_view(self, request, object_id)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        extra = {
+            "can_issue_key": request.user.has_perm(keys.ISSUE_PERMISSION),
+            "keys_url": reverse("admin:supervisors_daemonapikey_changelist") + f"?daemon__id__exact={object_id}",
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, extra)
 
 
 @admin.register(Task)
@@ -106,13 +128,22 @@ class RestorationLogAdmin(ReadOnlyAdmin):
 
 @admin.register(DaemonApiKey)
 class DaemonApiKeyAdmin(ReadOnlyAdmin):
-    """Keys are created and revoked through the world services (the API branch's create/revoke_daemon_key)."""
+    """Keys are issued (from a daemon's page) and revoked (the action here) through the world services."""
 
     list_display = ("prefix", "daemon", "name", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "daemon__name")
     exclude = ("key_hash",)
     raw_id_fields = ("daemon",)
     list_select_related = ("daemon",)
+    actions = [keys.revoke_keys]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(keys.REVOKE_PERMISSION)
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # The daemon page links to its keys with ?daemon__id__exact=<id>.
+        return lookup == "daemon__id__exact" or super().lookup_allowed(lookup, value, request)
 
 
 @admin.register(IdempotencyKey)

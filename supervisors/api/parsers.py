@@ -1,4 +1,4 @@
-"""JSON in, strictly: JSON only (415 otherwise), and no NUL character anywhere.
+"""JSON in, strictly: JSON only (415 otherwise), no NUL character anywhere, no absurd nesting.
 
 PostgreSQL's jsonb and text cannot hold ``\\u0000``; refusing it here turns what
 would be a database error (a 500) into a clear 400 on every endpoint at once.
@@ -11,6 +11,8 @@ from typing import Any
 
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
+
+from supervisors.validators import MAX_JSON_DEPTH, json_too_deep
 
 
 def _contains_nul(value: Any) -> bool:
@@ -43,6 +45,12 @@ class StrictJSONParser(JSONParser):
             data = json.loads(text, parse_constant=_refuse_constant)
         except ValueError as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            # json.loads recurses once per nesting level: a few thousand brackets exhaust
+            # Python's stack. No request the API documents nests anywhere near that deep.
+            raise ParseError(f"The body's JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from None
+        if json_too_deep(data):
+            raise ParseError(f"The body's JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
         # A NUL can only arrive escaped; the scan of the parsed data runs only then.
         if "\\u0000" in text and _contains_nul(data):
             raise ValidationError(

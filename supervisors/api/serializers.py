@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxLengthValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -23,11 +24,17 @@ from supervisors.enums import (
     SupervisorStatus,
     TaskStatus,
 )
-from supervisors.validators import validate_conversation_history
+from supervisors.validators import (
+    MAX_PENDING_QUESTIONS,
+    MAX_REPORTED_ERRORS,
+    MAX_TASK_IDS,
+    MAX_TEXT_LENGTH,
+    validate_conversation_history,
+)
 
 PHASE_MAX = 50
 MAX_BATCH = 10_000
-TEXT_MAX = 100_000
+TEXT_MAX = MAX_TEXT_LENGTH
 
 
 # --- Strict JSON types -------------------------------------------------------------
@@ -103,6 +110,63 @@ class ConversationHistoryField(serializers.JSONField):
         return data
 
 
+class BoundedListField(serializers.ListField):
+    """A list with a maximum length checked first, whose refusal names at most MAX_REPORTED_ERRORS elements.
+
+    DRF's ListField validates every element before it looks at the length and
+    reports each bad one: 100,000 bad ids made an 11.8 MB error body.
+    """
+
+    def __init__(self, *, max_length: int, **kwargs: Any) -> None:
+        super().__init__(max_length=max_length, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if isinstance(data, (str, dict)) or not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return self.run_child_validation(data)
+
+    def run_child_validation(self, data: list[Any]) -> list[Any]:
+        result = []
+        errors: dict[int, Any] = {}
+        bad = 0
+        first_unlisted = None
+        for index, item in enumerate(data):
+            try:
+                result.append(self.child.run_validation(item))
+            except serializers.ValidationError as exc:
+                bad += 1
+                if bad <= MAX_REPORTED_ERRORS:
+                    errors[index] = exc.detail
+                elif first_unlisted is None:
+                    first_unlisted = index
+        if not errors:
+            return result
+        if first_unlisted is not None:
+            unlisted = bad - MAX_REPORTED_ERRORS
+            errors[first_unlisted] = [f"This and {unlisted - 1} more bad elements after it are not listed."]
+        raise serializers.ValidationError(errors)
+
+
+def task_id_list(**kwargs: Any) -> BoundedListField:
+    return BoundedListField(
+        child=StrictUUIDField(),
+        max_length=MAX_TASK_IDS,
+        help_text=f"At most {MAX_TASK_IDS} task ids (setting SUPERVISOR_MAX_TASK_IDS).",
+        **kwargs,
+    )
+
+
+def question_list(**kwargs: Any) -> serializers.ListSerializer:
+    return FullPendingQuestionSerializer(
+        many=True,
+        max_length=MAX_PENDING_QUESTIONS,
+        help_text=f"At most {MAX_PENDING_QUESTIONS} questions (setting SUPERVISOR_MAX_PENDING_QUESTIONS).",
+        **kwargs,
+    )
+
+
 def _reject_unknown(serializer: serializers.Serializer, data: Any) -> None:
     """Unknown keys are a 400 naming them: a misspelt ``currentActivty`` must not be silently dropped."""
     if isinstance(data, dict):
@@ -150,8 +214,22 @@ class PendingQuestionSerializer(StrictSerializer):
         return out
 
 
+class PublishedLimitListSerializer(serializers.ListSerializer):
+    """DRF checks ``max_length`` itself, before the elements; drf-spectacular only publishes a list
+    serializer's limit as maxItems when it finds it among the validators."""
+
+    def get_validators(self) -> list[Any]:
+        validators = list(super().get_validators())
+        if self.max_length is not None:
+            validators.append(MaxLengthValidator(self.max_length))
+        return validators
+
+
 class FullPendingQuestionSerializer(PendingQuestionSerializer):
     """A PendingQuestion inside a whole state: id and askedAt are given, as the seed's struct requires."""
+
+    class Meta:
+        list_serializer_class = PublishedLimitListSerializer
 
     id = StrictUUIDField()
     askedAt = StrictDateTimeField(source="asked_at")
@@ -232,15 +310,25 @@ class SaveSupervisorStateSerializer(StrictSerializer):
     phase = StrictCharField(max_length=PHASE_MAX)
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
     conversationHistory = ConversationHistoryField(source="conversation_history", default=list)
-    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=StrictUUIDField(), default=list)
-    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=StrictUUIDField(), default=list)
-    pendingQuestions = FullPendingQuestionSerializer(source="pending_questions", many=True, default=list)
+    pendingTaskIds = task_id_list(source="pending_task_ids", default=list)
+    spawnedTaskIds = task_id_list(source="spawned_task_ids", default=list)
+    pendingQuestions = question_list(source="pending_questions", default=list)
     currentActivity = StrictCharField(
-        source="current_activity", allow_null=True, allow_blank=True, required=False, default=None
+        source="current_activity",
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        default=None,
+        max_length=MAX_TEXT_LENGTH,
     )
     progress = StrictIntegerField(min_value=0, max_value=100, default=0)
     errorMessage = StrictCharField(
-        source="error_message", allow_null=True, allow_blank=True, required=False, default=None
+        source="error_message",
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        default=None,
+        max_length=MAX_TEXT_LENGTH,
     )
 
 
@@ -248,14 +336,26 @@ class UpdateSupervisorStateSerializer(StrictSerializer):
     """PATCH: the seed's UpdateSupervisorStateRequest; only the keys sent change."""
 
     conversationHistory = ConversationHistoryField(source="conversation_history", required=False)
-    pendingTaskIds = serializers.ListField(source="pending_task_ids", child=StrictUUIDField(), required=False)
+    pendingTaskIds = task_id_list(source="pending_task_ids", required=False)
     phase = StrictCharField(max_length=PHASE_MAX, required=False)
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
-    currentActivity = StrictCharField(source="current_activity", allow_null=True, allow_blank=True, required=False)
+    currentActivity = StrictCharField(
+        source="current_activity",
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        max_length=MAX_TEXT_LENGTH,
+    )
     progress = StrictIntegerField(min_value=0, max_value=100, required=False)
-    errorMessage = StrictCharField(source="error_message", allow_null=True, allow_blank=True, required=False)
-    spawnedTaskIds = serializers.ListField(source="spawned_task_ids", child=StrictUUIDField(), required=False)
-    pendingQuestions = FullPendingQuestionSerializer(source="pending_questions", many=True, required=False)
+    errorMessage = StrictCharField(
+        source="error_message",
+        allow_null=True,
+        allow_blank=True,
+        required=False,
+        max_length=MAX_TEXT_LENGTH,
+    )
+    spawnedTaskIds = task_id_list(source="spawned_task_ids", required=False)
+    pendingQuestions = question_list(source="pending_questions", required=False)
 
 
 def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,8 +18,14 @@ from django.db import connection
 from supervisors.fields import parse_uuid_list
 from supervisors.models import SupervisorState, Task
 from supervisors.validators import (
+    MAX_PENDING_QUESTIONS,
+    MAX_REPORTED_ERRORS,
+    MAX_TASK_IDS,
+    capped,
     clean_pending_question,
     validate_conversation_history,
+    validate_json_depth,
+    validate_list_length,
     validate_no_nul,
     validate_optional_text,
     validate_phase,
@@ -48,6 +54,12 @@ def raise_if(errors: dict[str, list[str]]) -> None:
         raise InvalidInput(f"Invalid input. {summary}", fields=errors)
 
 
+def some_of(items: list[str]) -> str:
+    """The first MAX_REPORTED_ERRORS of ``items``, comma-separated, then how many more there are."""
+    shown = ", ".join(items[:MAX_REPORTED_ERRORS])
+    return shown + (f" and {len(items) - MAX_REPORTED_ERRORS} more" if len(items) > MAX_REPORTED_ERRORS else "")
+
+
 def parse_uuid(value: Any, field: str) -> uuid.UUID:
     """A UUID or its string form; anything else is InvalidInput naming ``field``."""
     if isinstance(value, uuid.UUID):
@@ -63,6 +75,7 @@ def parse_uuid(value: Any, field: str) -> uuid.UUID:
 def parse_id_list(value: Any, field: str, errors: dict[str, list[str]]) -> list[uuid.UUID]:
     """A list of task ids, de-duplicated in first-seen order (a set with the order the agent gave)."""
     try:
+        validate_list_length(value, MAX_TASK_IDS)
         ids = parse_uuid_list(value)
     except ValidationError as exc:
         errors.setdefault(field, []).extend(messages_of(exc))
@@ -79,12 +92,15 @@ def check_task_ids(
         return
     owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
     for field, ids in ids_by_field.items():
+        problems = []
         for task_id in ids:
             owner = owners.get(task_id)
             if owner is None:
-                errors.setdefault(field, []).append(f"Task {task_id} does not exist.")
+                problems.append(f"Task {task_id} does not exist.")
             elif owner != contract_id:
-                errors.setdefault(field, []).append(f"Task {task_id} belongs to another contract.")
+                problems.append(f"Task {task_id} belongs to another contract.")
+        if problems:
+            errors.setdefault(field, []).extend(capped(problems))
 
 
 def clean_questions(value: Any, errors: dict[str, list[str]], field: str = "pending_questions") -> list[dict[str, Any]]:
@@ -92,19 +108,25 @@ def clean_questions(value: Any, errors: dict[str, list[str]], field: str = "pend
     if not isinstance(value, list):
         errors.setdefault(field, []).append("Pending questions must be a JSON array.")
         return []
+    if len(value) > MAX_PENDING_QUESTIONS:
+        check(field, lambda v: validate_list_length(v, MAX_PENDING_QUESTIONS), value, errors)
+        return []
     cleaned: list[dict[str, Any]] = []
+    problems: list[str] = []
     seen: set[str] = set()
     for index, item in enumerate(value):
         try:
             question = clean_pending_question(item)
         except ValidationError as exc:
-            errors.setdefault(field, []).append(f"Question {index} is malformed: {'; '.join(exc.messages)}")
+            problems.append(f"Question {index} is malformed: {'; '.join(exc.messages)}")
             continue
         if question["id"] in seen:
-            errors.setdefault(field, []).append(f"Question id {question['id']} appears more than once.")
+            problems.append(f"Question id {question['id']} appears more than once.")
             continue
         seen.add(question["id"])
         cleaned.append(question)
+    if problems:
+        errors.setdefault(field, []).extend(capped(problems))
     return cleaned
 
 
@@ -124,8 +146,10 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
     if "conversation_history" in values:
         check("conversation_history", validate_conversation_history, values["conversation_history"], errors)
         check("conversation_history", validate_no_nul, values["conversation_history"], errors)
+        check("conversation_history", validate_json_depth, values["conversation_history"], errors)
     if "pending_questions" in values:
         check("pending_questions", validate_no_nul, values["pending_questions"], errors)
+        check("pending_questions", validate_json_depth, values["pending_questions"], errors)
 
 
 def lock_supervisor(

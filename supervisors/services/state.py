@@ -39,6 +39,7 @@ from .inputs import (
     parse_id_list,
     parse_uuid,
     raise_if,
+    some_of,
 )
 from .signals import send_on_commit, state_saved
 
@@ -118,7 +119,7 @@ def _spawned_and_pending(
     known = set(spawned)
     never = [str(t) for t in pending if t not in known]
     if never:
-        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {', '.join(never)}.")
+        errors.setdefault("pending_task_ids", []).append(f"Pending tasks that were never spawned: {some_of(never)}.")
 
 
 # --- full save and partial update -------------------------------------------------

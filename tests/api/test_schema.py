@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -92,3 +94,19 @@ def test_docs_page_is_served(client, settings):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_docs_page_needs_no_other_host(client, settings):
+    """Swagger UI comes from this service's static files (drf-spectacular-sidecar), not a CDN: the page
+    works on an offline or locked-down network."""
+    settings.SECURE_SSL_REDIRECT = False
+    page = client.get("/api/docs/").content.decode()
+    assert not re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}", page), "the docs page names another host"
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+        assert response.getvalue(), asset
+        response.close()

@@ -14,8 +14,8 @@ TOO_MANY_DIGITS = "9" * 5000  # beyond Python's int parsing limit
 DEEP = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"a":' * 50_000 + "1" + "}" * 50_000
 MANY = list(range(100_000))
-#: Inside list fields the API validates (and reports) every element; 10,001 is past any sane limit and keeps
-#: the corpus fast. The 100,000-element case of those fields is test_errors_for_huge_arrays_stay_small.
+#: Inside list fields: one past the default maximum of task ids (SUPERVISOR_MAX_TASK_IDS), which keeps the
+#: corpus fast. The 100,000-element case of those fields is test_errors_for_huge_arrays_stay_small.
 MANY_ITEMS = list(range(10_001))
 
 
@@ -299,16 +299,3 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
     ]:
         cases.append(Case(f"auth: {label}", "POST", sup + "heartbeat/", beat, headers={"Authorization": value}))
     return cases
-
-
-#: Cases the API gets wrong today (its own files, not this harness's): name -> why. Each runs as an
-#: xfail(strict=True) test, so a fix shows up as XPASS and the entry must then be removed.
-DEEP_NESTING = (
-    "API bug: StrictJSONParser (supervisors/api/parsers.py) catches ValueError but not the RecursionError "
-    "json.loads raises for deeply nested input, so the request ends in a 500. Fix: except (ValueError, RecursionError)."
-)
-
-
-def known_failures(cases: list[Case]) -> dict[str, str]:
-    known = {c.name: DEEP_NESTING for c in cases if c.name.endswith(("deeply nested array", "deeply nested object"))}
-    return known

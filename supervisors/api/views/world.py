@@ -6,10 +6,17 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from supervisors.api import scoping
+from supervisors.api.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    PAGE_HEADERS,
+    PageParamsSerializer,
+    check_query,
+    paginated,
+)
 from supervisors.api.serializers import (
     ContractSerializer,
     PendingQuestionOutSerializer,
@@ -19,15 +26,10 @@ from supervisors.api.serializers import (
 )
 from supervisors.enums import SupervisorStatus
 from supervisors.selectors import pending_questions_overview, stale_q
-from supervisors.services.errors import InvalidInput, NotFound
+from supervisors.services.errors import NotFound
 from supervisors.services.world import create_contract, create_task, update_task_status
 
 from .base import BODY_ERRORS, ApiView, errors
-
-
-class Page(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
 
 
 class ContractsView(ApiView):
@@ -106,39 +108,23 @@ class TaskStatusView(ApiView):
         return Response(TaskSerializer(task).data)
 
 
-class SupervisorFilterSerializer(serializers.Serializer):
+class SupervisorFilterSerializer(PageParamsSerializer):
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
     phase = serializers.CharField(max_length=50, required=False, min_length=1)
     stale = serializers.ChoiceField(choices=["true", "false"], required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
-    offset = serializers.IntegerField(min_value=0, required=False)
-
-
-def _filters(request) -> dict[str, str]:
-    """Query filters, strictly: an empty or unknown value is a 400, not "no filter"."""
-    params = request.query_params
-    known = {"state", "phase", "stale", "limit", "offset"}
-    errors = {name: ["Unknown parameter."] for name in params if name not in known}
-    values = {name: params[name] for name in ("state", "phase", "stale", "limit", "offset") if name in params}
-    filters = SupervisorFilterSerializer(data=values)
-    if not filters.is_valid() or errors:
-        raise InvalidInput(
-            "Invalid filters.", fields={**errors, **{k: [str(m) for m in v] for k, v in (filters.errors or {}).items()}}
-        )
-    return dict(filters.validated_data)
 
 
 class SupervisorsView(ApiView):
     @extend_schema(
         operation_id="supervisors_list",
-        parameters=[
-            SupervisorFilterSerializer,
-        ],
+        parameters=[SupervisorFilterSerializer, *PAGE_HEADERS],
         responses={200: SupervisorStateSerializer(many=True), **errors()},
-        description="The supervisors visible to the caller, filtered. Paginated: limit (max 1000) and offset.",
+        description=f"The supervisors visible to the caller, filtered, by contract id. Paginated: `limit` "
+        f"(default {DEFAULT_LIMIT}, at most {MAX_LIMIT}) and `offset`; the total is in `X-Total-Count`, the "
+        "next page in `Link`.",
     )
     def get(self, request) -> Response:
-        data = _filters(request)
+        data = check_query(request, SupervisorFilterSerializer)
         queryset = scoping.visible_supervisors(request).defer("conversation_history").order_by("contract_id")
         if "state" in data:
             queryset = queryset.filter(state=data["state"])
@@ -146,11 +132,7 @@ class SupervisorsView(ApiView):
             queryset = queryset.filter(phase=data["phase"])
         if "stale" in data:
             queryset = queryset.filter(stale_q()) if data["stale"] == "true" else queryset.exclude(stale_q())
-        page = Page()
-        rows = page.paginate_queryset(queryset, request, view=self)
-        response = Response(SupervisorStateSerializer(rows, many=True).data)
-        response["X-Total-Count"] = str(page.count)
-        return response
+        return paginated(request, self, queryset, lambda rows: SupervisorStateSerializer(rows, many=True).data)
 
 
 class OverviewItemSerializer(serializers.Serializer):
@@ -165,16 +147,17 @@ class OverviewItemSerializer(serializers.Serializer):
 class PendingQuestionsView(ApiView):
     @extend_schema(
         operation_id="supervisors_pending_questions",
+        parameters=[PageParamsSerializer, *PAGE_HEADERS],
         responses={200: OverviewItemSerializer(many=True), **errors()},
-        description="Every pending question across the supervisors visible to the caller, oldest first.",
+        description="The pending questions across the supervisors visible to the caller, oldest first. "
+        f"Paginated: `limit` (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}) and `offset`; the total is in "
+        "`X-Total-Count`, the next page in `Link`.",
     )
     def get(self, request) -> Response:
-        items = pending_questions_overview()
-        daemon = scoping.daemon_of(request)
-        if daemon is not None:
-            mine = set(scoping.visible_supervisors(request).values_list("contract_id", flat=True))
-            items = [item for item in items if item["contract_id"] in mine]
-        return Response([_overview_item(item) for item in items])
+        check_query(request, PageParamsSerializer)
+        mine = scoping.visible_supervisors(request) if scoping.daemon_of(request) is not None else None
+        items = pending_questions_overview(mine)
+        return paginated(request, self, items, lambda rows: [_overview_item(item) for item in rows])
 
 
 def _overview_item(item: dict[str, Any]) -> dict[str, Any]:
