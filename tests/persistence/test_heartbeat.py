@@ -133,3 +133,22 @@ def test_save_point_query_count_does_not_grow_with_history(supervisor, django_as
     with django_assert_num_queries(len(early.captured_queries)):
         add_supervisor_spawned_task(supervisor.contract_id, tasks[40].id)
     assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 5
+
+
+def test_batch_heartbeat_carries_nulls_quotes_and_unicode_exactly():
+    """The items travel as arrays (PostgreSQL) or one JSON array (SQLite): values come back as sent."""
+    daemon = make_daemon()
+    first, second = (make_supervisor(make_contract(name=f"c{i}"), daemon=daemon) for i in range(2))
+    awkward = 'it\'s "quoted", 100% \\ done; ünïcode ✓ ) AS v WHERE 1=1 --'
+    items = [
+        HeartbeatItem(str(first.contract_id), "waiting_for_user", None, 0),
+        HeartbeatItem(second.contract_id, "working", awkward, 100),
+    ]
+    assert update_supervisor_heartbeat_states(items) == 2
+    rows = {s.pk: s for s in SupervisorState.objects.filter(pk__in=[first.pk, second.pk])}
+    assert (rows[first.pk].state, rows[first.pk].current_activity, rows[first.pk].progress) == (
+        "waiting_for_user",
+        None,
+        0,
+    )
+    assert (rows[second.pk].current_activity, rows[second.pk].progress) == (awkward, 100)
