@@ -24,6 +24,8 @@ from django.db import connection
 
 from supervisors.models import HEARTBEAT_COLUMNS, SupervisorState, Task
 
+from .hot_cursor import hot_cursor
+
 
 @dataclass(frozen=True)
 class HeartbeatStatements:
@@ -102,7 +104,7 @@ def update_one(
     params: list = [state, current_activity, progress, stamp, stamp, _db_uuid(contract_id, sql.native_uuid)]
     if daemon_id is not None:
         params.append(_db_uuid(daemon_id, sql.native_uuid))
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql.single if daemon_id is None else sql.single_on_daemon, params)
         return cursor.rowcount
 
@@ -127,6 +129,6 @@ def update_many(
     ordered = [stamp, stamp, *params]  # the SET clause's placeholders come first
     if daemon_id is not None:
         ordered.append(_db_uuid(daemon_id, sql.native_uuid))
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql.batch if daemon_id is None else sql.batch_on_daemon, ordered)
         return cursor.rowcount

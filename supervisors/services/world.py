@@ -23,6 +23,7 @@ from supervisors.enums import TERMINAL_TASK_STATUSES, ContractStatus, DaemonStat
 from supervisors.models import Contract, Daemon, DaemonApiKey, IdempotencyKey, Task
 
 from .errors import Conflict, InvalidInput, NotFound
+from .hot_cursor import hot_cursor
 
 KEY_PREFIX = "mks"
 MAX_PHASE_LENGTH = 50
@@ -241,7 +242,7 @@ def hit_rate_counter(key: str, *, window_seconds: int) -> tuple[int, int]:
     ends). The counter lives in the database so every process shares it.
     """
     window_start, seconds_left = _window(window_seconds)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(_RATE_UPSERT.format(values="VALUES (%s, %s, 1)"), [key, window_start])
         (count,) = cursor.fetchone()
     return count, seconds_left
@@ -263,7 +264,7 @@ def lookup_daemon_key_and_count(raw_key: str, *, window_seconds: int) -> tuple[K
     window_start, seconds_left = _window(window_seconds)
     keys, daemons = DaemonApiKey._meta.db_table, Daemon._meta.db_table
     counter = _RATE_UPSERT.format(values="SELECT %s || k.daemon_id::text, %s, 1 FROM k")
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f"WITH k AS (UPDATE {keys} SET last_used_at = %s WHERE key_hash = %s AND revoked_at IS NULL "
             f"RETURNING id, daemon_id), c AS ({counter}) "
