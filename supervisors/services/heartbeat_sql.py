@@ -22,7 +22,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from supervisors.models import HEARTBEAT_COLUMNS, SupervisorState, Task
+from supervisors.models import HEARTBEAT_COLUMNS, Daemon, SupervisorState, Task
 
 from .hot_cursor import hot_cursor
 
@@ -36,6 +36,8 @@ class HeartbeatStatements:
     batch: str
     batch_on_daemon: str
     native_uuid: bool
+    #: PostgreSQL only: the daemon's own row and its supervisors' batch in one statement.
+    daemon_and_batch: str | None = None
 
 
 _statements: dict[str, HeartbeatStatements] = {}
@@ -69,7 +71,22 @@ def _compose(vendor: str) -> HeartbeatStatements:
         f"UPDATE {table} SET {state} = v.state, {activity} = v.current_activity, {progress} = v.progress, {stamps} "
         f"FROM {items} WHERE {table}.{col['contract']} = v.contract_id"
     )
+    daemon_and_batch = None
+    if vendor == "postgresql":
+        daemons = q(Daemon._meta.db_table)
+        daemon_pk = q(Daemon._meta.pk.column)
+        daemon_row = (
+            f"UPDATE {daemons} SET {q(Daemon._meta.get_field('status').column)} = %s, "
+            f"{q(Daemon._meta.get_field('last_heartbeat_at').column)} = %s WHERE {daemon_pk} = %s RETURNING {daemon_pk}"
+        )
+        daemon_and_batch = (
+            f"WITH d AS ({daemon_row}), s AS ({batch}"
+            f" AND {table}.{col['task']} IN (SELECT {q(Task._meta.pk.column)} FROM {q(Task._meta.db_table)} "
+            f"WHERE {q(Task._meta.get_field('daemon').column)} IN (SELECT {daemon_pk} FROM d)) RETURNING 1) "
+            "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM s)"
+        )
     return HeartbeatStatements(
+        daemon_and_batch=daemon_and_batch,
         single=single,
         single_on_daemon=single + on_daemon,
         batch=batch,
@@ -109,6 +126,31 @@ def update_one(
         return cursor.rowcount
 
 
+def _item_params(items: Sequence[tuple[uuid.UUID, str, str | None, int]]) -> list:
+    if connection.vendor == "postgresql":
+        return [[item[n] for item in items] for n in range(4)]
+    return [json.dumps([[item[0].hex, item[1], item[2], item[3]] for item in items])]
+
+
+def update_daemon_and_many(
+    daemon_id: uuid.UUID,
+    status: str,
+    items: Sequence[tuple[uuid.UUID, str, str | None, int]],
+    now: datetime,
+) -> tuple[bool, int]:
+    """PostgreSQL: mark the daemon alive and write its supervisors' heartbeats in ONE statement.
+
+    Returns (whether the daemon row exists, supervisor rows changed); both
+    writes commit together. Only supervisors on that daemon are written.
+    """
+    sql = statements()
+    assert sql.daemon_and_batch is not None, "PostgreSQL only"
+    with hot_cursor() as cursor:
+        cursor.execute(sql.daemon_and_batch, [status, now, daemon_id, now, now, *_item_params(items)])
+        found, updated = cursor.fetchone()
+    return bool(found), updated
+
+
 def update_many(
     items: Sequence[tuple[uuid.UUID, str, str | None, int]],
     daemon_id: uuid.UUID | None,
@@ -117,15 +159,7 @@ def update_many(
     """Run the batch UPDATE over ``(contract_id, state, current_activity, progress)`` items; returns rows changed."""
     sql = statements()
     stamp = connection.ops.adapt_datetimefield_value(now)
-    if connection.vendor == "postgresql":
-        params: list = [
-            [item[0] for item in items],
-            [item[1] for item in items],
-            [item[2] for item in items],
-            [item[3] for item in items],
-        ]
-    else:
-        params = [json.dumps([[item[0].hex, item[1], item[2], item[3]] for item in items])]
+    params = _item_params(items)
     ordered = [stamp, stamp, *params]  # the SET clause's placeholders come first
     if daemon_id is not None:
         ordered.append(_db_uuid(daemon_id, sql.native_uuid))

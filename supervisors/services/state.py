@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from supervisors.enums import RestorationSource, SavePoint, SupervisorStatus
+from supervisors.enums import DaemonStatus, RestorationSource, SavePoint, SupervisorStatus
 from supervisors.models import Contract, SupervisorState
 
 from . import heartbeat_sql
@@ -42,6 +42,7 @@ from .inputs import (
     raise_if,
 )
 from .signals import send_on_commit, state_saved
+from .world import record_daemon_heartbeat
 
 #: The keys of the seed's UpdateSupervisorStateRequest, as model field names.
 UPDATABLE_FIELDS = frozenset(
@@ -324,6 +325,11 @@ def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id:
     if not items:
         return 0
     daemon_uuid = None if daemon_id is None else parse_uuid(daemon_id, "daemon_id")
+    return heartbeat_sql.update_many(_heartbeat_rows(items), daemon_uuid, timezone.now())
+
+
+def _heartbeat_rows(items: list[HeartbeatItem]) -> list[tuple[uuid.UUID, str, str | None, int]]:
+    """Every item validated (InvalidInput names ``items[i].field``), as rows for heartbeat_sql; no contract twice."""
     rows: dict[uuid.UUID, tuple[uuid.UUID, str, str | None, int]] = {}
     for index, item in enumerate(items):
         contract_uuid = parse_uuid(item.contract_id, f"items[{index}].contract_id")
@@ -334,7 +340,33 @@ def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id:
                 fields={f"items[{index}].contract_id": ["Listed twice."]},
             )
         rows[contract_uuid] = (contract_uuid, item.state, item.current_activity, item.progress)
-    return heartbeat_sql.update_many(list(rows.values()), daemon_uuid, timezone.now())
+    return list(rows.values())
+
+
+def record_daemon_and_supervisor_heartbeats(
+    daemon_id: uuid.UUID | str, *, status: str = DaemonStatus.CONNECTED, items: list[HeartbeatItem]
+) -> tuple[datetime, int]:
+    """A daemon's own heartbeat carrying its supervisors': (when it was recorded, supervisor rows updated).
+
+    On PostgreSQL the daemon's row and the supervisors' UPDATE are ONE
+    statement (a data-modifying CTE), so the request costs two queries with the
+    rate counter, and both writes commit together. Elsewhere it is
+    :func:`~supervisors.services.world.record_daemon_heartbeat` then
+    :func:`update_supervisor_heartbeat_states`. Only supervisors whose task is on
+    this daemon are written; NotFound when the daemon does not exist.
+    """
+    daemon_uuid = parse_uuid(daemon_id, "daemon_id")
+    if status not in DaemonStatus.values:
+        raise InvalidInput(f"Unknown daemon status {status!r}.", fields={"status": ["Unknown status."]})
+    rows = _heartbeat_rows(items)
+    if connection.vendor != "postgresql":
+        at = record_daemon_heartbeat(daemon_uuid, status=status)
+        return at, heartbeat_sql.update_many(rows, daemon_uuid, timezone.now()) if rows else 0
+    now = timezone.now()
+    found, updated = heartbeat_sql.update_daemon_and_many(daemon_uuid, status, rows, now)
+    if not found:
+        raise NotFound(f"Daemon {daemon_id} does not exist.")
+    return now, updated
 
 
 # --- save points: task spawned, phase changed ----------------------------------------
@@ -457,6 +489,7 @@ __all__ = [
     "add_supervisor_spawned_task",
     "get_supervisor_state_for_restoration",
     "mark_supervisor_restored",
+    "record_daemon_and_supervisor_heartbeats",
     "save_state_on_phase_change",
     "save_state_on_task_spawn",
     "save_supervisor_state_full",

@@ -152,3 +152,26 @@ def test_batch_heartbeat_carries_nulls_quotes_and_unicode_exactly():
         0,
     )
     assert (rows[second.pk].current_activity, rows[second.pk].progress) == (awkward, 100)
+
+
+def test_daemon_heartbeat_with_its_supervisors_marks_the_daemon_and_writes_only_its_own():
+    from supervisors.models import Daemon
+    from supervisors.services.errors import NotFound
+    from supervisors.services.state import record_daemon_and_supervisor_heartbeats
+
+    daemon, other = make_daemon("mine"), make_daemon("other")
+    mine = make_supervisor(make_contract(name="mine"), daemon=daemon)
+    theirs = make_supervisor(make_contract(name="theirs"), daemon=other)
+    at, updated = record_daemon_and_supervisor_heartbeats(daemon.id, items=[])
+    assert updated == 0
+    assert Daemon.objects.get(pk=daemon.pk).last_heartbeat_at == at
+    items = [HeartbeatItem(s.contract_id, "working", "x", 9) for s in (mine, theirs)]
+    at, updated = record_daemon_and_supervisor_heartbeats(daemon.id, status="disconnected", items=items)
+    assert updated == 1
+    assert Daemon.objects.values_list("status", "last_heartbeat_at").get(pk=daemon.pk) == ("disconnected", at)
+    assert SupervisorState.objects.get(pk=mine.pk).progress == 9
+    assert SupervisorState.objects.get(pk=theirs.pk).progress == 0
+    with pytest.raises(NotFound):
+        record_daemon_and_supervisor_heartbeats(uuid.uuid4(), items=items[:1])
+    with pytest.raises(InvalidInput):
+        record_daemon_and_supervisor_heartbeats(daemon.id, items=[items[0], items[0]])

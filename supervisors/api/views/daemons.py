@@ -14,8 +14,7 @@ from supervisors.api.serializers import (
     DaemonHeartbeatSerializer,
     validate_daemon_heartbeat,
 )
-from supervisors.services.state import HeartbeatItem, update_supervisor_heartbeat_states
-from supervisors.services.world import record_daemon_heartbeat
+from supervisors.services.state import HeartbeatItem, record_daemon_and_supervisor_heartbeats
 
 from .base import BODY_ERRORS, ApiView, errors
 
@@ -50,8 +49,7 @@ class DaemonHeartbeatView(LeanDaemonPost, ApiView):
             )
             for item in data["supervisors"]
         ]
-        at = record_daemon_heartbeat(daemon_id, status=data["status"])
-        updated = update_supervisor_heartbeat_states(items, daemon_id=daemon_id) if items else 0
+        at, updated = record_daemon_and_supervisor_heartbeats(daemon_id, status=data["status"], items=items)
         return {
             "daemonId": str(daemon_id),
             "status": data["status"],
