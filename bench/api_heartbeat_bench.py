@@ -17,7 +17,8 @@ Variants (--variants, comma-separated, default all), each a step of the optimisa
   gthread-nocache   gthread workers, otherwise the same
   gthread-cache     + API key cache (API_KEY_CACHE_SECONDS=5)
   gthread-nocheck   + no per-request connection health check (CONN_HEALTH_CHECKS=false)
-  gthread-final     + rate counters in an UNLOGGED table (the shipped defaults)
+  gthread-unprepared + rate counters in an UNLOGGED table, hot statements not prepared
+  gthread-final     + the hot path's statements prepared on the server (the shipped defaults)
 Then `batch`: the daemon heartbeat carrying --batch supervisors per request, in
 supervisor heartbeats per second, against the direct single-row UPDATE rate; and
 `floor`: GET /healthz (middleware, URL resolution, no database), the ceiling any
@@ -59,6 +60,11 @@ VARIANTS: dict[str, dict[str, str]] = {
     "gthread-nocache": {"API_KEY_CACHE_SECONDS": "0", "CONN_HEALTH_CHECKS": "true", "LOGGED_COUNTERS": "1"},
     "gthread-cache": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "true", "LOGGED_COUNTERS": "1"},
     "gthread-nocheck": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "false", "LOGGED_COUNTERS": "1"},
+    "gthread-unprepared": {
+        "API_KEY_CACHE_SECONDS": "5",
+        "CONN_HEALTH_CHECKS": "false",
+        "DB_PREPARE_HOT_STATEMENTS": "false",
+    },
     "gthread-final": {"API_KEY_CACHE_SECONDS": "5", "CONN_HEALTH_CHECKS": "false"},
 }
 

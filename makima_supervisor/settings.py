@@ -240,3 +240,8 @@ SPECTACULAR_SETTINGS = {
         "DaemonStatusEnum": "supervisors.enums.DaemonStatus",
     },
 }
+
+# --- Hot path (perf): prepared statements for the heartbeats' fixed SQL on PostgreSQL ---
+# See supervisors/services/hot_cursor.py; false behind PgBouncer < 1.21 in transaction mode.
+DB_PREPARE_HOT_STATEMENTS = env.bool("DB_PREPARE_HOT_STATEMENTS", default=True)
+DB_PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)

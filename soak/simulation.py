@@ -240,7 +240,9 @@ class DaemonSim:
         }
         retries = 2 if self.rng.random() < 0.15 else 1
         for attempt in range(retries):
-            reply = self.call("POST", SUP + "questions/", contract, question, expect=(201,) if attempt == 0 else (200,))
+            # A retry finds it still pending (200), or already answered by a human in between (409).
+            expect = (201,) if attempt == 0 else (200, 409)
+            reply = self.call("POST", SUP + "questions/", contract, question, expect=expect)
             with self.world.ledger.lock:
                 if reply.ok:
                     self.world.ledger.asked[question["id"]] = contract

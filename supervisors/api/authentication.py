@@ -5,6 +5,11 @@ process for ``API_KEY_CACHE_SECONDS`` (default 5) so the hot path (heartbeats)
 does not ask the database on every request; a revoked key is therefore refused
 at most that many seconds after revocation, by every process. Unknown keys are
 never cached, so a new key works at once.
+
+When the cache has to ask, the same statement also counts the request for the
+throttle (PostgreSQL; see ``lookup_daemon_key_and_count``), so a heartbeat costs
+two queries whether the key was cached or not: the counter (or key and counter
+together) and the UPDATE.
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ from rest_framework import authentication, exceptions
 
 from supervisors.models import Daemon
 from supervisors.services.actors import Actor
-from supervisors.services.world import KeyOwner, hash_key, lookup_daemon_key
+from supervisors.services.world import KeyOwner, RateCount, hash_key, lookup_daemon_key, lookup_daemon_key_and_count
 
 _MAX_CACHED_KEYS = 10_000
 _cache: dict[str, tuple[float, KeyOwner]] = {}
 _lock = threading.Lock()
+#: The cache's clock (monotonic seconds); a module attribute so tests can move time on.
+clock = time.monotonic
+
+#: The throttle's fixed window; the key lookup counts requests in it too.
+RATE_WINDOW_SECONDS = 60
 
 
 def clear_key_cache() -> None:
@@ -67,13 +77,26 @@ class DaemonPrincipal:
         return self.get_username()
 
 
-def find_key_owner(raw_key: str) -> KeyOwner | None:
+@dataclass(frozen=True)
+class KeyAuth:
+    """``request.auth`` for a daemon: whose key it is, and the request's rate count if the lookup took it."""
+
+    owner: KeyOwner
+    counted: RateCount | None = None
+
+
+def find_key_owner(raw_key: str) -> KeyAuth | None:
+    """The key's owner, from this process's cache or the database (counting the request on the way)."""
     digest = hash_key(raw_key)
-    now = time.monotonic()
+    now = clock()
     cached = _cache.get(digest)
     if cached is not None and cached[0] > now:
-        return cached[1]
-    owner = lookup_daemon_key(raw_key)
+        return KeyAuth(cached[1])
+    counted = None
+    if settings.API_THROTTLE_RATE_PER_MINUTE > 0:
+        owner, counted = lookup_daemon_key_and_count(raw_key, window_seconds=RATE_WINDOW_SECONDS)
+    else:
+        owner = lookup_daemon_key(raw_key)
     ttl = settings.API_KEY_CACHE_SECONDS
     with _lock:
         if owner is None or ttl <= 0:
@@ -82,7 +105,7 @@ def find_key_owner(raw_key: str) -> KeyOwner | None:
             if len(_cache) >= _MAX_CACHED_KEYS:
                 _cache.clear()
             _cache[digest] = (now + ttl, owner)
-    return owner
+    return None if owner is None else KeyAuth(owner, counted)
 
 
 class DaemonKeyAuthentication(authentication.BaseAuthentication):
@@ -102,10 +125,10 @@ class DaemonKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
         if not raw_key.startswith("mks_") or len(raw_key) > 200:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        owner = find_key_owner(raw_key)
-        if owner is None:
+        auth = find_key_owner(raw_key)
+        if auth is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        return DaemonPrincipal(owner), owner
+        return DaemonPrincipal(auth.owner), auth
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'

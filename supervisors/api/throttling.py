@@ -2,7 +2,9 @@
 
 Each request costs one UPSERT on ``api_rate_counters`` (a fixed one-minute
 window); over ``API_THROTTLE_RATE_PER_MINUTE`` the API answers 429 with
-Retry-After. 0 turns throttling off.
+Retry-After. 0 turns throttling off. A daemon request whose key was just looked
+up in the database was already counted by that same statement
+(:class:`~supervisors.api.authentication.KeyAuth`); it is not counted twice.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from supervisors.services.world import hit_rate_counter
+from supervisors.services.world import daemon_rate_key, hit_rate_counter
 
-from .authentication import DaemonPrincipal
+from .authentication import RATE_WINDOW_SECONDS, DaemonPrincipal, KeyAuth
 
-WINDOW_SECONDS = 60
+WINDOW_SECONDS = RATE_WINDOW_SECONDS
 
 
 class SharedRateThrottle(BaseThrottle):
@@ -26,13 +28,17 @@ class SharedRateThrottle(BaseThrottle):
         if rate <= 0:
             return True
         user = request.user
-        if isinstance(user, DaemonPrincipal):
-            ident = f"daemon:{user.daemon_id}"
-        elif user is not None and getattr(user, "is_authenticated", False):
-            ident = f"user:{user.pk}"
+        auth = request.auth
+        if isinstance(auth, KeyAuth) and auth.counted is not None:
+            count, remaining = auth.counted.count, auth.counted.seconds_left
         else:
-            ident = f"ip:{self.get_ident(request)}"
-        count, remaining = hit_rate_counter(ident, window_seconds=WINDOW_SECONDS)
+            if isinstance(user, DaemonPrincipal):
+                ident = daemon_rate_key(user.daemon_id)
+            elif user is not None and getattr(user, "is_authenticated", False):
+                ident = f"user:{user.pk}"
+            else:
+                ident = f"ip:{self.get_ident(request)}"
+            count, remaining = hit_rate_counter(ident, window_seconds=WINDOW_SECONDS)
         if count > rate:
             self._wait = max(remaining, 1)
             return False

@@ -38,9 +38,7 @@ class IdempotencyKey(models.Model):
     id = models.BigAutoField(primary_key=True)
     daemon = models.ForeignKey(Daemon, on_delete=models.CASCADE, related_name="idempotency_keys")
     key = models.CharField(max_length=255)
-    supervisor = models.ForeignKey(
-        SupervisorState, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
+    supervisor = models.ForeignKey(SupervisorState, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     request_fingerprint = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField()
     response_body = models.JSONField()

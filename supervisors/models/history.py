@@ -124,18 +124,14 @@ class QuestionAnswer(models.Model):
     answered_by_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    answered_by_daemon = models.ForeignKey(
-        Daemon, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    answered_by_daemon = models.ForeignKey(Daemon, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     answered_at = models.DateTimeField(auto_now_add=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "supervisor_question_answers"
         ordering = ["answered_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["supervisor", "question_id"], name="question_answered_once")
-        ]
+        constraints = [models.UniqueConstraint(fields=["supervisor", "question_id"], name="question_answered_once")]
 
     def __str__(self) -> str:
         return f"Answer to {self.question_id}"

@@ -51,9 +51,7 @@ class SupervisorState(models.Model):
         db_default=SupervisorStatus.INITIALIZING,
     )
     current_activity = models.TextField(null=True, blank=True)
-    progress = models.IntegerField(
-        default=0, db_default=0, validators=[MinValueValidator(0), MaxValueValidator(100)]
-    )
+    progress = models.IntegerField(default=0, db_default=0, validators=[MinValueValidator(0), MaxValueValidator(100)])
     error_message = models.TextField(null=True, blank=True)
     spawned_task_ids = UUIDArrayField(db_default=EmptyUUIDArray(), blank=True)
     pending_questions = models.JSONField(
@@ -89,6 +87,4 @@ class SupervisorState(models.Model):
         spawned = set(self.spawned_task_ids or [])
         unknown = [str(t) for t in self.pending_task_ids or [] if t not in spawned]
         if unknown:
-            raise ValidationError(
-                {"pending_task_ids": f"Pending tasks that were never spawned: {', '.join(unknown)}."}
-            )
+            raise ValidationError({"pending_task_ids": f"Pending tasks that were never spawned: {', '.join(unknown)}."})

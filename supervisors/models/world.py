@@ -61,9 +61,7 @@ class Task(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="tasks")
-    parent_task = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
-    )
+    parent_task = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children")
     daemon = models.ForeignKey(Daemon, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks")
     name = models.TextField()
     status = models.CharField(

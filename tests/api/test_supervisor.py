@@ -116,12 +116,19 @@ def test_heartbeat_updates_state_in_at_most_two_queries(alpha, supervisor):
     assert (supervisor.state, supervisor.current_activity, supervisor.progress) == ("working", "coding", 55)
 
 
-def test_heartbeat_with_a_cold_key_cache_costs_one_more_query(alpha, supervisor):
+def test_heartbeat_with_a_cold_key_cache_is_still_two_queries(alpha, supervisor):
+    """The first request of a process (or after API_KEY_CACHE_SECONDS) looks the key up and counts it at once.
+
+    PostgreSQL: one statement for key and counter, one UPDATE. SQLite cannot put
+    writes in a CTE, so there the counter is a third (local, round-trip free) statement.
+    """
     body = {"state": "working", "progress": 5}
     with CaptureQueriesContext(connection) as queries:
         response = alpha.client.post(url(supervisor.contract_id, "heartbeat/"), body, format="json")
     assert response.status_code == 200
-    assert len(queries) <= 3, [q["sql"] for q in queries]
+    assert len(queries) <= (2 if connection.vendor == "postgresql" else 3), [q["sql"] for q in queries]
+    supervisor.refresh_from_db()
+    assert supervisor.progress == 5
 
 
 def test_heartbeat_takes_no_checkpoint(alpha, supervisor):

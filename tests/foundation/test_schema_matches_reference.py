@@ -186,9 +186,7 @@ def test_primary_keys_are_id():
 def test_row_inserted_without_newer_columns_gets_the_defaults():
     """Another program that only knows the base columns still gets the migration's defaults."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO contracts (id, name, phase) VALUES (gen_random_uuid(), 'c', 'plan') RETURNING id"
-        )
+        cursor.execute("INSERT INTO contracts (id, name, phase) VALUES (gen_random_uuid(), 'c', 'plan') RETURNING id")
         contract_id = cursor.fetchone()[0]
         cursor.execute(
             "INSERT INTO tasks (id, contract_id, name) VALUES (gen_random_uuid(), %s, 't') RETURNING id",

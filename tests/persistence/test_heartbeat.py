@@ -133,3 +133,45 @@ def test_save_point_query_count_does_not_grow_with_history(supervisor, django_as
     with django_assert_num_queries(len(early.captured_queries)):
         add_supervisor_spawned_task(supervisor.contract_id, tasks[40].id)
     assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 5
+
+
+def test_batch_heartbeat_carries_nulls_quotes_and_unicode_exactly():
+    """The items travel as arrays (PostgreSQL) or one JSON array (SQLite): values come back as sent."""
+    daemon = make_daemon()
+    first, second = (make_supervisor(make_contract(name=f"c{i}"), daemon=daemon) for i in range(2))
+    awkward = 'it\'s "quoted", 100% \\ done; ünïcode ✓ ) AS v WHERE 1=1 --'
+    items = [
+        HeartbeatItem(str(first.contract_id), "waiting_for_user", None, 0),
+        HeartbeatItem(second.contract_id, "working", awkward, 100),
+    ]
+    assert update_supervisor_heartbeat_states(items) == 2
+    rows = {s.pk: s for s in SupervisorState.objects.filter(pk__in=[first.pk, second.pk])}
+    assert (rows[first.pk].state, rows[first.pk].current_activity, rows[first.pk].progress) == (
+        "waiting_for_user",
+        None,
+        0,
+    )
+    assert (rows[second.pk].current_activity, rows[second.pk].progress) == (awkward, 100)
+
+
+def test_daemon_heartbeat_with_its_supervisors_marks_the_daemon_and_writes_only_its_own():
+    from supervisors.models import Daemon
+    from supervisors.services.errors import NotFound
+    from supervisors.services.state import record_daemon_and_supervisor_heartbeats
+
+    daemon, other = make_daemon("mine"), make_daemon("other")
+    mine = make_supervisor(make_contract(name="mine"), daemon=daemon)
+    theirs = make_supervisor(make_contract(name="theirs"), daemon=other)
+    at, updated = record_daemon_and_supervisor_heartbeats(daemon.id, items=[])
+    assert updated == 0
+    assert Daemon.objects.get(pk=daemon.pk).last_heartbeat_at == at
+    items = [HeartbeatItem(s.contract_id, "working", "x", 9) for s in (mine, theirs)]
+    at, updated = record_daemon_and_supervisor_heartbeats(daemon.id, status="disconnected", items=items)
+    assert updated == 1
+    assert Daemon.objects.values_list("status", "last_heartbeat_at").get(pk=daemon.pk) == ("disconnected", at)
+    assert SupervisorState.objects.get(pk=mine.pk).progress == 9
+    assert SupervisorState.objects.get(pk=theirs.pk).progress == 0
+    with pytest.raises(NotFound):
+        record_daemon_and_supervisor_heartbeats(uuid.uuid4(), items=items[:1])
+    with pytest.raises(InvalidInput):
+        record_daemon_and_supervisor_heartbeats(daemon.id, items=[items[0], items[0]])

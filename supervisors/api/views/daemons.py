@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from supervisors.api.authentication import DaemonPrincipal
+from supervisors.api.lean import LeanDaemonPost
 from supervisors.api.serializers import (
     DaemonHeartbeatResponseSerializer,
     DaemonHeartbeatSerializer,
     validate_daemon_heartbeat,
 )
-from supervisors.services.state import HeartbeatItem, update_supervisor_heartbeat_states
-from supervisors.services.world import record_daemon_heartbeat
+from supervisors.services.state import HeartbeatItem, record_daemon_and_supervisor_heartbeats
 
 from .base import BODY_ERRORS, ApiView, errors
 
 
-class DaemonHeartbeatView(ApiView):
+class DaemonHeartbeatView(LeanDaemonPost, ApiView):
+    """Daemons take the lean dispatch (supervisors.api.lean); staff get 403 through DRF."""
+
     daemon_only = True
 
     @extend_schema(
@@ -30,8 +35,11 @@ class DaemonHeartbeatView(ApiView):
         ),
     )
     def post(self, request) -> Response:
-        data = validate_daemon_heartbeat(request.data)
-        daemon_id = request.user.daemon_id
+        return Response(self.lean_post(request.user, request.data))
+
+    def lean_post(self, principal: DaemonPrincipal, data: Any) -> dict[str, Any]:
+        data = validate_daemon_heartbeat(data)
+        daemon_id = principal.daemon_id
         items = [
             HeartbeatItem(
                 contract_id=item["contract_id"],
@@ -41,8 +49,10 @@ class DaemonHeartbeatView(ApiView):
             )
             for item in data["supervisors"]
         ]
-        at = record_daemon_heartbeat(daemon_id, status=data["status"])
-        updated = update_supervisor_heartbeat_states(items, daemon_id=daemon_id) if items else 0
-        return Response(
-            {"daemonId": str(daemon_id), "status": data["status"], "lastHeartbeatAt": at, "supervisorsUpdated": updated}
-        )
+        at, updated = record_daemon_and_supervisor_heartbeats(daemon_id, status=data["status"], items=items)
+        return {
+            "daemonId": str(daemon_id),
+            "status": data["status"],
+            "lastHeartbeatAt": at,
+            "supervisorsUpdated": updated,
+        }

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from supervisors.api import scoping
+from supervisors.api.authentication import DaemonPrincipal
+from supervisors.api.lean import LeanDaemonPost, compact_json
 from supervisors.api.serializers import (
     HeartbeatResponseSerializer,
     HeartbeatSerializer,
@@ -32,6 +36,8 @@ from supervisors.services.state import (
 from supervisors.services.validation import validate_supervisor_state
 
 from .base import BODY_ERRORS, ETAG, IF_MATCH, ApiView, errors, etag, if_match
+
+OK_BODY = compact_json({"ok": True})
 
 INCLUDE = OpenApiParameter(
     "include",
@@ -117,8 +123,8 @@ class SupervisorView(ApiView):
         return state_response(supervisor)
 
 
-class HeartbeatView(ApiView):
-    """The hot path: one UPDATE scoped to the daemon, nothing read first."""
+class HeartbeatView(LeanDaemonPost, ApiView):
+    """The hot path: one UPDATE scoped to the daemon, nothing read first (daemons take the lean dispatch)."""
 
     staff_permissions = {"POST": ["supervisors.change_supervisorstate"]}
 
@@ -138,6 +144,14 @@ class HeartbeatView(ApiView):
         if not updated:
             raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
         return Response({"ok": True})
+
+    def lean_post(self, principal: DaemonPrincipal, data: Any, *, contractId: str) -> bytes:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        if not update_supervisor_heartbeat_state(
+            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id
+        ):
+            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+        return OK_BODY
 
 
 class SpawnedTaskView(ApiView):
