@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from supervisors.enums import DaemonStatus, RestorationSource, SavePoint, SupervisorStatus
 from supervisors.models import Contract, SupervisorState
+from supervisors.validators import MAX_TEXT_LENGTH
 
 from . import heartbeat_sql
 from .arrays import UUIDArrayAppend, UUIDArrayContains
@@ -277,7 +278,14 @@ def _heartbeat_is_clean(state: Any, current_activity: Any, progress: Any) -> boo
         and state in _STATES
         and type(progress) is int
         and 0 <= progress <= 100
-        and (current_activity is None or (type(current_activity) is str and "\x00" not in current_activity))
+        and (
+            current_activity is None
+            or (
+                type(current_activity) is str
+                and len(current_activity) <= MAX_TEXT_LENGTH
+                and "\x00" not in current_activity
+            )
+        )
     )
 
 

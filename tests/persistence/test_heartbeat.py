@@ -175,3 +175,21 @@ def test_daemon_heartbeat_with_its_supervisors_marks_the_daemon_and_writes_only_
         record_daemon_and_supervisor_heartbeats(uuid.uuid4(), items=items[:1])
     with pytest.raises(InvalidInput):
         record_daemon_and_supervisor_heartbeats(daemon.id, items=[items[0], items[0]])
+
+
+@pytest.mark.django_db
+def test_heartbeat_refuses_an_activity_longer_than_every_other_surface_accepts():
+    """The fast path of the heartbeat applies the same length limit as PUT, PATCH and the API."""
+    from supervisors.services.errors import InvalidInput
+    from supervisors.services.state import update_supervisor_heartbeat_state
+    from supervisors.validators import MAX_TEXT_LENGTH
+    from tests.factories import make_supervisor
+
+    supervisor = make_supervisor(current_activity="before")
+    with pytest.raises(InvalidInput) as excinfo:
+        update_supervisor_heartbeat_state(
+            supervisor.contract_id, state="working", current_activity="x" * (MAX_TEXT_LENGTH + 1), progress=1
+        )
+    assert "current_activity" in excinfo.value.fields
+    supervisor.refresh_from_db()
+    assert supervisor.current_activity == "before"
