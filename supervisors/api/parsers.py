@@ -12,22 +12,7 @@ from typing import Any
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
-from supervisors.validators import MAX_JSON_DEPTH, json_too_deep
-
-
-def _contains_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+from supervisors.validators import MAX_JSON_DEPTH, contains_nul, json_too_deep
 
 
 class StrictJSONParser(JSONParser):
@@ -52,7 +37,7 @@ class StrictJSONParser(JSONParser):
         if json_too_deep(data):
             raise ParseError(f"The body's JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
         # A NUL can only arrive escaped; the scan of the parsed data runs only then.
-        if "\\u0000" in text and _contains_nul(data):
+        if "\\u0000" in text and contains_nul(data):
             raise ValidationError(
                 {"non_field_errors": ["The body contains a NUL character (\\u0000), which cannot be stored."]},
                 code="nul_character",

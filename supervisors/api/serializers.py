@@ -200,18 +200,7 @@ class PendingQuestionSerializer(StrictSerializer):
 
     def to_wire(self) -> dict[str, Any]:
         """The validated question in the camelCase form the services store."""
-        data = self.validated_data
-        out: dict[str, Any] = {
-            "question": data["question"],
-            "choices": data.get("choices") or [],
-            "context": data.get("context"),
-            "questionType": data.get("question_type", QuestionType.GENERAL),
-        }
-        if data.get("id") is not None:
-            out["id"] = str(data["id"])
-        if data.get("asked_at") is not None:
-            out["askedAt"] = data["asked_at"].isoformat()
-        return out
+        return questions_to_wire([self.validated_data])[0]
 
 
 class PublishedLimitListSerializer(serializers.ListSerializer):
