@@ -9,18 +9,23 @@ from soak.run import run_soak
 from soak.simulation import SoakConfig
 
 
-@pytest.mark.postgres_only
-def test_ten_daemons_for_fifteen_seconds_lose_nothing(live_database_url, tmp_path):
-    config = SoakConfig(daemons=10, supervisors_per_daemon=2, seconds=15, crash_probability=0.02, seed=7)
-
-    result = run_soak(
+def soak(config: SoakConfig, database_url: str, tmp_path):
+    """Run the soak under gunicorn with 2 workers × 8 threads, logging to the test's own directory."""
+    return run_soak(
         config,
-        database_url=live_database_url,
+        database_url=database_url,
         secret_key=settings.SECRET_KEY,
         workers=2,
         threads=8,
         log_path=tmp_path / "gunicorn.log",
     )
+
+
+@pytest.mark.postgres_only
+def test_ten_daemons_for_fifteen_seconds_lose_nothing(live_database_url, tmp_path):
+    config = SoakConfig(daemons=10, supervisors_per_daemon=2, seconds=15, crash_probability=0.02, seed=7)
+
+    result = soak(config, live_database_url, tmp_path)
 
     print(result.table)
     assert result.ok, result.table
@@ -40,14 +45,7 @@ def test_ten_daemons_lose_nothing_while_their_database_connections_are_killed(li
         daemons=10, supervisors_per_daemon=2, seconds=12, crash_probability=0.02, kill_connections_every=2.0, seed=11
     )
 
-    result = run_soak(
-        config,
-        database_url=live_database_url,
-        secret_key=settings.SECRET_KEY,
-        workers=2,
-        threads=8,
-        log_path=tmp_path / "gunicorn.log",
-    )
+    result = soak(config, live_database_url, tmp_path)
 
     print(result.table)
     assert result.ok, result.table
