@@ -187,6 +187,83 @@ def http_client(port, path_body, key, start, seconds, out):
     out.put((ok, errors))
 
 
+def raw_http_client(port, path_body, key, start, seconds, out):
+    """Like http_client, with one pre-encoded request and minimal response parsing (as wrk does).
+
+    http.client parses every response's headers with the email package, which
+    costs the client process about as much CPU as the server spends on a
+    heartbeat; on a machine where clients and server share the cores, that
+    measured the client rather than the service.
+    """
+    path, body = path_body
+    method, payload = ("GET", b"") if body is None else ("POST", json.dumps(body).encode())
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    request = head.encode() + payload
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def exchange(sock: socket.socket) -> tuple[bytes, bool]:
+        """Send the request, read one response: (status, whether the server keeps the connection)."""
+        sock.sendall(request)
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("closed before a response" if not buffer else "closed mid-response")
+            buffer += chunk
+        headers, _, rest = buffer.partition(b"\r\n\r\n")
+        length, keep = 0, True
+        for line in headers.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                keep = False
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("closed mid-response")
+            rest += chunk
+        return headers[9:12], keep
+
+    sock = connect()
+    ok = errors = 0
+    start.wait()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            try:
+                status, keep = exchange(sock)
+            except ConnectionResetError as exc:
+                # A kept-alive connection the server closed while idle (a worker recycled):
+                # what every HTTP client does is open a new one and send again.
+                if "before" not in str(exc):
+                    raise
+                sock.close()
+                sock = connect()
+                status, keep = exchange(sock)
+            if status == b"200":
+                ok += 1
+            else:
+                errors += 1
+            if not keep:
+                sock.close()
+                sock = connect()
+        except (OSError, ValueError):
+            errors += 1
+            sock.close()
+            sock = connect()
+    sock.close()
+    out.put((ok, errors))
+
+
 def direct_client(dsn, contract_id, daemon_id, start, seconds, out):
     import datetime
 
@@ -238,16 +315,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="HTTP and direct slices alternate this many times")
     parser.add_argument("--batch", type=int, default=50, help="supervisors per daemon heartbeat in the batch run")
     parser.add_argument("--variants", default=",".join([*VARIANTS, "batch", "floor"]))
+    parser.add_argument(
+        "--client",
+        choices=["raw", "http.client"],
+        default="raw",
+        help="raw: one pre-encoded request per client, minimal parsing (the default, like wrk); "
+        "http.client: the standard library's client, whose own CPU cost weighs on the server's share",
+    )
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (e.g. postgres://postgres@127.0.0.1:5432/makima_api).")
 
+    client = raw_http_client if options.client == "raw" else http_client
     world = setup_world(options.clients, options.batch)
     dsn = libpq_dsn()
     heartbeat = {"state": "working", "currentActivity": "coding", "progress": 42}
     print(
         f"{options.clients} clients, {options.seconds:g} s per figure, gunicorn {options.workers} workers "
-        f"x {options.threads} threads, {os.cpu_count()} CPUs, all on 127.0.0.1"
+        f"x {options.threads} threads, {os.cpu_count()} CPUs, all on 127.0.0.1, {options.client} HTTP client"
     )
     print(f"{'variant':<18} {'HTTP req/s':>11} {'direct/s':>10} {'ratio':>6} {'errors':>7}")
     for name in [v for v in options.variants.split(",") if v in VARIANTS or v in ("batch", "floor")]:
@@ -279,14 +364,14 @@ def main() -> None:
                     )
                     for client in world
                 ]
-            run_clients(http_client, args, 1.0)  # warm-up: connections, key cache
+            run_clients(client, args, 1.0)  # warm-up: connections, key cache
             # Interleave short HTTP and direct slices so load from elsewhere on the machine
             # hits both figures alike; each figure is its total count over its total time.
             direct_args = [(dsn, client["contracts"][0], client["daemon_id"]) for client in world]
             slice_seconds = options.seconds / options.rounds
             http_total = direct_total = errors = 0.0
             for _ in range(options.rounds):
-                rate, errs = run_clients(http_client, args, slice_seconds)
+                rate, errs = run_clients(client, args, slice_seconds)
                 http_total += rate * slice_seconds
                 errors += errs
                 rate, _ = run_clients(direct_client, direct_args, slice_seconds)

@@ -5,6 +5,8 @@ window); over ``API_THROTTLE_RATE_PER_MINUTE`` the API answers 429 with
 Retry-After. 0 turns throttling off. A daemon request whose key was just looked
 up in the database was already counted by that same statement
 (:class:`~supervisors.api.authentication.KeyAuth`); it is not counted twice.
+The heartbeat's lean path goes further and lets its UPDATE count the request
+(:meth:`SharedRateThrottle.pending_count`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from supervisors.services.world import daemon_rate_key, hit_rate_counter
+from supervisors.services.world import PendingCount, daemon_rate_key, hit_rate_counter
 
 from .authentication import RATE_WINDOW_SECONDS, DaemonPrincipal, KeyAuth
 
@@ -46,3 +48,12 @@ class SharedRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait
+
+    @staticmethod
+    def pending_count(request) -> PendingCount | None:
+        """A daemon request not counted yet, as a count its write can take; None: count it as usual."""
+        rate = settings.API_THROTTLE_RATE_PER_MINUTE
+        user, auth = request.user, request.auth
+        if rate <= 0 or not isinstance(user, DaemonPrincipal) or not isinstance(auth, KeyAuth) or auth.counted:
+            return None
+        return PendingCount.now(daemon_rate_key(user.daemon_id), limit=rate, window_seconds=WINDOW_SECONDS)

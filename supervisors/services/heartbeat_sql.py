@@ -10,6 +10,13 @@ names and then only executed with parameters. Both statements assign exactly
 The batch statement has the same text whatever the batch size: on PostgreSQL
 the items travel as four arrays joined with ``unnest`` (one parameter each); on
 SQLite as one JSON array read with ``json_each`` (one parameter).
+
+A daemon's single heartbeat can also count the request for the API's throttle
+(:class:`~supervisors.services.world.PendingCount`). On PostgreSQL the counter's
+UPSERT is a data-modifying CTE of the UPDATE, whose WHERE clause reads the new
+count, so one round trip counts the request and writes the heartbeat only if
+the count is within the limit. On SQLite (no writes inside a CTE) the counter
+is a statement of its own, in the same process, before the UPDATE.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from django.db import connection
 from supervisors.models import HEARTBEAT_COLUMNS, Daemon, SupervisorState, Task
 
 from .hot_cursor import hot_cursor
+from .world import RATE_UPSERT_ONE, PendingCount
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class HeartbeatStatements:
     native_uuid: bool
     #: PostgreSQL only: the daemon's own row and its supervisors' batch in one statement.
     daemon_and_batch: str | None = None
+    #: PostgreSQL only: the rate counter's UPSERT and single_on_daemon in one statement.
+    single_counted: str | None = None
 
 
 _statements: dict[str, HeartbeatStatements] = {}
@@ -71,8 +81,12 @@ def _compose(vendor: str) -> HeartbeatStatements:
         f"UPDATE {table} SET {state} = v.state, {activity} = v.current_activity, {progress} = v.progress, {stamps} "
         f"FROM {items} WHERE {table}.{col['contract']} = v.contract_id"
     )
-    daemon_and_batch = None
+    daemon_and_batch = single_counted = None
     if vendor == "postgresql":
+        single_counted = (
+            f"WITH c AS ({RATE_UPSERT_ONE}), u AS ({single}{on_daemon} AND (SELECT count FROM c) <= %s RETURNING 1) "
+            "SELECT (SELECT count FROM c), (SELECT count(*) FROM u)"
+        )
         daemons = q(Daemon._meta.db_table)
         daemon_pk = q(Daemon._meta.pk.column)
         daemon_row = (
@@ -87,6 +101,7 @@ def _compose(vendor: str) -> HeartbeatStatements:
         )
     return HeartbeatStatements(
         daemon_and_batch=daemon_and_batch,
+        single_counted=single_counted,
         single=single,
         single_on_daemon=single + on_daemon,
         batch=batch,
@@ -114,14 +129,29 @@ def update_one(
     current_activity: str | None,
     progress: int,
     now: datetime,
+    count: PendingCount | None = None,
 ) -> int:
-    """Run the single heartbeat UPDATE; returns the number of rows it changed (0 or 1)."""
+    """Run the single heartbeat UPDATE; returns the number of rows it changed (0 or 1).
+
+    With ``count`` (and a daemon), the request is counted first and nothing is
+    written if that puts it over ``count.limit`` (0 is returned; ``count.counted``
+    tells why).
+    """
     sql = statements()
     stamp = connection.ops.adapt_datetimefield_value(now)
     params: list = [state, current_activity, progress, stamp, stamp, _db_uuid(contract_id, sql.native_uuid)]
     if daemon_id is not None:
         params.append(_db_uuid(daemon_id, sql.native_uuid))
     with hot_cursor() as cursor:
+        if count is not None and daemon_id is not None:
+            if sql.single_counted is not None:
+                cursor.execute(sql.single_counted, [count.key, count.window_start, *params, count.limit])
+                counted, updated = cursor.fetchone()
+                count.record(counted)
+                return updated
+            cursor.execute(RATE_UPSERT_ONE, [count.key, count.window_start])
+            if not count.record(cursor.fetchone()[0]):
+                return 0
         cursor.execute(sql.single if daemon_id is None else sql.single_on_daemon, params)
         return cursor.rowcount
 

@@ -44,7 +44,7 @@ from .inputs import (
     some_of,
 )
 from .signals import send_on_commit, state_saved
-from .world import record_daemon_heartbeat
+from .world import PendingCount, record_daemon_heartbeat
 
 #: The keys of the seed's UpdateSupervisorStateRequest, as model field names.
 UPDATABLE_FIELDS = frozenset(
@@ -304,6 +304,7 @@ def update_supervisor_heartbeat_state(
     current_activity: str | None,
     progress: int,
     daemon_id: uuid.UUID | str | None = None,
+    count: PendingCount | None = None,
 ) -> bool:
     """The lightweight save point: one UPDATE of the heartbeat columns, nothing read first.
 
@@ -314,12 +315,15 @@ def update_supervisor_heartbeat_state(
     runs on that daemon is updated. Returns whether a row was updated (False:
     no such supervisor, or not on that daemon; no extra query tells which).
     The statement is prepared text (:mod:`.heartbeat_sql`), not built by the
-    ORM per call: this is the hottest path of the service.
+    ORM per call: this is the hottest path of the service. ``count`` (with a
+    daemon) counts the request for the API's throttle in the same statement;
+    over its limit nothing is written and False is returned.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     daemon_uuid = None if daemon_id is None else parse_uuid(daemon_id, "daemon_id")
     _clean_heartbeat(state, current_activity, progress)
-    return heartbeat_sql.update_one(contract_uuid, daemon_uuid, state, current_activity, progress, timezone.now()) == 1
+    now = timezone.now()
+    return heartbeat_sql.update_one(contract_uuid, daemon_uuid, state, current_activity, progress, now, count) == 1
 
 
 def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id: uuid.UUID | str | None = None) -> int:

@@ -235,6 +235,38 @@ def daemon_rate_key(daemon_id: uuid.UUID) -> str:
     return f"{DAEMON_RATE_KEY_PREFIX}{daemon_id}"
 
 
+#: The counter's UPSERT for one key, as a data-modifying CTE's body (``WITH c AS (...)``):
+#: parameters key, window_start; RETURNING count.
+RATE_UPSERT_ONE = _RATE_UPSERT.format(values="VALUES (%s, %s, 1)")
+
+
+@dataclass
+class PendingCount:
+    """A request that the statement doing its work will also count (one round trip for both).
+
+    The caller builds it before the work; the statement fills in ``counted``
+    and writes nothing when the count is over ``limit``. ``counted`` still None
+    afterwards means the statement never ran (the input was refused first), so
+    the caller must count the request some other way.
+    """
+
+    key: str
+    limit: int
+    window_start: int
+    seconds_left: int
+    counted: RateCount | None = None
+
+    @classmethod
+    def now(cls, key: str, *, limit: int, window_seconds: int) -> PendingCount:
+        window_start, seconds_left = _window(window_seconds)
+        return cls(key=key, limit=limit, window_start=window_start, seconds_left=seconds_left)
+
+    def record(self, count: int) -> bool:
+        """Note the count the statement returned; whether the request is within the limit."""
+        self.counted = RateCount(count=count, seconds_left=self.seconds_left)
+        return count <= self.limit
+
+
 def hit_rate_counter(key: str, *, window_seconds: int) -> tuple[int, int]:
     """Count one request of ``key`` in the current fixed window: ONE atomic UPSERT.
 
@@ -243,7 +275,7 @@ def hit_rate_counter(key: str, *, window_seconds: int) -> tuple[int, int]:
     """
     window_start, seconds_left = _window(window_seconds)
     with hot_cursor() as cursor:
-        cursor.execute(_RATE_UPSERT.format(values="VALUES (%s, %s, 1)"), [key, window_start])
+        cursor.execute(RATE_UPSERT_ONE, [key, window_start])
         (count,) = cursor.fetchone()
     return count, seconds_left
 

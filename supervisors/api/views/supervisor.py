@@ -34,6 +34,7 @@ from supervisors.services.state import (
     update_supervisor_phase,
 )
 from supervisors.services.validation import validate_supervisor_state
+from supervisors.services.world import PendingCount
 
 from .base import BODY_ERRORS, ETAG, IF_MATCH, ApiView, errors, etag, if_match
 
@@ -145,10 +146,14 @@ class HeartbeatView(LeanDaemonPost, ApiView):
             raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
         return Response({"ok": True})
 
-    def lean_post(self, principal: DaemonPrincipal, data: Any, *, contractId: str) -> bytes:
+    counts_in_write = True
+
+    def lean_post(
+        self, principal: DaemonPrincipal, data: Any, *, contractId: str, count: PendingCount | None = None
+    ) -> bytes:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         if not update_supervisor_heartbeat_state(
-            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id
+            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id, count=count
         ):
             raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
         return OK_BODY
