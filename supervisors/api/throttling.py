@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from supervisors.services.world import PendingCount, daemon_rate_key, hit_rate_counter
+from supervisors.services.world import PendingCount, hit_rate_counter
 
 from .authentication import RATE_WINDOW_SECONDS, DaemonPrincipal, KeyAuth
 
@@ -35,7 +35,7 @@ class SharedRateThrottle(BaseThrottle):
             count, remaining = auth.counted.count, auth.counted.seconds_left
         else:
             if isinstance(user, DaemonPrincipal):
-                ident = daemon_rate_key(user.daemon_id)
+                ident = user.owner.rate_key
             elif user is not None and getattr(user, "is_authenticated", False):
                 ident = f"user:{user.pk}"
             else:
@@ -56,4 +56,4 @@ class SharedRateThrottle(BaseThrottle):
         user, auth = request.user, request.auth
         if rate <= 0 or not isinstance(user, DaemonPrincipal) or not isinstance(auth, KeyAuth) or auth.counted:
             return None
-        return PendingCount.now(daemon_rate_key(user.daemon_id), limit=rate, window_seconds=WINDOW_SECONDS)
+        return PendingCount.now(user.owner.rate_key, limit=rate, window_seconds=WINDOW_SECONDS)

@@ -182,11 +182,13 @@ class KeyOwner:
     key_id: int
     daemon_id: uuid.UUID
     daemon_name: str
+    #: The daemon's rate counter key (``daemon_rate_key``), formatted once per lookup, not per request.
+    rate_key: str
 
 
 def _key_owner(row: tuple) -> KeyOwner:
     daemon_id = row[1] if isinstance(row[1], uuid.UUID) else uuid.UUID(str(row[1]))
-    return KeyOwner(key_id=row[0], daemon_id=daemon_id, daemon_name=row[2] or "")
+    return KeyOwner(key_id=row[0], daemon_id=daemon_id, daemon_name=row[2] or "", rate_key=daemon_rate_key(daemon_id))
 
 
 def lookup_daemon_key(raw_key: str) -> KeyOwner | None:
