@@ -47,15 +47,17 @@ INSTALLED_APPS = [
     "supervisors",
 ]
 
+# The browser_middleware classes are Django's and WhiteNoise's own, stepped over for
+# daemons' Bearer-key calls to /api/v1/ (see makima_supervisor/browser_middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "supervisors.api.middleware.BodySizeLimitMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "makima_supervisor.browser_middleware.WhiteNoiseMiddleware",
+    "makima_supervisor.browser_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "makima_supervisor.middleware.LazyMessageMiddleware",
+    "makima_supervisor.browser_middleware.AuthenticationMiddleware",
+    "makima_supervisor.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so its process_exception runs first: database down -> 503 in the API error shape.
     "supervisors.api.db_errors.DatabaseUnavailableMiddleware",

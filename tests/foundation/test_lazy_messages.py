@@ -1,4 +1,4 @@
-"""LazyMessageMiddleware: messages still travel across a redirect; untouched requests pay nothing."""
+"""browser_middleware.MessageMiddleware: messages still travel across a redirect; untouched requests pay nothing."""
 
 from __future__ import annotations
 
