@@ -193,3 +193,17 @@ def test_heartbeat_refuses_an_activity_longer_than_every_other_surface_accepts()
     assert "current_activity" in excinfo.value.fields
     supervisor.refresh_from_db()
     assert supervisor.current_activity == "before"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeats_survive_a_reconnect_of_the_database_connection():
+    """The hot path keeps one cursor per connection: a new connection must get a new cursor."""
+    supervisor = make_supervisor(make_contract("Reconnect"))
+    for progress, reconnect in ((10, False), (20, True), (30, False), (40, True)):
+        if reconnect:
+            connection.close()  # as CONN_MAX_AGE expiring, or a server restart noticed by Django
+        assert update_supervisor_heartbeat_state(
+            supervisor.contract_id, state="working", current_activity=None, progress=progress
+        )
+        supervisor.refresh_from_db()
+        assert supervisor.progress == progress
