@@ -6,7 +6,13 @@ Usage (PostgreSQL only; all traffic stays on 127.0.0.1; each run is bounded by -
         /work/main/.venv/bin/python bench/api_heartbeat_bench.py --clients 8 --seconds 5
 
 Every client is a process of its own acting as one daemon (its own API key and
-supervisor), so clients do not contend for one row. For each server variant the
+supervisor), so clients do not contend for one row. ``--clients 2,4,8,16`` sweeps
+the concurrency (each figure side by side with direct psycopg at the same
+concurrency). The HTTP clients send one pre-encoded request over a kept-alive
+connection and parse only the status line and Content-Length, as wrk does
+(``--client http.client`` for the standard library's client, whose own CPU on a
+machine where clients, server and database share the cores is charged against
+the server). For each server variant the
 script starts gunicorn (gunicorn.conf.py) on a free port, drives it with keep-alive
 connections for --seconds, stops it, and then runs the direct psycopg loop with the
 same number of processes; the two alternate in --rounds short slices so that load
@@ -308,7 +314,11 @@ def libpq_dsn() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--clients",
+        default="8",
+        help="concurrent clients (each a process and a daemon), or a comma-separated list to sweep: 2,4,8,16",
+    )
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
@@ -327,67 +337,68 @@ def main() -> None:
         sys.exit("Set DATABASE_URL to a PostgreSQL database (e.g. postgres://postgres@127.0.0.1:5432/makima_api).")
 
     client = raw_http_client if options.client == "raw" else http_client
-    world = setup_world(options.clients, options.batch)
+    concurrency = [int(n) for n in options.clients.split(",")]
+    world = setup_world(max(concurrency), options.batch)
     dsn = libpq_dsn()
     heartbeat = {"state": "working", "currentActivity": "coding", "progress": 42}
     print(
         f"{options.clients} clients, {options.seconds:g} s per figure, gunicorn {options.workers} workers "
         f"x {options.threads} threads, {os.cpu_count()} CPUs, all on 127.0.0.1, {options.client} HTTP client"
     )
-    print(f"{'variant':<18} {'HTTP req/s':>11} {'direct/s':>10} {'ratio':>6} {'errors':>7}")
+    print(f"{'variant':<18} {'clients':>7} {'HTTP req/s':>11} {'direct/s':>10} {'ratio':>6} {'errors':>7}")
     for name in [v for v in options.variants.split(",") if v in VARIANTS or v in ("batch", "floor")]:
         port = free_port()
         overrides = dict(VARIANTS.get(name, VARIANTS["gthread-final"]))
         set_counters_logged(dsn, bool(overrides.pop("LOGGED_COUNTERS", "")))
         proc = start_gunicorn(port, overrides, options.workers, options.threads)
         try:
-            if name == "floor":
-                args = [(port, ("/healthz", None), client["key"]) for client in world]
-            elif name == "batch":
-                args = [
-                    (
-                        port,
-                        (
-                            "/api/v1/daemons/me/heartbeat/",
-                            {"supervisors": [{"contractId": c, **heartbeat} for c in client["contracts"][1:]]},
-                        ),
-                        client["key"],
-                    )
-                    for client in world
-                ]
-            else:
-                args = [
-                    (
-                        port,
-                        (f"/api/v1/contracts/{client['contracts'][0]}/supervisor/heartbeat/", heartbeat),
-                        client["key"],
-                    )
-                    for client in world
-                ]
-            run_clients(client, args, 1.0)  # warm-up: connections, key cache
-            # Interleave short HTTP and direct slices so load from elsewhere on the machine
-            # hits both figures alike; each figure is its total count over its total time.
+            args = [(port, request_of(name, client, heartbeat), client["key"]) for client in world]
             direct_args = [(dsn, client["contracts"][0], client["daemon_id"]) for client in world]
-            slice_seconds = options.seconds / options.rounds
-            http_total = direct_total = errors = 0.0
-            for _ in range(options.rounds):
-                rate, errs = run_clients(client, args, slice_seconds)
-                http_total += rate * slice_seconds
-                errors += errs
-                rate, _ = run_clients(direct_client, direct_args, slice_seconds)
-                direct_total += rate * slice_seconds
-            http_rate, direct_rate = http_total / options.seconds, direct_total / options.seconds
+            run_clients(client, args, 1.0)  # warm-up: connections, key cache
+            for clients in concurrency:
+                http_rate, direct_rate, errors = side_by_side(
+                    client, args[:clients], direct_args[:clients], options.seconds, options.rounds
+                )
+                report(name, clients, http_rate, direct_rate, errors, options.batch)
         finally:
             stop(proc)
             set_counters_logged(dsn, False)
-        if name == "batch":
-            rows = http_rate * options.batch
-            print(
-                f"{'batch x' + str(options.batch):<18} {http_rate:>11.0f} {direct_rate:>10.0f} "
-                f"{rows / direct_rate:>6.2f} {errors:>7.0f}   -> {rows:.0f} supervisor heartbeats/s over HTTP"
-            )
-        else:
-            print(f"{name:<18} {http_rate:>11.0f} {direct_rate:>10.0f} {http_rate / direct_rate:>6.2f} {errors:>7.0f}")
+
+
+def request_of(variant: str, client: dict, heartbeat: dict) -> tuple[str, dict | None]:
+    """The path and JSON body (None: a GET) one client sends over and over in this variant."""
+    if variant == "floor":
+        return "/healthz", None
+    if variant == "batch":
+        items = [{"contractId": c, **heartbeat} for c in client["contracts"][1:]]
+        return "/api/v1/daemons/me/heartbeat/", {"supervisors": items}
+    return f"/api/v1/contracts/{client['contracts'][0]}/supervisor/heartbeat/", heartbeat
+
+
+def side_by_side(client, args, direct_args, seconds: float, rounds: int) -> tuple[float, float, float]:
+    """HTTP and direct throughput, interleaved in short slices so that load from elsewhere
+    on the machine hits both figures alike; each figure is its total count over its total time."""
+    slice_seconds = seconds / rounds
+    http_total = direct_total = errors = 0.0
+    for _ in range(rounds):
+        rate, errs = run_clients(client, args, slice_seconds)
+        http_total += rate * slice_seconds
+        errors += errs
+        rate, _ = run_clients(direct_client, direct_args, slice_seconds)
+        direct_total += rate * slice_seconds
+    return http_total / seconds, direct_total / seconds, errors
+
+
+def report(name: str, clients: int, http_rate: float, direct_rate: float, errors: float, batch: int) -> None:
+    if name == "batch":
+        rows = http_rate * batch
+        print(
+            f"{'batch x' + str(batch):<18} {clients:>7} {http_rate:>11.0f} {direct_rate:>10.0f} "
+            f"{rows / direct_rate:>6.2f} {errors:>7.0f}   -> {rows:.0f} supervisor heartbeats/s over HTTP"
+        )
+    else:
+        ratio = http_rate / direct_rate
+        print(f"{name:<18} {clients:>7} {http_rate:>11.0f} {direct_rate:>10.0f} {ratio:>6.2f} {errors:>7.0f}")
 
 
 if __name__ == "__main__":
