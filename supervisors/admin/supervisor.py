@@ -44,6 +44,7 @@ from .actions import (
     run_restorations,
     validate_selected,
 )
+from .base import ReadOnlyAdmin
 from .display import progress_bar, stale_marker, state_badge
 from .filters import PendingQuestionsFilter, StaleFilter
 from .forms import AnswerForm, CorrectionForm
@@ -56,7 +57,7 @@ MESSAGE_PREVIEW_CHARS = 20_000
 
 
 @admin.register(SupervisorState)
-class SupervisorStateAdmin(admin.ModelAdmin):
+class SupervisorStateAdmin(ReadOnlyAdmin):
     list_display = (
         "contract_name",
         "state_display",
@@ -108,16 +109,7 @@ class SupervisorStateAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("supervisors/admin.css",)}
 
-    # --- permissions: the model form never saves; services do ------------------------------
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # --- permissions: no add, change or delete (ReadOnlyAdmin); these gate the services
 
     def has_restore_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RESTORE_PERMISSION)

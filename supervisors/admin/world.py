@@ -8,8 +8,6 @@ them by hand would bypass the rules the services keep.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -27,19 +25,7 @@ from supervisors.models import (
 )
 
 from . import keys
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Visible to staff, written only by the services."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from .base import ReadOnlyAdmin
 
 
 @admin.register(Contract)

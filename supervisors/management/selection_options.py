@@ -6,7 +6,7 @@ import argparse
 import uuid
 from datetime import timedelta
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from supervisors.enums import SupervisorStatus
 from supervisors.selectors import SupervisorSelection
@@ -89,3 +89,17 @@ def selection_from_options(options: dict) -> SupervisorSelection:
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples in the epilog as written."""
+
+
+class SelectionCommand(BaseCommand):
+    """A command over a selection of supervisors: the selection options, and ``examples`` under --help."""
+
+    examples = ""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, epilog=self.examples, **kwargs)
+        parser.formatter_class = HelpFormatter
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_selection_arguments(parser)

@@ -6,11 +6,11 @@ import getpass
 import json
 from datetime import datetime
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import RecoveryAction, RestorationSource
-from supervisors.management.selection_options import HelpFormatter, add_selection_arguments, selection_from_options
+from supervisors.management.selection_options import SelectionCommand, selection_from_options
 from supervisors.services.actors import Actor
 from supervisors.services.restoration import RestoreOptions
 from supervisors.services.restoration_batch import BatchRunReport, count_selection, restore_selection
@@ -43,16 +43,12 @@ examples:
 """
 
 
-class Command(BaseCommand):
+class Command(SelectionCommand):
+    examples = EXAMPLES
     help = "Restore supervisors (validate, fall back to checkpoints, re-deliver questions) in batches."
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, epilog=EXAMPLES, **kwargs)
-        parser.formatter_class = HelpFormatter
-        return parser
-
     def add_arguments(self, parser: CommandParser) -> None:
-        add_selection_arguments(parser)
+        super().add_arguments(parser)
         parser.add_argument(
             "--source",
             choices=RestorationSource.values,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 
-from supervisors.management.selection_options import HelpFormatter, add_selection_arguments, selection_from_options
+from supervisors.management.selection_options import SelectionCommand, selection_from_options
 from supervisors.services.restoration_batch import validate_selection
 
 EXAMPLES = """
@@ -22,16 +22,9 @@ examples:
 """
 
 
-class Command(BaseCommand):
+class Command(SelectionCommand):
+    examples = EXAMPLES
     help = "Validate supervisors' saved state and report what a restoration would do; changes nothing."
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, epilog=EXAMPLES, **kwargs)
-        parser.formatter_class = HelpFormatter
-        return parser
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_selection_arguments(parser)
 
     def handle(self, *args, **options) -> None:
         selection = selection_from_options(options)
