@@ -24,6 +24,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="Kill the service's database connections (pg_terminate_backend) this often; 0 = never.",
     )
+    parser.add_argument(
+        "--daemon-gone-after",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="The service's DAEMON_GONE_AFTER_SECONDS (the lease a quiet daemon must keep with its other requests).",
+    )
+    parser.add_argument(
+        "--quiet-every", type=int, default=5, metavar="N", help="One daemon in N stops its own heartbeats; 0 = none."
+    )
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's).")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker.")
     parser.add_argument("--seed", type=int, default=None)
@@ -54,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         humans=args.humans,
         kill_connections_every=args.kill_connections_every,
         seed=args.seed,
+        daemon_gone_after=args.daemon_gone_after,
+        quiet_every=args.quiet_every,
     )
     result = run_soak(
         config,

@@ -133,6 +133,7 @@ def check_invariants(world: World) -> list[Check]:
         )
     )
 
+    checks += _ownership_checks(world, rows)
     checks.append(_no_5xx(recorder, faults=bool(world.config.kill_connections_every)))
     unexpected = [u for u in recorder.unexpected if not (u.status >= 500 or u.status == NO_ANSWER)]
     checks.append(
@@ -143,6 +144,60 @@ def check_invariants(world: World) -> list[Check]:
         )
     )
     return checks
+
+
+def _ownership_checks(world: World, rows: dict) -> list[Check]:
+    """Issue 11: fenced-off writers change nothing, live daemons keep their supervisors, no answer is lost."""
+    from supervisors.models import QuestionAnswer, SupervisorCheckpoint
+
+    ledger, marker = world.ledger, world.zombie_marker
+    contracts = list(ledger.owner)
+    # A zombie's write that landed leaves its marker in the row, or in a checkpoint taken at its save point.
+    landed = [f"state {c}" for c, row in rows.items() if _has_marker(marker, row)]
+    landed += [
+        f"checkpoint {cp.id}"
+        for cp in SupervisorCheckpoint.objects.filter(supervisor__contract_id__in=contracts).only(
+            "id", "phase", "current_activity", "pending_questions"
+        )
+        if _has_marker(marker, cp)
+    ]
+    landed += [
+        f"answer {a.question_id}"
+        for a in QuestionAnswer.objects.filter(supervisor__contract_id__in=contracts)
+        if marker in str(a.question)
+    ]
+    accepted = ledger.zombie_writes - ledger.zombie_refused
+    fenced = Check(
+        "no write from a superseded epoch or a former owner landed",
+        not (landed or accepted or ledger.own_writes_refused),
+        f"zombie writes refused {ledger.zombie_refused}/{ledger.zombie_writes}, found in the database "
+        f"{len(landed)} {_sample(landed)}; live owners' writes refused as superseded "
+        f"{len(ledger.own_writes_refused)} {_sample(ledger.own_writes_refused, 2)}",
+    )
+    live = Check(
+        "no live supervisor taken over",
+        not ledger.live_takeovers,
+        f"takeover attempts on live daemons refused {ledger.live_takeover_refused}/{ledger.live_takeover_attempts}; "
+        f"succeeded {len(ledger.live_takeovers)} {_sample(ledger.live_takeovers)}",
+    )
+    not_offered = sorted(ledger.unacked_at_stop - ledger.offered_at_stop)
+    missing = ledger.answers_missing_from_resume
+    answers = Check(
+        "every answer acknowledged or offered to the current owner",
+        not (missing or not_offered),
+        f"{sum(ledger.resumes.values())} resumes, answers they did not carry {len(missing)} {_sample(missing)}; "
+        f"unacknowledged when traffic stopped {len(ledger.unacked_at_stop)}, not offered to the current owner "
+        f"{len(not_offered)} {_sample(not_offered)}",
+    )
+    return [fenced, live, answers]
+
+
+def _has_marker(marker: str, row) -> bool:
+    return (
+        marker in (row.current_activity or "")
+        or marker in (row.phase or "")
+        or any(marker in str(q) for q in row.pending_questions or [])
+    )
 
 
 def _no_5xx(recorder: Recorder, *, faults: bool) -> Check:

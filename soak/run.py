@@ -42,6 +42,8 @@ def run_soak(
         workers=workers,
         threads=threads,
         log_path=log_path,
+        # Short, so that a quiet daemon's lease is kept by its other requests or not at all.
+        extra_env={"DAEMON_GONE_AFTER_SECONDS": str(config.daemon_gone_after)},
     )
     world = World(server.host, server.port, config)
     _identities, session_key = setup_world(world)
@@ -61,7 +63,10 @@ def run_soak(
         f"soak {world.run_id}: {config.daemons} daemons x {config.supervisors_per_daemon} supervisors, "
         f"{config.seconds:g} s (+{elapsed - config.seconds:.1f} s drain), gunicorn "
         f"{server.env.get('GUNICORN_WORKERS', 'default')} workers x {server.env.get('GUNICORN_THREADS', '8')} threads; "
-        f"{world.ledger.crashes} crashes, {world.ledger.takeovers} takeovers"
+        f"{world.ledger.crashes} crashes, {world.ledger.takeovers} takeovers; "
+        f"zombie writes refused {world.ledger.zombie_refused}/{world.ledger.zombie_writes}, "
+        f"takeovers of live daemons refused {world.ledger.live_takeover_refused}/"
+        f"{world.ledger.live_takeover_attempts} (lease {config.daemon_gone_after} s)"
         + (
             f"; database connections killed every {config.kill_connections_every:g} s: "
             f"{world.ledger.connections_killed} in {world.ledger.kills} rounds"

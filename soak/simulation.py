@@ -5,6 +5,13 @@ questions asked, answers received, resumes that succeeded, who owns which
 supervisor), so ``invariants`` can compare it with the database afterwards.
 Setup goes through the services (daemons, API keys, contracts, supervisor
 tasks, a staff user); all traffic goes over HTTP to 127.0.0.1.
+
+Two kinds of daemon test ownership (issue 11). A *zombie* is the old process
+of a daemon that crashed: once other daemons have taken its supervisors over,
+it still writes to them with its old key and old epoch; every such write must
+be refused and none may land. A *quiet* daemon stops sending its own daemon
+heartbeat but keeps working (supervisor heartbeats and other writes keep its
+lease): other daemons try to take its supervisors over, and must never manage.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .client import NO_ANSWER, Client, Recorder
+from .client import NO_ANSWER, Client, Recorder, Reply
 
 SUP = "/contracts/{id}/supervisor/"
 API = "/api/v1"
@@ -43,6 +50,20 @@ class Ledger:
     takeovers: int = 0
     crashes: int = 0
     owner: dict[uuid.UUID, str] = field(default_factory=dict)  # contract -> daemon name
+    answer_contract: dict[str, uuid.UUID] = field(default_factory=dict)  # answered question -> contract
+    ack_unsure: set[str] = field(default_factory=set)  # an acknowledgement whose every attempt got 503
+    #: Answers a human had been told were stored, not yet acknowledged, that a resume did not carry.
+    answers_missing_from_resume: list[str] = field(default_factory=list)
+    #: Answers not acknowledged when the traffic stopped, and those the current owners were offered then.
+    unacked_at_stop: set[str] = field(default_factory=set)
+    offered_at_stop: set[str] = field(default_factory=set)
+    zombie_writes: int = 0
+    zombie_refused: int = 0
+    live_takeover_attempts: int = 0
+    live_takeover_refused: int = 0
+    live_takeovers: list[str] = field(default_factory=list)  # "contract from daemon": must stay empty
+    #: A live owner's own write refused as superseded (its epoch was current): must stay empty.
+    own_writes_refused: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -59,6 +80,12 @@ class SoakConfig:
     #: Every this many seconds, kill the service's database connections (pg_terminate_backend); 0 = never.
     kill_connections_every: float = 0.0
     seed: int | None = None
+    #: The service's DAEMON_GONE_AFTER_SECONDS: short, so a quiet daemon's lease must be kept by its other requests.
+    daemon_gone_after: int = 5
+    #: Every this many daemons, one is quiet (own heartbeats stop a quarter of the way in); 0 = none.
+    quiet_every: int = 5
+    #: Requests a zombie sends to each supervisor taken over from its daemon.
+    zombie_writes_per_supervisor: int = 5
 
 
 @dataclass
@@ -76,10 +103,13 @@ class World:
         self.recorder = Recorder()
         self.ledger = Ledger()
         self.stop = threading.Event()
-        self.takeover_lock = threading.RLock()  # serialises takeovers with a gone daemon's return
+        # Serialises takeovers (and attempts on live daemons) with a daemon's going away and return.
+        self.takeover_lock = threading.RLock()
         self.orphans: dict[uuid.UUID, DaemonSim] = {}  # contract -> the gone daemon it belongs to
         self.sims: list[DaemonSim] = []
         self.run_id = secrets.token_hex(3)
+        #: Written into every zombie write (activity, phase, question), so a landed one shows in the database.
+        self.zombie_marker = f"zombie-{self.run_id}"
 
     def client(self, headers: dict[str, str]) -> Client:
         """A client that, when the database is being taken away, retries 503s as a daemon would."""
@@ -115,6 +145,9 @@ def setup_world(world: World, *, staff_password: str | None = None) -> tuple[lis
         world.sims.append(sim)
     if len(world.sims) > 1:
         world.sims[0].forced_takeover_at = world.config.seconds / 3
+    if world.config.quiet_every:
+        for sim in world.sims[1 :: world.config.quiet_every]:
+            sim.quiet_after = world.config.seconds / 4
     user = User.objects.create_user(
         f"soak-human-{world.run_id}", password=staff_password or secrets.token_urlsafe(16), is_staff=True
     )
@@ -136,13 +169,29 @@ class DaemonSim:
         self.client: Client | None = None
         #: Seconds into the run at which this daemon goes away for a while, so a takeover surely happens.
         self.forced_takeover_at: float | None = None
+        #: Seconds into the run after which this daemon sends no daemon heartbeat any more (a quiet daemon).
+        self.quiet_after: float | None = None
+        self.quiet = False
+        #: The epoch (restorationCount) this daemon believes current per supervisor; None: unsure, not sent.
+        self.epochs: dict[uuid.UUID, int | None] = {}
+        #: Supervisors taken over from this daemon while it was gone, with the epoch it had: its zombie's targets.
+        self.lost: dict[uuid.UUID, int | None] = {}
+        self.started = False  # its supervisors exist (its first PUTs are done)
 
     # --- plumbing ---------------------------------------------------------------------
     def call(self, method: str, template: str, contract: uuid.UUID | None = None, body=None, **kwargs):
+        """One request; a write to a supervisor carries the epoch this daemon believes current."""
         path = API + template.replace("{id}", str(contract) if contract else "")
         for name, value in kwargs.pop("path_values", {}).items():
             path = path.replace("{" + name + "}", str(value))
-        return self.client.request(method, path, body, endpoint=template, **kwargs)
+        epoch = self.epochs.get(contract) if contract else None
+        if method != "GET" and template.startswith(SUP) and not template.endswith("resume/") and epoch is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Supervisor-Epoch": str(epoch)}
+        reply = self.client.request(method, path, body, endpoint=template, **kwargs)
+        if reply.status == 409 and isinstance(reply.body, dict) and reply.body.get("code") == "superseded":
+            with self.world.ledger.lock:
+                self.world.ledger.own_writes_refused.append(f"{method} {template} {contract}: {reply.body}")
+        return reply
 
     def mine(self) -> list[uuid.UUID]:
         with self.world.takeover_lock:
@@ -154,13 +203,15 @@ class DaemonSim:
         try:
             self.daemon_heartbeat()
             for contract, task in list(self.supervisors.items()):
-                self.call(
+                reply = self.call(
                     "PUT",
                     SUP,
                     contract,
                     {"taskId": str(task), "phase": "plan", "state": "working", "conversationHistory": []},
                     expect=(201,),
                 )
+                self.epochs[contract] = reply.body.get("restorationCount") if reply.ok else None
+            self.started = True
             actions = [
                 (self.heartbeat, 30),
                 (self.daemon_heartbeat, 8),
@@ -171,17 +222,20 @@ class DaemonSim:
                 (self.patch_history, 4),
                 (self.finish_task, 5),
                 (self.phase, 2),
+                (self.try_takeover_of_live, 2),
             ]
             funcs, weights = zip(*actions, strict=True)
             started = time.monotonic()
             while not self.world.stop.is_set():
                 time.sleep(self.rng.uniform(*self.world.config.think_seconds))
+                if self.quiet_after is not None and time.monotonic() - started >= self.quiet_after:
+                    self.quiet_after, self.quiet = None, True
                 if self.forced_takeover_at is not None and time.monotonic() - started >= self.forced_takeover_at:
                     self.forced_takeover_at = None
                     self.crash(takeover=True)
                     continue
                 if self.rng.random() < self.world.config.crash_probability:
-                    self.crash()
+                    self.crash(takeover=False if self.quiet else None)
                     continue
                 if self.world.orphans and self.rng.random() < 0.3:
                     self.take_over()
@@ -191,11 +245,24 @@ class DaemonSim:
             self.client.close()
 
     def daemon_heartbeat(self, status: str = "connected") -> None:
-        items = [
-            {"contractId": str(c), "state": "working", "currentActivity": "soak", "progress": self.rng.randint(0, 100)}
-            for c in self.mine()
-        ]
-        self.call("POST", "/daemons/me/heartbeat/", body={"status": status, "supervisors": items})
+        """The daemon's own heartbeat, carrying its supervisors' (each with its epoch); a quiet daemon sends none."""
+        if self.quiet:
+            return self.heartbeat()
+        items = []
+        for contract in self.mine():
+            item = {
+                "contractId": str(contract),
+                "state": "working",
+                "currentActivity": "soak",
+                "progress": self.rng.randint(0, 100),
+            }
+            if self.epochs.get(contract) is not None:
+                item["epoch"] = self.epochs[contract]
+            items.append(item)
+        reply = self.call("POST", "/daemons/me/heartbeat/", body={"status": status, "supervisors": items})
+        if reply.ok and reply.body.get("supervisorsNotUpdated"):
+            with self.world.ledger.lock:  # its own supervisors, at its current epochs: all must be written
+                self.world.ledger.own_writes_refused.append(f"daemon heartbeat: {reply.body}")
 
     def pick(self) -> uuid.UUID | None:
         mine = self.mine()
@@ -249,19 +316,26 @@ class DaemonSim:
                 elif reply.status >= 500 or reply.status == NO_ANSWER:
                     self.world.ledger.ask_unsure.add(question["id"])
 
-    def pick_up_answers(self, contracts: list[uuid.UUID] | None = None) -> None:
+    def pick_up_answers(self, contracts: list[uuid.UUID] | None = None, *, offered: set[str] | None = None) -> None:
+        """Fetch the answers waiting for some supervisors and acknowledge them (``offered`` collects their ids)."""
         for contract in contracts if contracts is not None else [c for c in [self.pick()] if c]:
             reply = self.call("GET", SUP + "answers/", contract)
             if not reply.ok:
                 continue
             for answer in reply.body:
                 qid = answer["questionId"]
-                retries = 2 if self.rng.random() < 0.1 else 1
-                for _ in range(retries):
-                    ack = self.call("POST", SUP + "answers/{qid}/ack/", contract, path_values={"qid": qid})
-                    if ack.ok:
-                        with self.world.ledger.lock:
-                            self.world.ledger.received[qid] = answer["answer"]
+                if offered is not None:
+                    offered.add(qid)
+                self.acknowledge(contract, qid, answer["answer"], retries=2 if self.rng.random() < 0.1 else 1)
+
+    def acknowledge(self, contract: uuid.UUID, qid: str, text: str, *, retries: int = 1) -> None:
+        for _ in range(retries):
+            ack = self.call("POST", SUP + "answers/{qid}/ack/", contract, path_values={"qid": qid})
+            with self.world.ledger.lock:
+                if ack.ok:
+                    self.world.ledger.received[qid] = text
+                elif ack.status >= 500 or ack.status == NO_ANSWER:
+                    self.world.ledger.ack_unsure.add(qid)
 
     def read_state(self) -> None:
         if (contract := self.pick()) is not None:
@@ -286,7 +360,18 @@ class DaemonSim:
             self.call("POST", SUP + "phase/", contract, {"phase": self.rng.choice(["plan", "execute", "review"])})
 
     # --- crashes, restarts and takeovers -------------------------------------------------
-    def resume(self, contract: uuid.UUID, source: str) -> bool:
+    def resume(self, contract: uuid.UUID, source: str) -> Reply | None:
+        """Resume (with an Idempotency-Key, now and then retried); the reply when it restored, else None.
+
+        The answers the human gave and this daemon never acknowledged must come
+        with the resume (``pendingAnswers``): the daemon acknowledges them there.
+        """
+        with self.world.ledger.lock:
+            given = {
+                qid
+                for qid, c in self.world.ledger.answer_contract.items()
+                if c == contract and qid not in self.world.ledger.received and qid not in self.world.ledger.ack_unsure
+            }
         key = str(uuid.uuid4())
         reply = self.call(
             "POST", SUP + "resume/", contract, {"source": source, "reason": "soak"}, headers={"Idempotency-Key": key}
@@ -307,32 +392,103 @@ class DaemonSim:
                 self.world.ledger.resumes_by_source[source] += 1
             elif reply.status >= 500 or reply.status == NO_ANSWER:
                 self.world.ledger.resume_unsure[contract] += 1
-        return reply.ok
+        if not reply.ok:
+            return None
+        offered = {a["questionId"]: a["answer"] for a in reply.body.get("pendingAnswers", [])}
+        with self.world.ledger.lock:
+            self.world.ledger.answers_missing_from_resume += [f"{q} ({source})" for q in sorted(given - set(offered))]
+        self.epochs[contract] = reply.body.get("restorationCount")
+        for qid, text in offered.items():
+            self.acknowledge(contract, qid, text)
+        return reply
 
     def crash(self, *, takeover: bool | None = None) -> None:
         """The daemon process dies: it forgets its tasks and comes back (daemon_restart), or is gone long
-        enough for others to take its supervisors over (task_reassignment)."""
+        enough for others to take its supervisors over (task_reassignment); then its old process, a zombie,
+        still writes to what was taken over."""
         with self.world.ledger.lock:
             self.world.ledger.crashes += 1
         self.tasks.clear()
         self.client.close()
         if takeover if takeover is not None else self.rng.random() < self.world.config.takeover_share:
+            with self.world.takeover_lock:  # gone before it says so: nobody tries it as a live daemon from now
+                self.gone = True
             self.daemon_heartbeat(status="disconnected")
             with self.world.takeover_lock:
-                self.gone = True
                 for contract in self.supervisors:
                     self.world.orphans[contract] = self
             self.world.stop.wait(self.rng.uniform(0.5, 2.0))
             with self.world.takeover_lock:  # back: what nobody took over is still ours
                 for contract in [c for c, owner in self.world.orphans.items() if owner is self]:
                     del self.world.orphans[contract]
-                self.gone = False
+                lost, self.lost = self.lost, {}
+            self.epochs.clear()
+            self.zombie(lost)
+            with self.world.takeover_lock:
                 self.daemon_heartbeat()
+                self.gone = False
         else:
+            self.epochs.clear()
             self.world.stop.wait(self.rng.uniform(0.1, 0.5))
             self.daemon_heartbeat()
         for contract in self.mine():
             self.resume(contract, "daemon_restart")
+
+    def zombie(self, lost: dict[uuid.UUID, int | None]) -> None:
+        """The crashed process, still running: it writes to the supervisors taken over from it, with its old
+        key and its old epoch (every other write without the header). Each write must be refused."""
+        client = self.world.client({"Authorization": f"Bearer {self.identity.key}"})
+        marker = self.world.zombie_marker
+        try:
+            for contract, epoch in lost.items():
+                for number in range(self.world.config.zombie_writes_per_supervisor):
+                    with_epoch = epoch is not None and number % 2 == 0
+                    headers = {"Supervisor-Epoch": str(epoch)} if with_epoch else {}
+                    kind = self.rng.choice(["heartbeat/", "", "phase/", "questions/", "batch"])
+                    if kind == "batch":
+                        item = {
+                            "contractId": str(contract),
+                            "state": "working",
+                            "currentActivity": marker,
+                            "progress": 99,
+                        }
+                        if with_epoch:
+                            item["epoch"] = epoch
+                        reply = client.request(
+                            "POST",
+                            f"{API}/daemons/me/heartbeat/",
+                            {"status": "connected", "supervisors": [item]},
+                            endpoint="/daemons/me/heartbeat/ (zombie)",
+                        )
+                        refused = reply.ok and str(contract) in (reply.body.get("supervisorsNotUpdated") or [])
+                    else:
+                        method, body = {
+                            "heartbeat/": ("POST", {"state": "working", "currentActivity": marker, "progress": 99}),
+                            "": ("PATCH", {"currentActivity": marker, "conversationHistory": []}),
+                            "phase/": ("POST", {"phase": marker}),
+                            "questions/": (
+                                "POST",
+                                {"id": str(uuid.uuid4()), "question": marker, "choices": ["yes", "no"]},
+                            ),
+                        }[kind]
+                        reply = client.request(
+                            method,
+                            API + SUP.replace("{id}", str(contract)) + kind,
+                            body,
+                            endpoint=SUP + kind + " (zombie)",
+                            expect=(404, 409),
+                            headers=headers,
+                        )
+                        refused = reply.status == 404 or (
+                            reply.status == 409
+                            and isinstance(reply.body, dict)
+                            and reply.body.get("code") == "superseded"
+                        )
+                    with self.world.ledger.lock:
+                        self.world.ledger.zombie_writes += 1
+                        self.world.ledger.zombie_refused += refused
+        finally:
+            client.close()
 
     def take_over(self) -> None:
         with self.world.takeover_lock:
@@ -342,9 +498,38 @@ class DaemonSim:
             previous = self.world.orphans.pop(contract)
             if self.resume(contract, "task_reassignment"):
                 self.supervisors[contract] = previous.supervisors.pop(contract)
+                previous.lost[contract] = previous.epochs.pop(contract, None)
                 with self.world.ledger.lock:
                     self.world.ledger.takeovers += 1
                     self.world.ledger.owner[contract] = self.identity.name
+
+    def try_takeover_of_live(self) -> None:
+        """Try to take over a supervisor whose daemon is alive (mostly a quiet one's): must be a 404."""
+        with self.world.takeover_lock:  # its owner cannot go away meanwhile
+            if self.gone:
+                return
+            alive = [s for s in self.world.sims if s is not self and not s.gone and s.started and s.supervisors]
+            quiet = [s for s in alive if s.quiet]
+            pool = quiet if quiet and self.rng.random() < 0.7 else alive
+            if not pool:
+                return
+            owner = self.rng.choice(pool)
+            contract = self.rng.choice(list(owner.supervisors))
+            reply = self.client.request(
+                "POST",
+                API + SUP.replace("{id}", str(contract)) + "resume/",
+                {"source": "task_reassignment", "reason": "soak: its daemon is alive"},
+                endpoint=SUP + "resume/ (live owner)",
+                expect=(404,),
+            )
+            with self.world.ledger.lock:
+                self.world.ledger.live_takeover_attempts += 1
+                if reply.status == 404:
+                    self.world.ledger.live_takeover_refused += 1
+                elif reply.ok:  # a breach: count its restoration, so the restoration check stays about resumes
+                    self.world.ledger.live_takeovers.append(f"{contract} from {owner.identity.name}")
+                    self.world.ledger.resumes[contract] += 1
+                    self.world.ledger.resumes_by_source["task_reassignment"] += 1
 
 
 class Human:
@@ -399,6 +584,7 @@ class Human:
             with self.world.ledger.lock:
                 self.world.ledger.answered[qid] = text
                 self.world.ledger.answer_wins[qid] += 1
+                self.world.ledger.answer_contract[qid] = contract
             if self.rng.random() < 0.1:
                 self.client.request("POST", path, {"answer": text}, endpoint=endpoint + " (again)", expect=(404, 409))
 
@@ -420,10 +606,19 @@ def run_world(world: World, session_key: str) -> None:
     stuck = [t.name for t in threads if t.is_alive()]
     if stuck:
         raise RuntimeError(f"threads still running after the hard stop: {', '.join(stuck)}")
-    # Drain: each daemon picks up and acknowledges every answer still waiting for it.
+    # Drain: each daemon picks up and acknowledges every answer still waiting for it. What is not
+    # acknowledged at this point must be offered to the supervisor's current owner.
+    from supervisors.models import QuestionAnswer
+
+    world.ledger.unacked_at_stop = {
+        str(qid)
+        for qid in QuestionAnswer.objects.filter(
+            supervisor__contract_id__in=list(world.ledger.owner), acknowledged_at__isnull=True
+        ).values_list("question_id", flat=True)
+    }
     for sim in world.sims:
         sim.client = world.client({"Authorization": f"Bearer {sim.identity.key}"})
         try:
-            sim.pick_up_answers(sim.mine())
+            sim.pick_up_answers(sim.mine(), offered=world.ledger.offered_at_stop)
         finally:
             sim.client.close()

@@ -1,4 +1,8 @@
-"""A short soak (10 daemons, 15 s) in the suite, so CI keeps the invariants; ``python -m soak`` is the full run."""
+"""A short soak (10 daemons, 15 s) in the suite, so CI keeps the invariants; ``python -m soak`` is the full run.
+
+Two of the ten daemons are quiet (their own heartbeats stop, their other requests go on) and
+the service's lease is 5 s, so a lease kept only by daemon heartbeats would let them be taken over.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,10 @@ def test_ten_daemons_for_fifteen_seconds_lose_nothing(live_database_url, tmp_pat
     assert ledger.answered and ledger.received
     assert ledger.resumes_by_source["daemon_restart"] > 0
     assert ledger.takeovers > 0 and ledger.resumes_by_source["task_reassignment"] == ledger.takeovers
+    # Zombies wrote after their supervisors were taken over, and were refused every time.
+    assert ledger.zombie_writes > 0 and ledger.zombie_refused == ledger.zombie_writes
+    # Daemons tried to take over supervisors of live daemons (quiet ones among them), and never managed.
+    assert ledger.live_takeover_attempts > 0 and ledger.live_takeover_refused == ledger.live_takeover_attempts
 
 
 @pytest.mark.postgres_only
