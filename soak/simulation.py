@@ -260,8 +260,8 @@ class DaemonSim:
                 item["epoch"] = self.epochs[contract]
             items.append(item)
         reply = self.call("POST", "/daemons/me/heartbeat/", body={"status": status, "supervisors": items})
-        if reply.ok and reply.body.get("supervisorsNotUpdated"):
-            with self.world.ledger.lock:  # its own supervisors, at its current epochs: all must be written
+        if self.started and reply.ok and reply.body.get("supervisorsNotUpdated"):
+            with self.world.ledger.lock:  # its own supervisors (all exist now), at its epochs: all must be written
                 self.world.ledger.own_writes_refused.append(f"daemon heartbeat: {reply.body}")
 
     def pick(self) -> uuid.UUID | None:
