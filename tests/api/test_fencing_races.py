@@ -91,7 +91,8 @@ def is_refusal(response) -> bool:
     """A write refused as a fenced-off one: 409 ``superseded`` or 404 (never another 409)."""
     if response.status_code == 404:
         return True
-    return response.status_code == 409 and response.json()["code"] == "superseded"
+    body = response.json()
+    return response.status_code == 409 and body["code"] == "superseded" and "Supervisor-Epoch" in body["fields"]
 
 
 # --- (a) a takeover raced against each of the old owner's writes ---------------------------------------
