@@ -433,6 +433,14 @@ class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
 
 class SupervisorHeartbeatItemSerializer(HeartbeatSerializer):
     contractId = StrictUUIDField(source="contract_id")
+    epoch = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="The epoch this daemon holds the supervisor at (its last resume's restorationCount): the "
+        "heartbeat is written only at that epoch. Left out: at the epoch current when the statement runs.",
+    )
 
 
 class DaemonHeartbeatSerializer(StrictSerializer):
@@ -448,6 +456,11 @@ class DaemonHeartbeatResponseSerializer(serializers.Serializer):
     lastHeartbeatAt = StrictDateTimeField()
     supervisorsUpdated = StrictIntegerField(
         help_text="Supervisor heartbeats written (those of supervisors not on this daemon are ignored)."
+    )
+    supervisorsNotUpdated = serializers.ListField(
+        child=StrictUUIDField(),
+        help_text="Contracts of items that were not written: not this daemon's supervisor (any more), or at "
+        "another epoch (superseded: resume before working on it again).",
     )
 
 
@@ -491,7 +504,7 @@ class TaskStatusSerializer(StrictSerializer):
 # --- The heartbeat hot path ----------------------------------------------------------------
 
 _HEARTBEAT_KEYS = frozenset({"state", "currentActivity", "progress"})
-_ITEM_KEYS = _HEARTBEAT_KEYS | {"contractId"}
+_ITEM_KEYS = _HEARTBEAT_KEYS | {"contractId", "epoch"}
 _STATES = frozenset(SupervisorStatus.values)
 
 
@@ -523,6 +536,10 @@ def validate_heartbeat(data: Any, *, with_contract: bool = False) -> dict[str, A
         errors["progress"] = ["A whole number from 0 to 100 is required."]
     out = {"state": state, "current_activity": activity, "progress": progress}
     if with_contract:
+        epoch = data.get("epoch")
+        if epoch is not None and (type(epoch) is not int or not 0 <= epoch < 2**31):
+            errors["epoch"] = ["A non-negative whole number is required."]
+        out["epoch"] = epoch
         try:
             out["contract_id"] = uuid.UUID(data["contractId"])
         except KeyError:

@@ -43,11 +43,12 @@ from supervisors.models import (
     SupervisorState,
     Task,
 )
-from supervisors.selectors import daemon_is_gone, is_stale
+from supervisors.selectors import is_stale
 from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import checkpoint_snapshot
 from supervisors.services.conversations import snapshot_histories
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
+from supervisors.services.ownership import is_daemon_gone
 from supervisors.services.restoration_context import generate_restoration_context_message
 from supervisors.services.restoration_writes import update_supervisor_rows
 from supervisors.services.signals import send_on_commit
@@ -520,7 +521,7 @@ def _plan_one(
     daemon = options.assign_to_daemon
     if daemon is not None and world.supervisor_task is not None and world.supervisor_task.daemon_id != daemon.id:
         current = supervisor.task.daemon
-        if not daemon_is_gone(current, now):
+        if not is_daemon_gone(current, now):
             raise Conflict(
                 f"Daemon {current} still runs the supervisor of contract {supervisor.contract_id}; "
                 "it can be taken over only once that daemon is gone.",

@@ -61,8 +61,9 @@ class QuestionsView(ApiView):
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PendingQuestionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
-        _, question, created = add_supervisor_pending_question(contract_uuid, serializer.to_wire())
+        _, question, created = add_supervisor_pending_question(
+            contract_uuid, serializer.to_wire(), fence=scoping.fence_of(request)
+        )
         return Response(
             {"question": question, "created": created},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -80,8 +81,9 @@ class QuestionView(ApiView):
     def delete(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
-        scoping.require_supervisor(request, contract_uuid)
-        remove_supervisor_pending_question(contract_uuid, question_uuid, actor=actor_of(request))
+        remove_supervisor_pending_question(
+            contract_uuid, question_uuid, actor=actor_of(request), fence=scoping.fence_of(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -99,9 +101,12 @@ class AnswerView(ApiView):
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
         serializer = AnswerRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
         answer = clear_pending_question(
-            contract_uuid, question_uuid, answer=serializer.validated_data["answer"], actor=actor_of(request)
+            contract_uuid,
+            question_uuid,
+            answer=serializer.validated_data["answer"],
+            actor=actor_of(request),
+            fence=scoping.fence_of(request),
         )
         return Response(QuestionAnswerSerializer(answer).data)
 
@@ -130,5 +135,5 @@ class AnswerAckView(ApiView):
     def post(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
-        scoping.require_supervisor(request, contract_uuid)
-        return Response(QuestionAnswerSerializer(acknowledge_answer(contract_uuid, question_uuid)).data)
+        answer = acknowledge_answer(contract_uuid, question_uuid, fence=scoping.fence_of(request))
+        return Response(QuestionAnswerSerializer(answer).data)

@@ -23,7 +23,7 @@ from supervisors.api.serializers import (
     questions_to_wire,
     validate_heartbeat,
 )
-from supervisors.models import SupervisorState, Task
+from supervisors.models import SupervisorState
 from supervisors.services.errors import InvalidInput, NotFound
 from supervisors.services.state import (
     add_supervisor_spawned_task,
@@ -94,16 +94,13 @@ class SupervisorView(ApiView):
         serializer = SaveSupervisorStateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        exists = scoping.visible_supervisors(request).filter(contract_id=contract_uuid).exists()
-        if not exists:
-            daemon = scoping.daemon_of(request)
-            if SupervisorState.objects.filter(contract_id=contract_uuid).exists() or (
-                daemon is not None and not Task.objects.filter(pk=data["task_id"], daemon_id=daemon.daemon_id).exists()
-            ):
-                raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
         data["pending_questions"] = questions_to_wire(data["pending_questions"])
-        supervisor = save_supervisor_state_full(contract_id=contract_uuid, expected_version=if_match(request), **data)
-        return state_response(supervisor, code=status.HTTP_200_OK if exists else status.HTTP_201_CREATED)
+        fence = scoping.fence_of(request)
+        existed = SupervisorState.objects.filter(contract_id=contract_uuid).exists()
+        supervisor = save_supervisor_state_full(
+            contract_id=contract_uuid, expected_version=if_match(request), fence=fence, **data
+        )
+        return state_response(supervisor, code=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="supervisor_update",
@@ -119,8 +116,9 @@ class SupervisorView(ApiView):
         changes = dict(serializer.validated_data)
         if "pending_questions" in changes:
             changes["pending_questions"] = questions_to_wire(changes["pending_questions"])
-        scoping.require_supervisor(request, contract_uuid)
-        supervisor = update_supervisor_detailed_state(contract_uuid, changes, expected_version=if_match(request))
+        supervisor = update_supervisor_detailed_state(
+            contract_uuid, changes, expected_version=if_match(request), fence=scoping.fence_of(request)
+        )
         return state_response(supervisor)
 
 
@@ -138,24 +136,27 @@ class HeartbeatView(LeanDaemonPost, ApiView):
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         data = validate_heartbeat(request.data)
-        daemon = scoping.daemon_of(request)
-        updated = update_supervisor_heartbeat_state(
-            contract_uuid, **data, daemon_id=daemon.daemon_id if daemon else None
-        )
-        if not updated:
-            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+        fence = scoping.fence_of(request)
+        update_supervisor_heartbeat_state(contract_uuid, **data, daemon_id=fence.daemon_id, epoch=fence.epoch)
         return Response({"ok": True})
 
     counts_in_write = True
 
     def lean_post(
-        self, principal: DaemonPrincipal, data: Any, *, contractId: str, count: PendingCount | None = None
+        self,
+        principal: DaemonPrincipal,
+        data: Any,
+        *,
+        contractId: str,
+        meta: dict[str, Any],
+        count: PendingCount | None = None,
     ) -> bytes:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        epoch = scoping.epoch_of(meta)
         if not update_supervisor_heartbeat_state(
-            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id, count=count
+            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id, count=count, epoch=epoch
         ):
-            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")  # throttled: 429 wins
         return OK_BODY
 
 
@@ -172,9 +173,10 @@ class SpawnedTaskView(ApiView):
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = SpawnedTaskSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
         data = serializer.validated_data
-        supervisor = add_supervisor_spawned_task(contract_uuid, data["task_id"], wait=data["wait"])
+        supervisor = add_supervisor_spawned_task(
+            contract_uuid, data["task_id"], wait=data["wait"], fence=scoping.fence_of(request)
+        )
         return state_response(supervisor)
 
 
@@ -191,8 +193,9 @@ class PhaseView(ApiView):
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PhaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
-        supervisor = update_supervisor_phase(contract_uuid, serializer.validated_data["phase"])
+        supervisor = update_supervisor_phase(
+            contract_uuid, serializer.validated_data["phase"], fence=scoping.fence_of(request)
+        )
         return state_response(supervisor)
 
 
