@@ -177,7 +177,8 @@ def _ownership_checks(world: World, rows: dict) -> list[Check]:
     live = Check(
         "no live supervisor taken over",
         not ledger.live_takeovers,
-        f"takeover attempts on live daemons refused {ledger.live_takeover_refused}/{ledger.live_takeover_attempts}; "
+        f"takeover attempts on live daemons refused {ledger.live_takeover_refused}/{ledger.live_takeover_attempts} "
+        f"({ledger.live_takeover_attempts_on_quiet} on quiet ones); "
         f"succeeded {len(ledger.live_takeovers)} {_sample(ledger.live_takeovers)}",
     )
     not_offered = sorted(ledger.unacked_at_stop - ledger.offered_at_stop)

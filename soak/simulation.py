@@ -61,6 +61,7 @@ class Ledger:
     zombie_refused: int = 0
     live_takeover_attempts: int = 0
     live_takeover_refused: int = 0
+    live_takeover_attempts_on_quiet: int = 0  # of the attempts, those on a quiet daemon's supervisor
     live_takeovers: list[str] = field(default_factory=list)  # "contract from daemon": must stay empty
     #: A live owner's own write refused as superseded (its epoch was current): must stay empty.
     own_writes_refused: list[str] = field(default_factory=list)
@@ -524,6 +525,7 @@ class DaemonSim:
             )
             with self.world.ledger.lock:
                 self.world.ledger.live_takeover_attempts += 1
+                self.world.ledger.live_takeover_attempts_on_quiet += owner.quiet
                 if reply.status == 404:
                     self.world.ledger.live_takeover_refused += 1
                 elif reply.ok:  # a breach: count its restoration, so the restoration check stays about resumes

@@ -43,6 +43,7 @@ def test_ten_daemons_for_fifteen_seconds_lose_nothing(live_database_url, tmp_pat
     assert ledger.zombie_writes > 0 and ledger.zombie_refused == ledger.zombie_writes
     # Daemons tried to take over supervisors of live daemons (quiet ones among them), and never managed.
     assert ledger.live_takeover_attempts > 0 and ledger.live_takeover_refused == ledger.live_takeover_attempts
+    assert ledger.live_takeover_attempts_on_quiet > 0
 
 
 @pytest.mark.postgres_only
