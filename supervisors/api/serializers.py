@@ -450,6 +450,22 @@ class DaemonHeartbeatSerializer(StrictSerializer):
     supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
 
 
+class DaemonMeSerializer(serializers.Serializer):
+    """A daemon's own view: who it is, its lease, and how many supervisors it owns."""
+
+    daemonId = StrictUUIDField()
+    name = serializers.CharField()
+    alive = serializers.BooleanField(
+        help_text="Computed from the lease (always true for the caller: this request renews it)."
+    )
+    lastHeartbeatAt = StrictDateTimeField(allow_null=True, help_text="When the lease was last renewed.")
+    leaseExpiresAt = StrictDateTimeField(
+        allow_null=True,
+        help_text="When the daemon counts as gone unless another request of its arrives (DAEMON_GONE_AFTER_SECONDS).",
+    )
+    supervisors = StrictIntegerField(help_text="Supervisors this daemon owns.")
+
+
 class DaemonHeartbeatResponseSerializer(serializers.Serializer):
     daemonId = StrictUUIDField()
     status = serializers.ChoiceField(choices=DaemonStatus.choices)

@@ -75,3 +75,16 @@ def test_a_daemon_never_heard_from_is_not_taken_over_while_it_is_new(alpha, sett
     Daemon.objects.filter(pk=newcomer.pk).update(created_at=timezone.now() - timedelta(hours=1))
     takeover = alpha.client.post(url(supervisor.contract_id, "resume/"), {"source": "task_reassignment"}, "json")
     assert takeover.status_code == 200
+
+
+def test_a_daemon_learns_its_own_id_lease_and_supervisors(alpha, supervisor, other_supervisor):
+    response = alpha.client.get("/api/v1/daemons/me/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["daemonId"] == str(alpha.daemon.id) and body["name"] == "alpha"
+    assert body["alive"] is True and body["supervisors"] == 1
+    assert body["leaseExpiresAt"] > body["lastHeartbeatAt"]
+
+
+def test_staff_have_no_daemon_view(staff):
+    assert staff.get("/api/v1/daemons/me/").status_code == 403

@@ -1,4 +1,4 @@
-"""A daemon's own heartbeat, carrying its supervisors' heartbeats in one statement."""
+"""A daemon's own view of itself, and its own heartbeat carrying its supervisors' heartbeats in one statement."""
 
 from __future__ import annotations
 
@@ -12,11 +12,36 @@ from supervisors.api.lean import LeanDaemonPost
 from supervisors.api.serializers import (
     DaemonHeartbeatResponseSerializer,
     DaemonHeartbeatSerializer,
+    DaemonMeSerializer,
     validate_daemon_heartbeat,
 )
+from supervisors.models import Daemon
+from supervisors.services.ownership import is_daemon_gone, lease_expires_at, owned_supervisors
 from supervisors.services.state import HeartbeatItem, record_daemon_and_supervisor_heartbeats
 
 from .base import BODY_ERRORS, ApiView, errors
+
+
+class DaemonMeView(ApiView):
+    daemon_only = True
+
+    @extend_schema(
+        operation_id="daemon_me",
+        responses={200: DaemonMeSerializer, **errors()},
+        description="The calling daemon: its id and name, its lease, and how many supervisors it owns.",
+    )
+    def get(self, request) -> Response:
+        daemon = Daemon.objects.get(pk=request.user.daemon_id)
+        return Response(
+            {
+                "daemonId": str(daemon.id),
+                "name": daemon.name,
+                "alive": not is_daemon_gone(daemon),
+                "lastHeartbeatAt": daemon.last_heartbeat_at,
+                "leaseExpiresAt": lease_expires_at(daemon),
+                "supervisors": owned_supervisors(daemon.id).count(),
+            }
+        )
 
 
 class DaemonHeartbeatView(LeanDaemonPost, ApiView):

@@ -23,7 +23,7 @@ from supervisors.services.questions import (
     remove_supervisor_pending_question,
 )
 
-from .base import BODY_ERRORS, ApiView, errors
+from .base import BODY_ERRORS, EPOCH, ApiView, errors, fenced_write
 
 
 def actor_of(request) -> Actor:
@@ -49,6 +49,7 @@ class QuestionsView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_ask",
+        parameters=[EPOCH],
         request=PendingQuestionSerializer,
         responses={
             200: OpenApiResponse(AskQuestionResponseSerializer, description="Already pending (same id)."),
@@ -75,7 +76,8 @@ class QuestionView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_withdraw",
-        responses={204: None, **errors(404, 409)},
+        parameters=[EPOCH],
+        responses={204: None, **fenced_write(404)},
         description="Withdraw a pending question without an answer.",
     )
     def delete(self, request, contractId: str, questionId: str) -> Response:
@@ -92,8 +94,9 @@ class AnswerView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_answer",
+        parameters=[EPOCH],
         request=AnswerRequestSerializer,
-        responses={200: QuestionAnswerSerializer, **errors(404, 409, *BODY_ERRORS)},
+        responses={200: QuestionAnswerSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:
@@ -128,8 +131,9 @@ class AnswerAckView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_answer_ack",
+        parameters=[EPOCH],
         request=None,
-        responses={200: QuestionAnswerSerializer, **errors(404)},
+        responses={200: QuestionAnswerSerializer, **fenced_write(404)},
         description="The daemon received this answer (idempotent).",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:

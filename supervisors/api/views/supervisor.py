@@ -36,7 +36,7 @@ from supervisors.services.state import (
 from supervisors.services.validation import validate_supervisor_state
 from supervisors.services.world import PendingCount
 
-from .base import BODY_ERRORS, ETAG, IF_MATCH, ApiView, errors, etag, if_match
+from .base import BODY_ERRORS, EPOCH, ETAG, IF_MATCH, ApiView, errors, etag, fenced_write, if_match
 
 OK_BODY = compact_json({"ok": True})
 
@@ -80,12 +80,12 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_save",
-        parameters=[IF_MATCH, ETAG],
+        parameters=[IF_MATCH, EPOCH, ETAG],
         request=SaveSupervisorStateSerializer,
         responses={
             200: SupervisorStateSerializer,
             201: SupervisorStateSerializer,
-            **errors(404, 412, *BODY_ERRORS),
+            **fenced_write(404, 412, *BODY_ERRORS),
         },
         description="Save the whole state (UPSERT). A new supervisor's task must be one of this daemon's.",
     )
@@ -104,9 +104,9 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_update",
-        parameters=[IF_MATCH, ETAG],
+        parameters=[IF_MATCH, EPOCH, ETAG],
         request=UpdateSupervisorStateSerializer,
-        responses={200: SupervisorStateSerializer, **errors(404, 412, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, 412, *BODY_ERRORS)},
         description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
     )
     def patch(self, request, contractId: str) -> Response:
@@ -129,8 +129,9 @@ class HeartbeatView(LeanDaemonPost, ApiView):
 
     @extend_schema(
         operation_id="supervisor_heartbeat",
+        parameters=[EPOCH],
         request=HeartbeatSerializer,
-        responses={200: HeartbeatResponseSerializer, **errors(404, *BODY_ERRORS)},
+        responses={200: HeartbeatResponseSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="The supervisor is alive: state, currentActivity and progress (no checkpoint is taken).",
     )
     def post(self, request, contractId: str) -> Response:
@@ -165,8 +166,9 @@ class SpawnedTaskView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_task_spawned",
+        parameters=[EPOCH],
         request=SpawnedTaskSerializer,
-        responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="A task was spawned (save point); with `wait` the supervisor also waits on it.",
     )
     def post(self, request, contractId: str) -> Response:
@@ -185,8 +187,9 @@ class PhaseView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_phase_changed",
+        parameters=[EPOCH],
         request=PhaseSerializer,
-        responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="The contract's phase changed (save point).",
     )
     def post(self, request, contractId: str) -> Response:
