@@ -36,11 +36,11 @@ from supervisors.services.errors import ServiceError
 from supervisors.services.restoration import (
     RestorationResult,
     RestoreOptions,
+    restore_page,
     restore_supervisor,
     validate_checkpoint,
 )
 from supervisors.services.restoration import redeliver_pending_questions as redeliver_service
-from supervisors.services.restoration_batch import restore_page
 from supervisors.services.validation import load_worlds, validate_with_world
 
 #: Supervisors previewed one by one on the confirmation page; the rest are counted.

@@ -18,11 +18,11 @@ from supervisors.enums import ContractStatus, RecoveryAction, SavePoint, Supervi
 from supervisors.management.commands import restore_supervisors, validate_supervisors
 from supervisors.models import RestorationLog, SupervisorState
 from supervisors.selectors import SupervisorSelection
-from supervisors.services import restoration, restoration_writes
 from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import take_checkpoint
-from supervisors.services.restoration import RestoreOptions, restore_supervisor
-from supervisors.services.restoration_batch import restore_page, restore_selection
+from supervisors.services.restoration import RestoreOptions, restore_page, restore_selection, restore_supervisor
+from supervisors.services.restoration import plan as restoration_plan
+from supervisors.services.restoration import write as restoration_write
 
 from .conftest import make_checkpoint, make_working_supervisor
 
@@ -113,14 +113,14 @@ def test_dry_run_reports_and_writes_nothing():
 def test_a_failing_supervisor_is_reported_and_the_others_restored(monkeypatch):
     world = mixed_world()
     bad = world["valid"][0].contract_id
-    real = restoration._plan_one
+    real = restoration_plan.decide
 
     def plan(supervisor, *args, **kwargs):
         if supervisor.contract_id == bad:
             raise RuntimeError("injected")
         return real(supervisor, *args, **kwargs)
 
-    monkeypatch.setattr(restoration, "_plan_one", plan)
+    monkeypatch.setattr(restoration_plan, "decide", plan)
     out, err, code = run("restore_supervisors", "--state", "interrupted", "--json")
     assert code == 1 and "1 supervisor(s) failed" in err
     summary = json.loads(out)
@@ -133,14 +133,14 @@ def test_a_failing_supervisor_is_reported_and_the_others_restored(monkeypatch):
 def test_a_failed_bulk_write_falls_back_to_one_savepoint_per_supervisor(monkeypatch):
     world = mixed_world()
     bad = world["checkpoint"][0].id
-    real = restoration_writes.update_supervisor_rows
+    real = restoration_write.update_supervisor_rows
 
     def write(changes):
         if bad in changes:
             raise DatabaseError("injected write failure")
         return real(changes)
 
-    monkeypatch.setattr(restoration, "update_supervisor_rows", write)
+    monkeypatch.setattr(restoration_write, "update_supervisor_rows", write)
     out, _, code = run("restore_supervisors", "--state", "interrupted", "--json")
     assert code == 1
     summary = json.loads(out)

@@ -12,8 +12,7 @@ from django.utils.dateparse import parse_datetime
 from supervisors.enums import RecoveryAction, RestorationSource
 from supervisors.management.selection_options import SelectionCommand, selection_from_options
 from supervisors.services.actors import Actor
-from supervisors.services.restoration import RestoreOptions
-from supervisors.services.restoration_batch import BatchRunReport, count_selection, restore_selection
+from supervisors.services.restoration import BatchRunReport, RestoreOptions, count_selection, restore_selection
 
 EXAMPLES = """
 Every restoration runs the same protocol as the API's resume (validate, fall back

@@ -1,4 +1,4 @@
-"""Restore or validate many supervisors: what ``restore_supervisors`` and ``validate_supervisors`` run.
+"""The paged batch: what ``restore_supervisors`` and ``validate_supervisors`` run.
 
 The selection is read in keyset pages of ``batch_size`` ids. Each page is one
 transaction: its rows are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
@@ -14,7 +14,7 @@ still matches (``--all``, not ``--stale`` or ``--state interrupted``). The
 other run stamps ``last_restored_at`` in the last statement before its commit,
 which leaves only that statement's own duration as a window. A failure on
 one supervisor is reported and the others of its page are still written
-(see ``restore_locked_supervisors``). Committed pages stay committed, so a
+(see ``protocol.restore_locked_supervisors``). Committed pages stay committed, so a
 re-run after an interruption finishes the rest.
 """
 
@@ -35,13 +35,16 @@ from django.utils import timezone
 from supervisors.enums import SupervisorStatus
 from supervisors.models import SupervisorState
 from supervisors.selectors import SupervisorSelection, selection_id_batches
-from supervisors.services.restoration import RestorationResult, RestoreOptions, restore_locked_supervisors
 from supervisors.services.validation import (
     StateValidationResult,
     conversation_checks,
     load_worlds,
     validate_with_world,
 )
+
+from .options import RestoreOptions
+from .protocol import restore_locked_supervisors
+from .report import RestorationResult
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +174,11 @@ def restore_page(
                 report.skipped.append(Skipped(row.contract_id, "completed: a completed supervisor is not restored"))
             else:
                 todo.append(row)
-        for outcome in restore_locked_supervisors(todo, options, now=now, isolate_failures=True):
-            if outcome.result is not None:
-                report.restored.append(outcome.result)
+        for item in restore_locked_supervisors(todo, options, now=now, isolate_failures=True):
+            if item.result is not None:
+                report.restored.append(item.result)
             else:
-                report.failed.append(Failed(outcome.supervisor.contract_id, _error_text(outcome.error)))
+                report.failed.append(Failed(item.supervisor.contract_id, _error_text(item.error)))
     return report
 
 

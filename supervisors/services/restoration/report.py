@@ -1,0 +1,168 @@
+"""Steps 9 and 10: what a restoration reports (the seed's context, the result) and the log row it leaves.
+
+Pure: builds objects from a ``plan.Decision``; ``write`` inserts the log rows.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from supervisors.enums import RecoveryAction
+from supervisors.models import RestorationLog, SupervisorState
+from supervisors.services.actors import Actor
+from supervisors.services.validation import StateValidationResult
+
+from .options import RestoreOptions
+from .plan import Decision
+
+
+@dataclass
+class SupervisorRestorationContext:
+    """The seed's SupervisorRestorationContext; ``as_dict`` gives its camelCase wire form."""
+
+    success: bool
+    previous_state: str
+    conversation_history: Any
+    pending_questions: list[dict[str, Any]]
+    waiting_task_ids: list[uuid.UUID]
+    spawned_task_ids: list[uuid.UUID]
+    restoration_count: int
+    restoration_context_message: str
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "previousState": self.previous_state,
+            "conversationHistory": self.conversation_history,
+            "pendingQuestions": self.pending_questions,
+            "waitingTaskIds": [str(t) for t in self.waiting_task_ids],
+            "spawnedTaskIds": [str(t) for t in self.spawned_task_ids],
+            "restorationCount": self.restoration_count,
+            "restorationContextMessage": self.restoration_context_message,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class RestorationResult:
+    """What one restoration found and did; ``log`` is None for a dry run (set by ``write`` once inserted)."""
+
+    contract_id: uuid.UUID
+    context: SupervisorRestorationContext
+    recovery_action: RecoveryAction
+    checkpoint_id: int | None
+    validation: StateValidationResult
+    log: RestorationLog | None = None
+    finished_task_ids: list[uuid.UUID] = field(default_factory=list)
+    redelivered_question_ids: list[str] = field(default_factory=list)
+    supervisor_id: uuid.UUID | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One restoration ready to be written: the decision, the result it reports and its log row."""
+
+    decision: Decision
+    result: RestorationResult
+    log: RestorationLog
+
+
+@dataclass
+class BatchItem:
+    """One supervisor of a batch: restored (result), or failed (error)."""
+
+    supervisor: SupervisorState
+    result: RestorationResult | None = None
+    error: Exception | None = None
+
+
+def result(decision: Decision, message: str, options: RestoreOptions) -> RestorationResult:
+    """Step 10: the SupervisorRestorationContext and what was done, as the caller sees it."""
+    context = SupervisorRestorationContext(
+        success=decision.restored,
+        previous_state=decision.previous_state,
+        conversation_history=decision.conversation,
+        pending_questions=list(decision.questions),
+        waiting_task_ids=list(decision.waiting),
+        spawned_task_ids=list(decision.spawned),
+        restoration_count=decision.restoration_count,
+        restoration_context_message=message,
+        warnings=list(decision.warnings),
+    )
+    return RestorationResult(
+        contract_id=decision.supervisor.contract_id,
+        supervisor_id=decision.supervisor.id,
+        context=context,
+        recovery_action=decision.action,
+        checkpoint_id=decision.checkpoint.id if decision.checkpoint else None,
+        validation=decision.validation,
+        finished_task_ids=list(decision.finished),
+        redelivered_question_ids=[q["id"] for q in decision.questions] if decision.restored else [],
+        dry_run=options.dry_run,
+    )
+
+
+def actor_log_fields(actor: Actor) -> dict[str, Any]:
+    return {
+        "actor_kind": actor.kind,
+        "actor_user": actor.user,
+        "actor_daemon": actor.daemon,
+        "actor_label": str(actor),
+    }
+
+
+def log_row(
+    supervisor: SupervisorState | None,
+    result: RestorationResult,
+    options: RestoreOptions,
+    now: datetime,
+    started: float,
+    previous_state: str,
+    *,
+    checkpoint_id: int | None = None,
+) -> RestorationLog:
+    """Step 9: the restoration log row (not saved: ``write`` inserts a batch's rows in one statement)."""
+    return RestorationLog(
+        supervisor=supervisor,
+        contract_id=result.contract_id,
+        started_at=now,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        source=options.source,
+        reason=options.reason,
+        previous_state=previous_state or "",
+        recovery_action=result.recovery_action,
+        checkpoint_id=checkpoint_id,
+        issues=result.validation.issues,
+        warnings=result.context.warnings,
+        success=result.context.success,
+        restoration_count=result.context.restoration_count,
+        redelivered_question_ids=result.redelivered_question_ids,
+        finished_task_ids=[str(t) for t in result.finished_task_ids],
+        **actor_log_fields(options.actor),
+    )
+
+
+def refusal_log_row(
+    supervisor: SupervisorState, options: RestoreOptions, now: datetime, message: str
+) -> RestorationLog:
+    """A refused restoration is recorded too, so the log shows who tried and why it did not happen."""
+    return RestorationLog(
+        supervisor=supervisor,
+        contract_id=supervisor.contract_id,
+        started_at=now,
+        source=options.source,
+        reason=options.reason,
+        previous_state=supervisor.state,
+        recovery_action=RecoveryAction.PROCEED,
+        issues=[f"state: {message}"],
+        warnings=[],
+        success=False,
+        restoration_count=supervisor.restoration_count,
+        **actor_log_fields(options.actor),
+    )
