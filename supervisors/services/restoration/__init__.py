@@ -27,6 +27,11 @@ as frozen dataclasses: ``load.Loaded`` -> ``plan.Decision`` ->
 
 from .batch import (
     DEFAULT_BATCH_SIZE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NEEDS_PERSON,
+    EXIT_OK,
+    EXIT_USAGE,
     BatchRunReport,
     Failed,
     Skipped,
@@ -49,6 +54,11 @@ from .write import ensure_supervisor_task, questions_redelivered
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NEEDS_PERSON",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "BatchItem",
     "BatchRunReport",
     "Failed",

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from supervisors.enums import TERMINAL_TASK_STATUSES, RecoveryAction, SupervisorStatus
+from supervisors.enums import (
+    OUTCOME_OF_ACTION,
+    TERMINAL_TASK_STATUSES,
+    RecoveryAction,
+    RestorationOutcome,
+    SupervisorStatus,
+)
 from supervisors.models import Daemon, SupervisorCheckpoint, SupervisorState
 from supervisors.selectors import daemon_is_gone, is_stale
 from supervisors.services.checkpoints import checkpoint_snapshot
@@ -59,11 +65,21 @@ class Decision:
     checkpoint: SupervisorCheckpoint | None = None
     stale: bool = False
     move_task_to: Daemon | None = None
+    previous_daemon: Daemon | None = None
 
     @property
     def restored(self) -> bool:
         """False for ManualIntervention: the supervisor is only marked blocked."""
         return self.action != RecoveryAction.MANUAL_INTERVENTION
+
+    @property
+    def outcome(self) -> RestorationOutcome:
+        return OUTCOME_OF_ACTION[self.action]
+
+    @property
+    def error_message(self) -> str | None:
+        """The error message the supervisor ends with: cleared by a restoration, the reasons when blocked."""
+        return self.changes.get("error_message", self.supervisor.error_message)
 
 
 def resolve_action(
@@ -232,14 +248,14 @@ def resume_state(questions: Sequence[Any], waiting: Sequence[Any]) -> Supervisor
 
 def takeover(
     supervisor: SupervisorState, world: ValidationWorld, options: RestoreOptions, now: datetime
-) -> tuple[Daemon | None, list[str]]:
-    """(daemon the supervisor task moves to, warning) when ``assign_to_daemon`` asks for a takeover.
+) -> tuple[Daemon | None, Daemon | None, list[str]]:
+    """(daemon the task moves to, daemon it moves away from, warning) when ``assign_to_daemon`` asks for one.
 
     Raises Conflict (``daemon_alive``) when the current daemon is not gone.
     """
     daemon = options.assign_to_daemon
     if daemon is None or world.supervisor_task is None or world.supervisor_task.daemon_id == daemon.id:
-        return None, []
+        return None, None, []
     current = supervisor.task.daemon
     if not daemon_is_gone(current, now):
         raise Conflict(
@@ -248,7 +264,7 @@ def takeover(
             fields={"assign_to_daemon": [f"Daemon {current} is alive."]},
             code="daemon_alive",
         )
-    return daemon, [f"task_id: supervisor task moved from daemon {current or 'none'} to daemon {daemon}"]
+    return daemon, current, [f"task_id: supervisor task moved from daemon {current or 'none'} to daemon {daemon}"]
 
 
 def stale_warning(supervisor: SupervisorState) -> str:
@@ -313,7 +329,7 @@ def decide(
     warnings = [*warnings, *notes, *fallback, *([stale_warning(supervisor)] if stale else [])]
     questions = questions_to_redeliver(fields["pending_questions"])
     waiting, finished = waiting_tasks(fields["pending_task_ids"], world)
-    move_to, moved = takeover(supervisor, world, options, now)
+    move_to, moved_from, moved = takeover(supervisor, world, options, now)
     new_state = resume_state(questions, waiting)
     count = supervisor.restoration_count + 1
     changes = restored_changes(fields, new_state, questions, waiting, count, options, now)
@@ -343,6 +359,7 @@ def decide(
         checkpoint=checkpoint,
         stale=stale,
         move_task_to=move_to,
+        previous_daemon=moved_from,
     )
 
 

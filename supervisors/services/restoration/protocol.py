@@ -19,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from supervisors.enums import ContractStatus, RecoveryAction, RestorationSource, SupervisorStatus
+from supervisors.enums import ContractStatus, RecoveryAction, RestorationOutcome, RestorationSource, SupervisorStatus
 from supervisors.models import Contract, Daemon, SupervisorCheckpoint, SupervisorState
 from supervisors.services.actors import Actor
 from supervisors.services.errors import Conflict, NotFound
@@ -125,7 +125,7 @@ def restore_locked_supervisors(
             continue
         prepared.append(ready)
         items.append(BatchItem(supervisor, result=ready.result))
-    if options.dry_run or not prepared:
+    if options.dry_run:
         return items
     if not isolate_failures:
         write.apply(prepared, options.actor)
@@ -134,7 +134,22 @@ def restore_locked_supervisors(
     for item in items:
         if item.supervisor.id in failed:
             item.error, item.result = failed[item.supervisor.id], None
+    write.log_failures(
+        [
+            report.failure_log_row(i.supervisor, verdicts.get(i.supervisor.id), options, now, error_text(i.error))
+            for i in items
+            if i.error is not None
+        ]
+    )
     return items
+
+
+def error_text(error: BaseException | None) -> str:
+    """How a failure reads in the command's output and the restoration log."""
+    if error is None:
+        return "unknown error"
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {message}"
 
 
 def prepare(
@@ -166,14 +181,16 @@ def start_fresh_without_state(contract: Contract, options: RestoreOptions, now: 
             fields={"contract_id": [f"Contract is {contract.status}."]},
         )
     warnings = [f"contract_id: no saved supervisor state for contract {contract.id}; started fresh"]
-    task = None
+    task, moved_from = None, None
     if not options.dry_run:
         task, created = write.ensure_supervisor_task(contract)
         if created:
             warnings.append(f"task_id: created supervisor task {task.id} (the contract had none)")
         if options.assign_to_daemon is not None and task.daemon_id != options.assign_to_daemon.id:
+            moved_from = task.daemon_id
             write.move_task(task.id, options.assign_to_daemon)
     result = _fresh_result(contract, options, warnings)
+    result.previous_daemon_id = moved_from
     logger.warning("No supervisor state for contract %s: started fresh", contract.id)
     if options.dry_run:
         return result
@@ -216,6 +233,8 @@ def _fresh_result(contract: Contract, options: RestoreOptions, warnings: list[st
         checkpoint_id=None,
         validation=StateValidationResult(True, [], RecoveryAction.START_FRESH, []),
         dry_run=options.dry_run,
+        outcome=RestorationOutcome.STARTED_FRESH,
+        new_state=SupervisorStatus.INITIALIZING,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from supervisors.enums import RecoveryAction
+from supervisors.enums import RESTORED_OUTCOMES, RecoveryAction, RestorationOutcome
 from supervisors.models import RestorationLog, SupervisorState
 from supervisors.services.actors import Actor
 from supervisors.services.validation import StateValidationResult
@@ -62,6 +62,23 @@ class RestorationResult:
     redelivered_question_ids: list[str] = field(default_factory=list)
     supervisor_id: uuid.UUID | None = None
     dry_run: bool = False
+    outcome: RestorationOutcome = RestorationOutcome.RESTORED
+    #: The state the supervisor ends in, and its error message before and after.
+    new_state: str = ""
+    previous_error_message: str | None = None
+    error_message: str | None = None
+    #: On a takeover: the daemon the supervisor task moved away from.
+    previous_daemon_id: uuid.UUID | None = None
+
+    @property
+    def redelivered_questions(self) -> list[dict[str, Any]]:
+        """The pending questions delivered to the human again (none when the supervisor was only blocked)."""
+        return self.context.pending_questions if self.context.success else []
+
+    @property
+    def restored(self) -> bool:
+        """Brought back under a new epoch (not blocked for a person, not skipped, not failed)."""
+        return self.outcome in RESTORED_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,11 @@ def result(decision: Decision, message: str, options: RestoreOptions) -> Restora
         finished_task_ids=list(decision.finished),
         redelivered_question_ids=[q["id"] for q in decision.questions] if decision.restored else [],
         dry_run=options.dry_run,
+        outcome=decision.outcome,
+        new_state=decision.new_state,
+        previous_error_message=decision.supervisor.error_message,
+        error_message=decision.error_message,
+        previous_daemon_id=decision.previous_daemon.id if decision.previous_daemon else None,
     )
 
 
@@ -144,6 +166,9 @@ def log_row(
         restoration_count=result.context.restoration_count,
         redelivered_question_ids=result.redelivered_question_ids,
         finished_task_ids=[str(t) for t in result.finished_task_ids],
+        outcome=result.outcome,
+        previous_error_message=result.previous_error_message,
+        previous_daemon_id=result.previous_daemon_id,
         **actor_log_fields(options.actor),
     )
 
@@ -164,5 +189,33 @@ def refusal_log_row(
         warnings=[],
         success=False,
         restoration_count=supervisor.restoration_count,
+        outcome=RestorationOutcome.SKIPPED_COMPLETED,
+        previous_error_message=supervisor.error_message,
+        **actor_log_fields(options.actor),
+    )
+
+
+def failure_log_row(
+    supervisor: SupervisorState,
+    verdict: StateValidationResult | None,
+    options: RestoreOptions,
+    now: datetime,
+    error: str,
+) -> RestorationLog:
+    """A batch restoration that failed (and was rolled back) leaves this row, so the log counts it too."""
+    return RestorationLog(
+        supervisor=supervisor,
+        contract_id=supervisor.contract_id,
+        started_at=now,
+        source=options.source,
+        reason=options.reason,
+        previous_state=supervisor.state,
+        recovery_action=verdict.recovery_action if verdict else RecoveryAction.PROCEED,
+        issues=[*(verdict.issues if verdict else []), f"error: {error}"],
+        warnings=[],
+        success=False,
+        restoration_count=supervisor.restoration_count,
+        outcome=RestorationOutcome.FAILED,
+        previous_error_message=supervisor.error_message,
         **actor_log_fields(options.actor),
     )

@@ -125,6 +125,8 @@ def apply(prepared: Sequence[Prepared], actor: Actor) -> None:
     # run restored: stamp it as late as possible, just before the commit, not when the
     # page started, so a run starting meanwhile sees it as restored after its start.
     # That is why the state rows are written last.
+    if not prepared:
+        return
     for item in prepared:
         if item.decision.move_task_to is not None:
             move_task(item.decision.supervisor.task_id, item.decision.move_task_to)
@@ -146,6 +148,8 @@ def apply(prepared: Sequence[Prepared], actor: Actor) -> None:
 
 def apply_isolated(prepared: Sequence[Prepared], actor: Actor) -> dict[uuid.UUID, Exception]:
     """``apply`` in a savepoint; when it fails, each supervisor in its own. Returns the ones that failed."""
+    if not prepared:
+        return {}
     try:
         with transaction.atomic():
             apply(prepared, actor)
@@ -162,6 +166,17 @@ def apply_isolated(prepared: Sequence[Prepared], actor: Actor) -> dict[uuid.UUID
             failed[item.decision.supervisor.id] = exc
             item.result.log = None
     return failed
+
+
+def log_failures(rows: Sequence[RestorationLog]) -> None:
+    """Record the batch's failed restorations (their own writes were rolled back); never raises."""
+    if not rows:
+        return
+    try:
+        with transaction.atomic():
+            RestorationLog.objects.bulk_create(rows)
+    except DatabaseError:
+        logger.warning("Could not record %d failed restorations in the log", len(rows), exc_info=True)
 
 
 def announce_questions(prepared: Sequence[Prepared], actor: Actor) -> None:
