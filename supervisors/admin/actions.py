@@ -134,7 +134,7 @@ def preview_row(supervisor: SupervisorState, result: RestorationResult) -> Previ
         error_after=result.error_message,
         checkpoint_id=result.checkpoint_id,
         questions=result.redelivered_questions,
-        answers=[],
+        answers=result.context.pending_answers,
         finished_task_ids=result.finished_task_ids,
         issues=result.validation.issues,
         warnings=result.context.warnings,

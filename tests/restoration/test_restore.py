@@ -368,6 +368,7 @@ def test_context_as_dict_is_the_seeds_camel_case(actor):
         "pendingQuestions",
         "waitingTaskIds",
         "spawnedTaskIds",
+        "pendingAnswers",
         "restorationCount",
         "restorationContextMessage",
         "warnings",

@@ -152,6 +152,7 @@ def result_dict(r: RestorationResult) -> dict[str, Any]:
         "checkpointId": r.checkpoint_id,
         "restorationCount": r.context.restoration_count,
         "redeliveredQuestions": [{"id": q["id"], "question": q["question"]} for q in r.redelivered_questions],
+        "pendingAnswers": r.context.pending_answers,
         "finishedTaskIds": [str(t) for t in r.finished_task_ids],
         "issues": r.validation.issues,
         "warnings": r.context.warnings,

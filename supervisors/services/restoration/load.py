@@ -21,10 +21,13 @@ from supervisors.models import Contract, SupervisorCheckpoint, SupervisorState
 from supervisors.services.checkpoints import checkpoint_snapshot
 from supervisors.services.conversations import snapshot_histories
 from supervisors.services.validation import (
+    AnswerFacts,
     StateValidationResult,
     ValidationWorld,
+    load_answers,
     load_tasks,
     load_worlds,
+    question_ids,
     state_findings,
 )
 
@@ -70,7 +73,7 @@ def lock_contract(contract_id: uuid.UUID) -> Contract | None:
 
 def worlds(supervisors: Sequence[SupervisorState]) -> Loaded:
     """The validation world of each locked supervisor (contract, tasks), in at most three queries."""
-    return Loaded(supervisors=tuple(supervisors), worlds=load_worlds(supervisors))
+    return Loaded(supervisors=tuple(supervisors), worlds=load_worlds(supervisors, unacknowledged=True))
 
 
 def checkpoints(loaded: Loaded, verdicts: Mapping[uuid.UUID, StateValidationResult], options: RestoreOptions) -> Loaded:
@@ -82,6 +85,7 @@ def checkpoints(loaded: Loaded, verdicts: Mapping[uuid.UUID, StateValidationResu
     ]
     by_supervisor = _checkpoints_of(need)
     _add_checkpoint_tasks(loaded.worlds, by_supervisor)
+    _add_checkpoint_answers(loaded, by_supervisor)
     contract_ids = {s.id: s.contract_id for s in loaded.supervisors}
     histories = _likely_histories(need, loaded.worlds, by_supervisor, contract_ids, options.checkpoint_id)
     return replace(loaded, checkpoints=by_supervisor, histories=Histories(histories))
@@ -107,6 +111,8 @@ def checkpoint_world(checkpoint: SupervisorCheckpoint) -> tuple[SupervisorState,
     fields = checkpoint_snapshot(checkpoint)
     missing = set(fields["spawned_task_ids"]) | set(fields["pending_task_ids"])
     world.tasks.update(load_tasks(missing - world.tasks.keys()))  # type: ignore[attr-defined]
+    extra = question_ids(fields["pending_questions"]) - question_ids(supervisor.pending_questions)
+    world.answers.update(load_answers({supervisor.id: extra}, unacknowledged=False).get(supervisor.id, {}))
     return supervisor, world, fields
 
 
@@ -118,6 +124,11 @@ def questions_row(contract_id: uuid.UUID) -> SupervisorState | None:
         .filter(contract_id=contract_id)
         .first()
     )
+
+
+def answers_of(supervisor: SupervisorState) -> dict[str, AnswerFacts]:
+    """The supervisor's answers that matter to its pending questions (and those not acknowledged)."""
+    return load_answers({supervisor.id: question_ids(supervisor.pending_questions)}).get(supervisor.id, {})
 
 
 def _checkpoints_of(supervisor_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[SupervisorCheckpoint]]:
@@ -144,6 +155,18 @@ def _add_checkpoint_tasks(
     missing = wanted - tasks.keys()
     if missing:
         tasks.update(load_tasks(missing))  # type: ignore[attr-defined]
+
+
+def _add_checkpoint_answers(loaded: Loaded, checkpoints: Mapping[uuid.UUID, list[SupervisorCheckpoint]]) -> None:
+    """Answers to questions only checkpoints carry (one query, usually none): restoring one must not re-ask them."""
+    live = {s.id: question_ids(s.pending_questions) for s in loaded.supervisors}
+    wanted = {}
+    for supervisor_id, items in checkpoints.items():
+        extra = set().union(*(question_ids(c.pending_questions) for c in items)) - live.get(supervisor_id, set())
+        if extra:
+            wanted[supervisor_id] = extra
+    for supervisor_id, answers in load_answers(wanted, unacknowledged=False).items():
+        loaded.worlds[supervisor_id].answers.update(answers)
 
 
 def _likely_histories(

@@ -29,6 +29,7 @@ from supervisors.selectors import daemon_is_gone, is_stale
 from supervisors.services.checkpoints import checkpoint_snapshot
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.validation import (
+    AnswerFacts,
     StateValidationResult,
     ValidationWorld,
     conversation_loaded,
@@ -62,6 +63,7 @@ class Decision:
     changes: Mapping[str, Any]
     warnings: tuple[str, ...]
     issues: tuple[str, ...]
+    pending_answers: tuple[dict[str, Any], ...] = ()
     checkpoint: SupervisorCheckpoint | None = None
     stale: bool = False
     move_task_to: Daemon | None = None
@@ -222,9 +224,35 @@ def restored_fields(
     return action, None, saved_fields(supervisor), [], []
 
 
-def questions_to_redeliver(pending_questions: Any) -> list[dict[str, Any]]:
-    """Step 5: the questions the human can still answer, canonical and without duplicates."""
-    return well_formed_questions(pending_questions)
+def questions_to_redeliver(
+    pending_questions: Any, answers: Mapping[str, AnswerFacts] | None = None
+) -> tuple[list[dict[str, Any]], list[AnswerFacts]]:
+    """Step 5: (the questions the human can still answer, the answers to questions that came back).
+
+    A question that already has an answer cannot be answered again: it is not
+    re-delivered; its answer is (see ``pending_answers``).
+    """
+    answers = answers or {}
+    questions = well_formed_questions(pending_questions)
+    return [q for q in questions if q["id"] not in answers], [answers[q["id"]] for q in questions if q["id"] in answers]
+
+
+def pending_answers(answers: Mapping[str, AnswerFacts]) -> tuple[dict[str, Any], ...]:
+    """Step 5's other half: every answer the daemon has not acknowledged travels with the restoration."""
+    return tuple(a.as_wire() for a in answers.values() if not a.acknowledged)
+
+
+def answered_warnings(answered: Sequence[AnswerFacts]) -> list[str]:
+    """Say what happened to each question that came back already answered."""
+    return [
+        f"pending_questions: question {a.question_id} was already answered ({a.answer!r}); "
+        + (
+            "its answer was acknowledged before, so it is not asked again"
+            if a.acknowledged
+            else "it is not asked again, its answer is delivered in pendingAnswers"
+        )
+        for a in answered
+    ]
 
 
 def waiting_tasks(
@@ -276,6 +304,7 @@ def stale_warning(supervisor: SupervisorState) -> str:
 
 def decide_blocked(
     supervisor: SupervisorState,
+    world: ValidationWorld,
     validation: StateValidationResult,
     options: RestoreOptions,
     now: datetime,
@@ -293,7 +322,7 @@ def decide_blocked(
         phase=supervisor.phase,
         progress=supervisor.progress,
         current_activity=supervisor.current_activity,
-        questions=tuple(well_formed_questions(supervisor.pending_questions)),
+        questions=tuple(questions_to_redeliver(supervisor.pending_questions, world.answers)[0]),
         spawned=tuple(supervisor.spawned_task_ids or []),
         waiting=tuple(supervisor.pending_task_ids or []),
         finished=(),
@@ -305,6 +334,7 @@ def decide_blocked(
         },
         warnings=tuple(validation.warnings + notes),
         issues=tuple(reasons),
+        pending_answers=pending_answers(world.answers),
     )
 
 
@@ -320,14 +350,15 @@ def decide(
     """Steps 3 to 7 for one supervisor: what it resumes with and every column that changes."""
     action, notes = resolve_action(supervisor, validation, options)
     if action == RecoveryAction.MANUAL_INTERVENTION:
-        return decide_blocked(supervisor, validation, options, now, notes)
+        return decide_blocked(supervisor, world, validation, options, now, notes)
     action, checkpoint, fields, kept_warnings, fallback = restored_fields(
         supervisor, world, action, checkpoints, options, histories
     )
     stale = is_stale(supervisor, now)
     warnings = kept_warnings if checkpoint else [] if action == RecoveryAction.START_FRESH else validation.warnings
     warnings = [*warnings, *notes, *fallback, *([stale_warning(supervisor)] if stale else [])]
-    questions = questions_to_redeliver(fields["pending_questions"])
+    questions, answered = questions_to_redeliver(fields["pending_questions"], world.answers)
+    warnings += answered_warnings(answered)
     waiting, finished = waiting_tasks(fields["pending_task_ids"], world)
     move_to, moved_from, moved = takeover(supervisor, world, options, now)
     new_state = resume_state(questions, waiting)
@@ -356,6 +387,7 @@ def decide(
         changes=changes,
         warnings=tuple([*warnings, *moved]),
         issues=tuple(validation.issues),
+        pending_answers=pending_answers(world.answers),
         checkpoint=checkpoint,
         stale=stale,
         move_task_to=move_to,
@@ -403,6 +435,7 @@ def context_message(decision: Decision, options: RestoreOptions, world: Validati
         current_activity=decision.current_activity,
         recovery_action=decision.action,
         questions=[] if blocked else decision.questions,
+        answers=decision.pending_answers,
         waiting_task_ids=[] if blocked else decision.waiting,
         finished_task_ids=decision.finished,
         spawned_task_ids=() if blocked else decision.spawned,

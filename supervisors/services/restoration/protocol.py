@@ -262,7 +262,7 @@ def redeliver_pending_questions(contract_id: uuid.UUID, *, actor: Actor) -> list
         supervisor = load.questions_row(contract_id)
         if supervisor is None:
             raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": [str(contract_id)]})
-        questions = plan.questions_to_redeliver(supervisor.pending_questions)
+        questions, _ = plan.questions_to_redeliver(supervisor.pending_questions, load.answers_of(supervisor))
         if questions:
             send_on_commit(
                 write.questions_redelivered,

@@ -33,6 +33,8 @@ class SupervisorRestorationContext:
     restoration_count: int
     restoration_context_message: str
     warnings: list[str]
+    #: Answers given and not yet acknowledged: ``{questionId, question, answer, answeredAt, answeredBy}``.
+    pending_answers: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class SupervisorRestorationContext:
             "restorationCount": self.restoration_count,
             "restorationContextMessage": self.restoration_context_message,
             "warnings": list(self.warnings),
+            "pendingAnswers": list(self.pending_answers),
         }
 
 
@@ -111,6 +114,7 @@ def result(decision: Decision, message: str, options: RestoreOptions) -> Restora
         restoration_count=decision.restoration_count,
         restoration_context_message=message,
         warnings=list(decision.warnings),
+        pending_answers=list(decision.pending_answers),
     )
     return RestorationResult(
         contract_id=decision.supervisor.contract_id,
