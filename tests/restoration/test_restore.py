@@ -419,3 +419,17 @@ def test_validate_checkpoint_tells_which_checkpoints_can_be_restored():
     assert not result.is_valid and result.recovery_action == RecoveryAction.USE_CHECKPOINT
     assert any(str(ghost) in issue for issue in result.issues)
     assert any(issue.startswith("conversation_history:") for issue in result.issues)
+
+
+def test_a_takeover_records_the_daemon_it_moved_away_from(actor):
+    gone = make_daemon("gone", status="disconnected")
+    new = make_daemon("new")
+    supervisor, _ = make_working_supervisor()
+    Task.objects.filter(id=supervisor.task_id).update(daemon=gone)
+    result = restore_supervisor(
+        supervisor.contract_id, source=RestorationSource.TASK_REASSIGNMENT, actor=actor, assign_to_daemon=new
+    )
+    assert result.previous_daemon_id == gone.id
+    log = RestorationLog.objects.get()
+    assert log.previous_daemon_id == gone.id and log.outcome == "restored"
+    assert Task.objects.get(id=supervisor.task_id).daemon_id == new.id

@@ -10,12 +10,13 @@ Callers import from here, never from a step. Where each step lives:
                                                  ``plan.choose_checkpoint``, ``plan.fresh_fields``,
                                                  ``plan.decide_blocked``
 4   restore the conversation                     ``plan.decide`` (``conversation``), ``write.apply``
-5   re-deliver pending questions                 ``plan.questions_to_redeliver``, ``write.announce_questions``
+5   re-deliver pending questions (not answered   ``plan.questions_to_redeliver``, ``write.announce_questions``;
+    ones: their answers travel instead)          ``plan.pending_answers``, ``plan.answered_warnings``
 6   waiting tasks, finished ones reported        ``plan.waiting_tasks``
 7   resume state, count, source                  ``plan.resume_state``, ``plan.restored_changes``
 8   the context message                          ``plan.context_message`` -> ``context_message``
-9   record it in the restoration log             ``report.log_row``, written by ``write.apply``
-10  return the SupervisorRestorationContext      ``report.result``
+9   record it in the restoration log (outcome)   ``report.log_row``, written by ``write.apply``
+10  return the SupervisorRestorationContext      ``report.result`` (``RestorationResult.outcome``)
 ==  ===========================================  =================================================
 
 ``protocol.restore_supervisor`` (one supervisor, its own transaction) and
