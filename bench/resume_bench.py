@@ -94,7 +94,7 @@ def main() -> None:
     contract_id, key, size = setup(options.history_mb)
     port = free_port()
     # Back-to-back resumes of one supervisor would otherwise be refused as duplicates (409).
-    proc = start_gunicorn(port, {"API_RESUME_DEBOUNCE_SECONDS": "0"}, options.workers, options.threads)
+    proc = start_gunicorn(port, {}, options.workers, options.threads)
     path = f"/api/v1/contracts/{contract_id}/supervisor/resume/"
     body = json.dumps({"source": "daemon_restart", "reason": "bench"}).encode()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}

@@ -193,7 +193,6 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=5)
 API_THROTTLE_RATE_PER_MINUTE = env.int("API_THROTTLE_RATE_PER_MINUTE", default=6000)
 #: A resume without an Idempotency-Key this soon after the last restoration is taken
 #: for a duplicate (409): a retried or concurrent request, not a new restart.
-API_RESUME_DEBOUNCE_SECONDS = env.int("API_RESUME_DEBOUNCE_SECONDS", default=5)
 #: Idempotency keys of resume requests are kept this long.
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
 

@@ -18,8 +18,8 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from supervisors.enums import ACTIVE_STATES, DaemonStatus
-from supervisors.models import Daemon, QuestionAnswer, RestorationLog, SupervisorState
+from supervisors.enums import ACTIVE_STATES
+from supervisors.models import QuestionAnswer, RestorationLog, SupervisorState
 
 # --- Persistence: questions and answers ---------------------------------------
 
@@ -107,16 +107,6 @@ def stale_supervisors(now: datetime | None = None, stale_after: timedelta | None
 def is_stale(supervisor: SupervisorState, now: datetime | None = None, stale_after: timedelta | None = None) -> bool:
     """The same rule as ``stale_supervisors`` for one row already in memory."""
     return supervisor.state in ACTIVE_STATES and supervisor.last_activity < stale_threshold(now, stale_after)
-
-
-def daemon_is_gone(daemon: Daemon | None, now: datetime | None = None) -> bool:
-    """A daemon that said goodbye or has been silent past DAEMON_GONE_AFTER_SECONDS may be taken over from."""
-    if daemon is None:
-        return True
-    if daemon.status == DaemonStatus.DISCONNECTED or daemon.last_heartbeat_at is None:
-        return True
-    now = now or timezone.now()
-    return daemon.last_heartbeat_at < now - timedelta(seconds=settings.DAEMON_GONE_AFTER_SECONDS)
 
 
 @dataclass(frozen=True)

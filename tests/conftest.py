@@ -21,3 +21,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lease_renewals():
+    """Each test starts with no lease renewed in this process (the database it renewed them in is rolled back)."""
+    from supervisors.services.ownership import forget_lease_renewals
+
+    forget_lease_renewals()
+    yield
+    forget_lease_renewals()

@@ -1,4 +1,4 @@
-"""Small HTML pieces shared by the list and the supervisor page: state badge, progress bar, stale marker."""
+"""Small HTML pieces shared by the admin's pages: state badge, progress bar, stale marker, daemon liveness."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from supervisors.enums import SupervisorStatus
+from supervisors.models import Daemon
+from supervisors.services.ownership import is_daemon_gone, lease_expires_at
 
 #: Colour family per state; the CSS (static/supervisors/admin.css) maps them to colours.
 STATE_TONES = {
@@ -54,3 +56,18 @@ def bar(value: int, maximum: int) -> SafeString:
     """A horizontal bar for the dashboard's small charts (pure CSS)."""
     width = round(100 * value / maximum) if maximum else 0
     return format_html('<span class="sv-bar"><span style="width:{}%"></span></span>', width)
+
+
+def daemon_liveness(daemon: Daemon | None) -> SafeString:
+    """Alive or gone, computed from the lease (never the stored status, which can lie), and until or since when."""
+    if daemon is None:
+        return format_html('<span class="sv-state sv-bad">no daemon</span>')
+    expires = lease_expires_at(daemon)
+    if not is_daemon_gone(daemon):
+        return format_html('<span class="sv-state sv-ok">alive</span> lease until {}', f"{expires:%Y-%m-%d %H:%M:%S}")
+    if expires is None:
+        said = f"{daemon.last_heartbeat_at:%Y-%m-%d %H:%M:%S}"
+        return format_html('<span class="sv-state sv-bad">gone</span> said it was leaving at {}', said)
+    heard = daemon.last_heartbeat_at
+    since = f"silent since {heard:%Y-%m-%d %H:%M:%S}" if heard else "never heard from"
+    return format_html('<span class="sv-state sv-bad">gone</span> {}', since)

@@ -1,4 +1,4 @@
-"""List filters that are not plain field filters: stale, has pending questions."""
+"""List filters that are not plain field filters: stale, has pending questions, daemon liveness."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 
 from supervisors.selectors import stale_q
+from supervisors.services.ownership import daemon_gone_q
 
 
 class StaleFilter(admin.SimpleListFilter):
@@ -39,4 +40,21 @@ class PendingQuestionsFilter(admin.SimpleListFilter):
             return queryset.exclude(pending_questions=[])
         if self.value() == "no":
             return queryset.filter(pending_questions=[])
+        return queryset
+
+
+class DaemonLivenessFilter(admin.SimpleListFilter):
+    """Alive or gone by the lease (``ownership.daemon_gone_q``), the rule takeovers use."""
+
+    title = "liveness"
+    parameter_name = "liveness"
+
+    def lookups(self, request, model_admin):
+        return [("alive", "Alive"), ("gone", "Gone")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "gone":
+            return queryset.filter(daemon_gone_q())
+        if self.value() == "alive":
+            return queryset.exclude(daemon_gone_q())
         return queryset

@@ -45,7 +45,7 @@ from .actions import (
     validate_selected,
 )
 from .base import ReadOnlyAdmin
-from .display import progress_bar, stale_marker, state_badge
+from .display import daemon_liveness, progress_bar, stale_marker, state_badge
 from .filters import PendingQuestionsFilter, StaleFilter
 from .forms import AnswerForm, CorrectionForm
 from .pagination import EstimatedCountChangeList, EstimatedCountPaginator
@@ -204,7 +204,14 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
 
         url = reverse("admin:supervisors_task_change", args=[obj.task_id])
         daemon = obj.task.daemon.name if obj.task.daemon_id else "no daemon"
-        return format_html('<a href="{}"><code>{}</code></a> ({}, on {})', url, obj.task_id, obj.task.status, daemon)
+        return format_html(
+            '<a href="{}"><code>{}</code></a> ({}, on {}: {})',
+            url,
+            obj.task_id,
+            obj.task.status,
+            daemon,
+            daemon_liveness(obj.task.daemon),
+        )
 
     # --- the page ----------------------------------------------------------------------------
 

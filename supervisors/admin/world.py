@@ -26,6 +26,8 @@ from supervisors.models import (
 
 from . import keys
 from .base import ReadOnlyAdmin
+from .display import daemon_liveness
+from .filters import DaemonLivenessFilter
 
 
 @admin.register(Contract)
@@ -38,9 +40,16 @@ class ContractAdmin(admin.ModelAdmin):
 
 @admin.register(Daemon)
 class DaemonAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "last_heartbeat_at", "created_at")
-    list_filter = ("status",)
+    list_display = ("name", "liveness", "last_heartbeat_at", "created_at")
+    list_filter = (DaemonLivenessFilter,)
     search_fields = ("name", "=id")
+    # The lease is the daemon's own to renew (any request of its); typing it in would fake liveness.
+    readonly_fields = ("liveness", "status", "last_heartbeat_at")
+
+    @admin.display(description="liveness")
+    def liveness(self, obj: Daemon):
+        return daemon_liveness(obj)
+
     change_form_template = "admin/supervisors/daemon/change_form.html"
 
     def get_urls(self):

@@ -6,6 +6,9 @@ does not ask the database on every request; a revoked key is therefore refused
 at most that many seconds after revocation, by every process. Unknown keys are
 never cached, so a new key works at once.
 
+Every authenticated request renews the daemon's lease (``renew_lease``: one
+small UPDATE every few seconds per daemon and process, not per request).
+
 When the cache has to ask, the same statement also counts the request for the
 throttle (PostgreSQL; see ``lookup_daemon_key_and_count``), so a heartbeat costs
 two queries whether the key was cached or not: the counter (or key and counter
@@ -25,6 +28,7 @@ from rest_framework import authentication, exceptions
 
 from supervisors.models import Daemon
 from supervisors.services.actors import Actor
+from supervisors.services.ownership import note_lease_renewed, renew_lease
 from supervisors.services.world import KeyOwner, RateCount, hash_key, lookup_daemon_key, lookup_daemon_key_and_count
 
 _MAX_CACHED_KEYS = 10_000
@@ -83,6 +87,8 @@ class KeyAuth:
 
     owner: KeyOwner
     counted: RateCount | None = None
+    #: The lookup's statement renewed the daemon's lease too (PostgreSQL, with the throttle on).
+    lease_renewed: bool = False
 
 
 def find_key_owner(raw_key: str) -> KeyAuth | None:
@@ -105,7 +111,7 @@ def find_key_owner(raw_key: str) -> KeyAuth | None:
             if len(_cache) >= _MAX_CACHED_KEYS:
                 _cache.clear()
             _cache[digest] = (now + ttl, owner)
-    return None if owner is None else KeyAuth(owner, counted)
+    return None if owner is None else KeyAuth(owner, counted, lease_renewed=counted is not None)
 
 
 class DaemonKeyAuthentication(authentication.BaseAuthentication):
@@ -126,6 +132,10 @@ class DaemonKeyAuthentication(authentication.BaseAuthentication):
         auth = find_key_owner(raw_key)
         if auth is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        if auth.lease_renewed:
+            note_lease_renewed(auth.owner.daemon_id, connected=True)
+        else:
+            renew_lease(auth.owner.daemon_id)  # any request keeps the daemon alive (a statement every few seconds)
         return DaemonPrincipal(auth.owner), auth
 
     def authenticate_header(self, request) -> str:

@@ -73,7 +73,9 @@ def _takes_the_short_road(request: HttpRequest) -> bool:
 
 
 class LeanDaemonPost:
-    """Mix into an ApiView (before it) and write ``lean_post(principal, data, **url_kwargs)``.
+    """Mix into an ApiView (before it) and write ``lean_post(principal, data, *, meta, **url_kwargs)``.
+
+    ``meta`` is the request's ``META`` (for the ``Supervisor-Epoch`` header).
 
     ``lean_post`` returns the 200 body (a dict, rendered as DRF would) or ready JSON bytes.
     One view instance serves every lean request of the process (threads
@@ -84,7 +86,7 @@ class LeanDaemonPost:
     #: write, which counts the request for the throttle in the same statement.
     counts_in_write = False
 
-    def lean_post(self, principal: Any, data: Any, **kwargs: Any) -> dict[str, Any] | bytes:
+    def lean_post(self, principal: Any, data: Any, *, meta: dict[str, Any], **kwargs: Any) -> dict[str, Any] | bytes:
         raise NotImplementedError
 
     @classmethod
@@ -134,7 +136,7 @@ class LeanDaemonPost:
                     kwargs["count"] = pending
                 try:
                     data = parser.parse(request) if request.META.get("CONTENT_LENGTH") not in (None, "", "0") else {}
-                    body = view_instance.lean_post(user, data, **kwargs)
+                    body = view_instance.lean_post(user, data, meta=request.META, **kwargs)
                 except Exception:
                     if pending is not None:  # the throttle decides as if it had run first (see the module doc)
                         lean_request.auth = KeyAuth(auth.owner, pending.counted)

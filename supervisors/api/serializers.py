@@ -453,6 +453,14 @@ class PendingQuestionsOverviewItemSerializer(serializers.Serializer):
 
 class SupervisorHeartbeatItemSerializer(HeartbeatSerializer):
     contractId = StrictUUIDField(source="contract_id")
+    epoch = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="The epoch this daemon holds the supervisor at (its last resume's restorationCount): the "
+        "heartbeat is written only at that epoch. Left out: at the epoch current when the statement runs.",
+    )
 
 
 class DaemonHeartbeatSerializer(StrictSerializer):
@@ -462,12 +470,33 @@ class DaemonHeartbeatSerializer(StrictSerializer):
     supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
 
 
+class DaemonMeSerializer(serializers.Serializer):
+    """A daemon's own view: who it is, its lease, and how many supervisors it owns."""
+
+    daemonId = StrictUUIDField()
+    name = serializers.CharField()
+    alive = serializers.BooleanField(
+        help_text="Computed from the lease (always true for the caller: this request renews it)."
+    )
+    lastHeartbeatAt = StrictDateTimeField(allow_null=True, help_text="When the lease was last renewed.")
+    leaseExpiresAt = StrictDateTimeField(
+        allow_null=True,
+        help_text="When the daemon counts as gone unless another request of its arrives (DAEMON_GONE_AFTER_SECONDS).",
+    )
+    supervisors = StrictIntegerField(help_text="Supervisors this daemon owns.")
+
+
 class DaemonHeartbeatResponseSerializer(serializers.Serializer):
     daemonId = StrictUUIDField()
     status = serializers.ChoiceField(choices=DaemonStatus.choices)
     lastHeartbeatAt = StrictDateTimeField()
     supervisorsUpdated = StrictIntegerField(
         help_text="Supervisor heartbeats written (those of supervisors not on this daemon are ignored)."
+    )
+    supervisorsNotUpdated = serializers.ListField(
+        child=StrictUUIDField(),
+        help_text="Contracts of items that were not written: not this daemon's supervisor (any more), or at "
+        "another epoch (superseded: resume before working on it again).",
     )
 
 
@@ -511,7 +540,7 @@ class TaskStatusSerializer(StrictSerializer):
 # --- The heartbeat hot path ----------------------------------------------------------------
 
 _HEARTBEAT_KEYS = frozenset({"state", "currentActivity", "progress"})
-_ITEM_KEYS = _HEARTBEAT_KEYS | {"contractId"}
+_ITEM_KEYS = _HEARTBEAT_KEYS | {"contractId", "epoch"}
 _STATES = frozenset(SupervisorStatus.values)
 
 
@@ -543,6 +572,10 @@ def validate_heartbeat(data: Any, *, with_contract: bool = False) -> dict[str, A
         errors["progress"] = ["A whole number from 0 to 100 is required."]
     out = {"state": state, "current_activity": activity, "progress": progress}
     if with_contract:
+        epoch = data.get("epoch")
+        if epoch is not None and (type(epoch) is not int or not 0 <= epoch < 2**31):
+            errors["epoch"] = ["A non-negative whole number is required."]
+        out["epoch"] = epoch
         try:
             out["contract_id"] = uuid.UUID(data["contractId"])
         except KeyError:

@@ -24,6 +24,7 @@ urlpatterns = [
     path(f"{SUPERVISOR}answers/<str:questionId>/ack/", questions.AnswerAckView.as_view(), name="supervisor-answer-ack"),
     path(f"{SUPERVISOR}resume/", resume.ResumeView.as_view(), name="supervisor-resume"),
     path(f"{SUPERVISOR}validation/", supervisor.ValidationView.as_view(), name="supervisor-validation"),
+    path("daemons/me/", daemons.DaemonMeView.as_view(), name="daemon-me"),
     path("daemons/me/heartbeat/", daemons.DaemonHeartbeatView.as_view(), name="daemon-heartbeat"),
     path("supervisors/", world.SupervisorsView.as_view(), name="supervisors"),
     path("supervisors/pending-questions/", world.PendingQuestionsView.as_view(), name="pending-questions"),

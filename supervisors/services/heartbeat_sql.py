@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 
@@ -33,6 +34,9 @@ from supervisors.models import HEARTBEAT_COLUMNS, Daemon, SupervisorState, Task
 
 from .hot_cursor import hot_cursor
 from .world import RATE_UPSERT_ONE, PendingCount
+
+#: One heartbeat of a batch: (contract id, state, current activity, progress, epoch or None).
+Row = tuple[uuid.UUID, str, str | None, int, int | None]
 
 
 @dataclass(frozen=True)
@@ -54,38 +58,65 @@ _statements: dict[str, HeartbeatStatements] = {}
 
 
 def _compose(vendor: str) -> HeartbeatStatements:
+    """The statements, with the fence written into each (see :mod:`supervisors.services.ownership`).
+
+    Ownership: the row's task is its contract's supervisor task on the
+    daemon. Epoch: ``restoration_count`` equals the epoch the daemon sent, or,
+    without one, the value this statement's snapshot saw. PostgreSQL re-checks
+    the WHERE clause on the newest row version when the row was locked by a
+    restoration that committed meanwhile; the snapshot subquery still gives the
+    old epoch then, so a heartbeat that raced a takeover or a resume is not
+    written (a join on ``tasks`` alone would still see the old owner).
+    """
     q = connection.ops.quote_name
     table = q(SupervisorState._meta.db_table)
-    col = {name: q(SupervisorState._meta.get_field(name).column) for name in (*HEARTBEAT_COLUMNS, "contract", "task")}
-    on_daemon = (
-        f" AND {table}.{col['task']} IN (SELECT {q(Task._meta.pk.column)} FROM {q(Task._meta.db_table)} "
-        f"WHERE {q(Task._meta.get_field('daemon').column)} = %s)"
-    )
+    col = {
+        name: q(SupervisorState._meta.get_field(name).column)
+        for name in (*HEARTBEAT_COLUMNS, "contract", "task", "restoration_count", "id")
+    }
+    tasks = q(Task._meta.db_table)
+    task_col = {name: q(Task._meta.get_field(name).column) for name in ("id", "daemon", "is_supervisor", "contract")}
+
+    def owned_by(daemon: str) -> str:
+        return (
+            f" AND EXISTS (SELECT 1 FROM {tasks} t WHERE t.{task_col['id']} = {table}.{col['task']}"
+            f" AND t.{task_col['daemon']} {daemon} AND t.{task_col['is_supervisor']}"
+            f" AND t.{task_col['contract']} = {table}.{col['contract']})"
+        )
+
+    def epoch_is(epoch: str) -> str:
+        return (
+            f" AND {table}.{col['restoration_count']} = COALESCE({epoch}, (SELECT e.{col['restoration_count']} "
+            f"FROM {table} e WHERE e.{col['id']} = {table}.{col['id']}))"
+        )
+
     state, activity, progress = col["state"], col["current_activity"], col["progress"]
     stamps = f"{col['last_activity']} = %s, {col['updated_at']} = %s"
     single = (
         f"UPDATE {table} SET {state} = %s, {activity} = %s, {progress} = %s, {stamps} "
-        f"WHERE {table}.{col['contract']} = %s"
+        f"WHERE {table}.{col['contract']} = %s" + epoch_is("CAST(%s AS integer)")
     )
     if vendor == "postgresql":
         items = (
-            "unnest(%s::uuid[], %s::text[], %s::text[], %s::int[]) AS v(contract_id, state, current_activity, progress)"
+            "unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::int[]) "
+            "AS v(contract_id, state, current_activity, progress, epoch)"
         )
     else:  # SQLite (3.38+: UPDATE ... FROM and json_each built in); one JSON parameter
         items = (
             "(SELECT json_extract(value, '$[0]') AS contract_id, json_extract(value, '$[1]') AS state, "
-            "json_extract(value, '$[2]') AS current_activity, json_extract(value, '$[3]') AS progress "
-            "FROM json_each(%s)) AS v"
+            "json_extract(value, '$[2]') AS current_activity, json_extract(value, '$[3]') AS progress, "
+            "json_extract(value, '$[4]') AS epoch FROM json_each(%s)) AS v"
         )
     batch = (
         f"UPDATE {table} SET {state} = v.state, {activity} = v.current_activity, {progress} = v.progress, {stamps} "
-        f"FROM {items} WHERE {table}.{col['contract']} = v.contract_id"
+        f"FROM {items} WHERE {table}.{col['contract']} = v.contract_id" + epoch_is("v.epoch")
     )
+    returning = f" RETURNING {table}.{col['contract']}"
     daemon_and_batch = single_counted = None
     if vendor == "postgresql":
         single_counted = (
-            f"WITH c AS ({RATE_UPSERT_ONE}), u AS ({single}{on_daemon} AND (SELECT count FROM c) <= %s RETURNING 1) "
-            "SELECT (SELECT count FROM c), (SELECT count(*) FROM u)"
+            f"WITH c AS ({RATE_UPSERT_ONE}), u AS ({single}{owned_by('= %s')} AND (SELECT count FROM c) <= %s "
+            "RETURNING 1) SELECT (SELECT count FROM c), (SELECT count(*) FROM u)"
         )
         daemons = q(Daemon._meta.db_table)
         daemon_pk = q(Daemon._meta.pk.column)
@@ -94,18 +125,16 @@ def _compose(vendor: str) -> HeartbeatStatements:
             f"{q(Daemon._meta.get_field('last_heartbeat_at').column)} = %s WHERE {daemon_pk} = %s RETURNING {daemon_pk}"
         )
         daemon_and_batch = (
-            f"WITH d AS ({daemon_row}), s AS ({batch}"
-            f" AND {table}.{col['task']} IN (SELECT {q(Task._meta.pk.column)} FROM {q(Task._meta.db_table)} "
-            f"WHERE {q(Task._meta.get_field('daemon').column)} IN (SELECT {daemon_pk} FROM d)) RETURNING 1) "
-            "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM s)"
+            f"WITH d AS ({daemon_row}), s AS ({batch}{owned_by(f'IN (SELECT {daemon_pk} FROM d)')}{returning}) "
+            "SELECT (SELECT count(*) FROM d), ARRAY(SELECT * FROM s)"
         )
     return HeartbeatStatements(
         daemon_and_batch=daemon_and_batch,
         single_counted=single_counted,
         single=single,
-        single_on_daemon=single + on_daemon,
-        batch=batch,
-        batch_on_daemon=batch + on_daemon,
+        single_on_daemon=single + owned_by("= %s"),
+        batch=batch + returning,
+        batch_on_daemon=batch + owned_by("= %s") + returning,
         native_uuid=connection.features.has_native_uuid_field,
     )
 
@@ -130,16 +159,18 @@ def update_one(
     progress: int,
     now: datetime,
     count: PendingCount | None = None,
+    epoch: int | None = None,
 ) -> int:
     """Run the single heartbeat UPDATE; returns the number of rows it changed (0 or 1).
 
     With ``count`` (and a daemon), the request is counted first and nothing is
     written if that puts it over ``count.limit`` (0 is returned; ``count.counted``
-    tells why).
+    tells why). ``epoch``: write only at that epoch (else at the epoch the
+    statement started with).
     """
     sql = statements()
     stamp = connection.ops.adapt_datetimefield_value(now)
-    params: list = [state, current_activity, progress, stamp, stamp, _db_uuid(contract_id, sql.native_uuid)]
+    params: list = [state, current_activity, progress, stamp, stamp, _db_uuid(contract_id, sql.native_uuid), epoch]
     if daemon_id is not None:
         params.append(_db_uuid(daemon_id, sql.native_uuid))
     with hot_cursor() as cursor:
@@ -156,37 +187,35 @@ def update_one(
         return cursor.rowcount
 
 
-def _item_params(items: Sequence[tuple[uuid.UUID, str, str | None, int]]) -> list:
+def _item_params(items: Sequence[Row]) -> list:
     if connection.vendor == "postgresql":
-        return [[item[n] for item in items] for n in range(4)]
-    return [json.dumps([[item[0].hex, item[1], item[2], item[3]] for item in items])]
+        return [[item[n] for item in items] for n in range(5)]
+    return [json.dumps([[item[0].hex, item[1], item[2], item[3], item[4]] for item in items])]
+
+
+def _contract_ids(values: Sequence[Any]) -> set[uuid.UUID]:
+    return {v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)) for v in values}
 
 
 def update_daemon_and_many(
-    daemon_id: uuid.UUID,
-    status: str,
-    items: Sequence[tuple[uuid.UUID, str, str | None, int]],
-    now: datetime,
-) -> tuple[bool, int]:
+    daemon_id: uuid.UUID, status: str, items: Sequence[Row], now: datetime
+) -> tuple[bool, set[uuid.UUID]]:
     """PostgreSQL: mark the daemon alive and write its supervisors' heartbeats in ONE statement.
 
-    Returns (whether the daemon row exists, supervisor rows changed); both
-    writes commit together. Only supervisors on that daemon are written.
+    Returns (whether the daemon row exists, the contracts whose supervisor was
+    written); both writes commit together. Only supervisors the daemon owns,
+    at the epoch each item names (or the current one), are written.
     """
     sql = statements()
     assert sql.daemon_and_batch is not None, "PostgreSQL only"
     with hot_cursor() as cursor:
         cursor.execute(sql.daemon_and_batch, [status, now, daemon_id, now, now, *_item_params(items)])
-        found, updated = cursor.fetchone()
-    return bool(found), updated
+        found, written = cursor.fetchone()
+    return bool(found), _contract_ids(written or [])
 
 
-def update_many(
-    items: Sequence[tuple[uuid.UUID, str, str | None, int]],
-    daemon_id: uuid.UUID | None,
-    now: datetime,
-) -> int:
-    """Run the batch UPDATE over ``(contract_id, state, current_activity, progress)`` items; returns rows changed."""
+def update_many(items: Sequence[Row], daemon_id: uuid.UUID | None, now: datetime) -> set[uuid.UUID]:
+    """Run the batch UPDATE over :data:`Row` items; returns the contracts whose supervisor was written."""
     sql = statements()
     stamp = connection.ops.adapt_datetimefield_value(now)
     params = _item_params(items)
@@ -195,4 +224,4 @@ def update_many(
         ordered.append(_db_uuid(daemon_id, sql.native_uuid))
     with hot_cursor() as cursor:
         cursor.execute(sql.batch if daemon_id is None else sql.batch_on_daemon, ordered)
-        return cursor.rowcount
+        return _contract_ids([row[0] for row in cursor.fetchall()])

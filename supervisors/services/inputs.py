@@ -14,9 +14,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from supervisors.fields import parse_uuid_list
-from supervisors.models import SupervisorState, Task
+from supervisors.models import QuestionAnswer, SupervisorState, Task
 from supervisors.validators import (
     MAX_PENDING_QUESTIONS,
     MAX_REPORTED_ERRORS,
@@ -33,7 +34,8 @@ from supervisors.validators import (
     validate_state,
 )
 
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
+from .ownership import UNFENCED, Fence, check_fence, not_visible
 
 
 def messages_of(exc: ValidationError) -> list[str]:
@@ -158,8 +160,14 @@ def lock_supervisor(
     with_history: bool = False,
     defer_task_ids: bool = False,
     annotations: dict[str, Any] | None = None,
+    fence: Fence = UNFENCED,
 ) -> SupervisorState:
     """Load the contract's supervisor holding its row lock until the transaction ends.
+
+    ``fence`` says who writes: a daemon that does not own the supervisor gets
+    NotFound, a former owner or an older epoch Conflict ``superseded``; the
+    check runs after the lock is taken, so it sees any takeover that committed
+    meanwhile (:func:`~supervisors.services.ownership.check_fence`).
 
     Must run inside ``transaction.atomic()``. The conversation history is left
     in the database unless asked for: most writers never need it and it can
@@ -173,11 +181,42 @@ def lock_supervisor(
         qs = qs.defer("conversation_history")
     if defer_task_ids:
         qs = qs.defer("spawned_task_ids", "pending_task_ids")
-    if annotations:
-        qs = qs.annotate(**annotations)
-    try:
-        return qs.get(contract_id=contract_id)
-    except SupervisorState.DoesNotExist:
-        raise NotFound(
-            f"Contract {contract_id} has no supervisor.", fields={"contract_id": ["No supervisor."]}
-        ) from None
+    qs = qs.annotate(**(annotations or {}), **row_version_annotation())
+    supervisor = qs.filter(contract_id=contract_id).first()
+    if supervisor is None:
+        if fence.daemon_id is not None:
+            raise not_visible(contract_id)
+        raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": ["No supervisor."]})
+    check_fence(supervisor, fence)
+    return supervisor
+
+
+def row_version_annotation() -> dict[str, Any]:
+    """PostgreSQL: the row's ``xmin``, which every UPDATE changes, makima's own writes included (the ETag)."""
+    if connection.vendor != "postgresql":
+        return {}
+    return {"row_xmin": RawSQL(f"{connection.ops.quote_name(SupervisorState._meta.db_table)}.xmin::text", [])}
+
+
+def refuse_answered_questions(supervisor: SupervisorState, questions: list[dict[str, Any]]) -> None:
+    """A question that already has an answer cannot be pending again: it could never be answered (Conflict).
+
+    Its answer waits in ``answers/`` (and in every resume) until the daemon
+    acknowledges it; the daemon asks a new question with a new id instead.
+    """
+    ids = [q["id"] for q in questions if isinstance(q, dict) and "id" in q]
+    if not ids:
+        return
+    answered = sorted(
+        str(i)
+        for i in QuestionAnswer.objects.filter(supervisor=supervisor, question_id__in=ids).values_list(
+            "question_id", flat=True
+        )
+    )
+    if answered:
+        raise Conflict(
+            f"Questions already answered cannot be pending again: {some_of(answered)}. "
+            "Their answers are in answers/; ask a new question with a new id.",
+            fields={"pending_questions": [f"Already answered: {some_of(answered)}."]},
+            code="question_already_answered",
+        )

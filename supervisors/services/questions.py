@@ -34,6 +34,7 @@ from supervisors.validators import clean_pending_question, contains_nul
 from .actors import Actor
 from .errors import Conflict, InvalidInput, NotFound
 from .inputs import lock_supervisor, parse_uuid, raise_if
+from .ownership import UNFENCED, Fence
 from .signals import question_answered, question_asked, send_on_commit
 from .state import finish_save_point, stamp_write
 
@@ -53,7 +54,7 @@ def _state_after_last_question(supervisor: SupervisorState) -> str:
 
 
 def add_supervisor_pending_question(
-    contract_id: uuid.UUID | str, question: dict[str, Any]
+    contract_id: uuid.UUID | str, question: dict[str, Any], *, fence: Fence = UNFENCED
 ) -> tuple[SupervisorState, dict[str, Any], bool]:
     """Add a question (camelCase PendingQuestion; ``id`` and ``askedAt`` optional) to the pending ones.
 
@@ -80,7 +81,7 @@ def add_supervisor_pending_question(
     raise_if(errors)
 
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid)
+        supervisor = lock_supervisor(contract_uuid, fence=fence)
         if supervisor.state == SupervisorStatus.COMPLETED:
             raise Conflict("A completed supervisor cannot ask questions.", fields={"contract_id": ["Completed."]})
         for pending in supervisor.pending_questions:
@@ -108,29 +109,41 @@ def add_supervisor_pending_question(
 
 
 def save_state_on_question_asked(
-    contract_id: uuid.UUID | str, question: dict[str, Any]
+    contract_id: uuid.UUID | str, question: dict[str, Any], *, fence: Fence = UNFENCED
 ) -> tuple[SupervisorState, dict[str, Any], bool]:
     """The seed's save point on a question asked: :func:`add_supervisor_pending_question`."""
-    return add_supervisor_pending_question(contract_id, question)
+    return add_supervisor_pending_question(contract_id, question, fence=fence)
 
 
 def _take_pending(supervisor: SupervisorState, question_id: uuid.UUID) -> dict[str, Any]:
     """Remove a pending question from the locked supervisor; a clear error when it is not pending."""
     wanted = str(question_id)
+    already = QuestionAnswer.objects.filter(supervisor=supervisor, question_id=question_id).exists()
     for index, pending in enumerate(supervisor.pending_questions):
-        if pending.get("id") == wanted:
+        if pending.get("id") == wanted and not already:
             supervisor.pending_questions = [
                 *supervisor.pending_questions[:index],
                 *supervisor.pending_questions[index + 1 :],
             ]
             return pending
-    if QuestionAnswer.objects.filter(supervisor=supervisor, question_id=question_id).exists():
-        raise Conflict(f"Question {wanted} was already answered.", fields={"question_id": ["Already answered."]})
+    if already:
+        # Also when the id is pending again (makima wrote it back): its answer waits for the
+        # daemon in answers/, and the next restoration delivers that answer instead of the question.
+        raise Conflict(
+            f"Question {wanted} was already answered.",
+            fields={"question_id": ["Already answered."]},
+            code="question_already_answered",
+        )
     raise NotFound(f"Question {wanted} is not pending.", fields={"question_id": ["Not a pending question."]})
 
 
 def clear_pending_question(
-    contract_id: uuid.UUID | str, question_id: uuid.UUID | str, *, answer: str, actor: Actor
+    contract_id: uuid.UUID | str,
+    question_id: uuid.UUID | str,
+    *,
+    answer: str,
+    actor: Actor,
+    fence: Fence = UNFENCED,
 ) -> QuestionAnswer:
     """Answer a pending question: remove it, keep the answer until the daemon acknowledges it.
 
@@ -149,7 +162,7 @@ def clear_pending_question(
             fields={"answer": ["Too long or contains NUL."]},
         )
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid)
+        supervisor = lock_supervisor(contract_uuid, fence=fence)
         asked = _take_pending(supervisor, question_uuid)
         record = QuestionAnswer.objects.create(
             supervisor=supervisor,
@@ -176,7 +189,7 @@ def clear_pending_question(
 
 
 def remove_supervisor_pending_question(
-    contract_id: uuid.UUID | str, question_id: uuid.UUID | str, *, actor: Actor
+    contract_id: uuid.UUID | str, question_id: uuid.UUID | str, *, actor: Actor, fence: Fence = UNFENCED
 ) -> SupervisorState:
     """Withdraw a pending question without an answer (the agent no longer needs it).
 
@@ -186,7 +199,7 @@ def remove_supervisor_pending_question(
     contract_uuid = parse_uuid(contract_id, "contract_id")
     question_uuid = parse_uuid(question_id, "question_id")
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid)
+        supervisor = lock_supervisor(contract_uuid, fence=fence)
         _take_pending(supervisor, question_uuid)
         supervisor.state = _state_after_last_question(supervisor)
         supervisor.save(update_fields=["pending_questions", "state", *stamp_write(supervisor)])
@@ -194,15 +207,20 @@ def remove_supervisor_pending_question(
     return supervisor
 
 
-def acknowledge_answer(contract_id: uuid.UUID | str, question_id: uuid.UUID | str) -> QuestionAnswer:
+def acknowledge_answer(
+    contract_id: uuid.UUID | str, question_id: uuid.UUID | str, *, fence: Fence = UNFENCED
+) -> QuestionAnswer:
     """The daemon received the answer: mark it acknowledged (idempotent); NotFound when there is no answer.
 
-    One UPDATE (only the first acknowledgement sets the time), then a read.
+    Under the supervisor's row lock, so an acknowledgement from a daemon that
+    was just taken over from never lands (the answer then travels with the new
+    owner's resume). One UPDATE (only the first acknowledgement sets the time), then a read.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     question_uuid = parse_uuid(question_id, "question_id")
     answers = QuestionAnswer.objects.filter(supervisor__contract_id=contract_uuid, question_id=question_uuid)
     with transaction.atomic():
+        lock_supervisor(contract_uuid, fence=fence, defer_task_ids=True)
         answers.filter(acknowledged_at__isnull=True).update(acknowledged_at=timezone.now())
         record = answers.first()
     if record is None:

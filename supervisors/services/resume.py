@@ -1,16 +1,19 @@
 """resume: the restoration protocol as a caller asks for it, at most once per Idempotency-Key.
 
-What a resume adds to :func:`~.restoration.restore_supervisor`:
+What a resume adds to :func:`~.restoration.restore_supervisor`, all decided
+under the supervisor's row lock:
 
-- who may resume what: a daemon its own supervisors, and with
-  ``task_reassignment`` one whose daemon is gone (that task then moves to it);
-  anything else is NotFound, as if the supervisor did not exist;
-- the row lock, taken before anything is decided, so two concurrent resumes
-  never both restore: the later one is a Conflict (``restored_concurrently``);
+- who may resume what (:mod:`.ownership`): a daemon its own supervisors, and
+  with ``task_reassignment`` one whose owner is gone (the supervisor task then
+  moves to it), however soon after the last restoration; anything else is
+  NotFound, as if the supervisor did not exist;
+- two resumes that really overlap restore once: the one that finds the
+  supervisor restored since it first looked gets Conflict
+  ``restored_concurrently`` (with the current epoch);
 - a daemon's Idempotency-Key, stored in the restoration's own transaction, so
-  a retry gets the first answer back instead of restoring again;
-- without a key, a resume within ``API_RESUME_DEBOUNCE_SECONDS`` of the last
-  restoration counts as a duplicate: there is no other way to tell a retry.
+  a retry gets the first answer back instead of restoring again. Without a
+  key, every resume that does not overlap another restores again: a new
+  epoch, which fences off anything still running under the previous one.
 
 The caller renders the result (``render``); the rendered body is what is
 stored for the key, so a retry gets exactly the bytes the first call did.
@@ -20,23 +23,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from supervisors.enums import RestorationSource
 from supervisors.models import Daemon, SupervisorState
 
 from .actors import Actor
-from .errors import Conflict, NotFound
+from .errors import Conflict
+from .ownership import is_daemon_gone, not_visible, supervisor_task_owner
 from .restoration import RestorationResult, restore_supervisor
 from .world import (
     StoredResponse,
     find_idempotent_response,
-    is_daemon_gone,
     request_fingerprint,
     store_idempotent_response,
 )
@@ -59,8 +59,7 @@ def resume_supervisor(
     Conflict when it was restored concurrently (or is completed, which the
     restoration log records), and Conflict for a key reused for another request.
     """
-    seen = _supervisor_as_seen(contract_id)
-    assign_to = _takeover_target(contract_id, seen, source, daemon_id)
+    seen_epoch = _epoch_as_seen(contract_id)
     key = idempotency_key if daemon_id is not None else None
     fingerprint = request_fingerprint("resume", str(contract_id), source, reason)
     refusal: Conflict | None = None
@@ -69,18 +68,21 @@ def resume_supervisor(
             # Serialise with any other resume (or write) of this supervisor before deciding anything.
             locked = (
                 SupervisorState.objects.select_for_update()
+                .only("id", "contract_id", "task_id", "restoration_count")
                 .filter(contract_id=contract_id)
-                .values("restoration_count", "last_restored_at")
                 .first()
             )
             if key is not None:
                 stored = find_idempotent_response(daemon_id=daemon_id, key=key, fingerprint=fingerprint)
                 if stored is not None:
                     return stored
-            if locked is not None and _restored_meanwhile(seen, locked, debounce=idempotency_key is None):
+            assign_to = _takeover_target(contract_id, locked, source, daemon_id)
+            if locked is not None and seen_epoch is not None and locked.restoration_count != seen_epoch:
                 raise Conflict(
-                    "The supervisor was restored by a concurrent request; fetch its state instead.",
+                    f"The supervisor of contract {contract_id} was restored by a concurrent request "
+                    f"(now at epoch {locked.restoration_count}); resume again if you still need to.",
                     code="restored_concurrently",
+                    fields={"restoration_count": [f"Now {locked.restoration_count}."]},
                 )
             try:
                 result = restore_supervisor(
@@ -112,44 +114,29 @@ def resume_supervisor(
     return answer
 
 
-def _supervisor_as_seen(contract_id: uuid.UUID) -> SupervisorState | None:
-    """The supervisor before the lock: whose task it is, and how often it was restored."""
-    return (
-        SupervisorState.objects.select_related("task__daemon")
-        .only(
-            "id",
-            "restoration_count",
-            "updated_at",
-            "task__daemon_id",
-            "task__daemon__status",
-            "task__daemon__last_heartbeat_at",
-            "task__daemon__name",
-        )
-        .filter(contract_id=contract_id)
-        .first()
-    )
+def _epoch_as_seen(contract_id: uuid.UUID) -> int | None:
+    """The epoch before the lock: a different one under the lock means another restoration overlapped."""
+    return SupervisorState.objects.filter(contract_id=contract_id).values_list("restoration_count", flat=True).first()
 
 
 def _takeover_target(
-    contract_id: uuid.UUID, seen: SupervisorState | None, source: str, daemon_id: uuid.UUID | None
+    contract_id: uuid.UUID, locked: SupervisorState | None, source: str, daemon_id: uuid.UUID | None
 ) -> Daemon | None:
-    """The daemon the supervisor task moves to (a takeover), or None; NotFound if the daemon may not resume it."""
+    """The daemon the supervisor task moves to (a takeover), or None; NotFound if the daemon may not resume it.
+
+    Runs under the row lock and reads the owner afresh, so of two daemons
+    racing to take over one supervisor, the second finds the first alive.
+    """
     if daemon_id is None:
         return None
-    if seen is None:
-        raise NotFound(f"Contract {contract_id} has no supervisor visible to you.")
-    if seen.task.daemon_id == daemon_id:
+    if locked is None:
+        raise not_visible(contract_id)
+    is_supervisor_task, owner_id = supervisor_task_owner(locked)
+    if not is_supervisor_task:
+        raise not_visible(contract_id)
+    if owner_id == daemon_id:
         return None
-    if source != RestorationSource.TASK_REASSIGNMENT or not is_daemon_gone(seen.task.daemon):
-        raise NotFound(f"Contract {contract_id} has no supervisor visible to you.")
+    owner = Daemon.objects.filter(pk=owner_id).first() if owner_id is not None else None
+    if source != RestorationSource.TASK_REASSIGNMENT or not is_daemon_gone(owner):
+        raise not_visible(contract_id)
     return Daemon.objects.get(pk=daemon_id)
-
-
-def _restored_meanwhile(seen: SupervisorState | None, locked: dict[str, Any], *, debounce: bool) -> bool:
-    """Another resume got there first: restored since this request looked, or (without an
-    Idempotency-Key, so no other way to tell a duplicate) within API_RESUME_DEBOUNCE_SECONDS."""
-    if seen is not None and locked["restoration_count"] != seen.restoration_count:
-        return True
-    window = settings.API_RESUME_DEBOUNCE_SECONDS
-    last = locked["last_restored_at"]
-    return debounce and window > 0 and last is not None and last > timezone.now() - timedelta(seconds=window)

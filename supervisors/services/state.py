@@ -26,7 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from supervisors.enums import DaemonStatus, RestorationSource, SavePoint, SupervisorStatus
-from supervisors.models import Contract, SupervisorState
+from supervisors.models import Contract, SupervisorState, Task
 from supervisors.validators import MAX_TEXT_LENGTH
 
 from . import heartbeat_sql
@@ -41,7 +41,18 @@ from .inputs import (
     parse_id_list,
     parse_uuid,
     raise_if,
+    refuse_answered_questions,
+    row_version_annotation,
     some_of,
+)
+from .ownership import (
+    UNFENCED,
+    Fence,
+    check_fence,
+    may_add_tasks,
+    not_visible,
+    note_lease_renewed,
+    superseded,
 )
 from .signals import send_on_commit, state_saved
 from .world import PendingCount, record_daemon_heartbeat
@@ -68,21 +79,43 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def state_version(supervisor: SupervisorState) -> str:
-    """The version of the row a client saw: changes with every write, heartbeats included.
+    """The version of the row a client saw (the ETag): changes with every write, heartbeats included.
 
-    Derived from ``updated_at`` (microseconds), which every write sets and which
-    locked writes make strictly increasing, so no column is added to makima's
-    table. Works on a supervisor loaded with its conversation deferred.
+    ``updated_at`` (microseconds), which every write of this service moves
+    strictly forward, and on PostgreSQL also the row's ``xmin``, which every
+    UPDATE changes: a row makima rewrote without touching ``updated_at`` has a
+    new version too. No column is added to makima's table. The ``xmin`` comes
+    from the query that loaded the row (``row_version_annotation``) or, after
+    a write, is read back in the writing transaction (:func:`remember_row_version`).
     """
     micros = (supervisor.updated_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros:x}"
+    if connection.vendor != "postgresql":
+        return f"{micros:x}"
+    xmin = supervisor.__dict__.get("row_xmin")
+    if xmin is None:
+        xmin = remember_row_version(supervisor)
+    return f"{micros:x}-{int(xmin):x}"
+
+
+def remember_row_version(supervisor: SupervisorState) -> str | None:
+    """PostgreSQL: read the row's ``xmin`` now (after this transaction's write) for :func:`state_version`."""
+    if connection.vendor != "postgresql":
+        return None
+    xmin = (
+        SupervisorState.objects.filter(pk=supervisor.pk)
+        .annotate(**row_version_annotation())
+        .values_list("row_xmin", flat=True)
+        .first()
+    )
+    supervisor.__dict__["row_xmin"] = xmin
+    return xmin
 
 
 def _check_version(supervisor: SupervisorState, expected_version: str | None) -> None:
     if expected_version is not None and expected_version != state_version(supervisor):
         raise PreconditionFailed(
             "The supervisor's state changed since it was read; fetch it again and retry.",
-            fields={"expected_version": [f"Current version is {state_version(supervisor)}."]},
+            fields={"If-Match": [f"Current version is {state_version(supervisor)}."]},
         )
 
 
@@ -94,11 +127,13 @@ def stamp_write(supervisor: SupervisorState) -> list[str]:
         now = previous + timedelta(microseconds=1)
     supervisor.last_activity = now
     supervisor.updated_at = now
+    supervisor.__dict__.pop("row_xmin", None)
     return ["last_activity", "updated_at"]
 
 
 def finish_save_point(supervisor: SupervisorState, reason: SavePoint) -> None:
     """The common end of a save point: checkpoint now, tell integrators after commit."""
+    remember_row_version(supervisor)
     take_checkpoint(supervisor, reason)
     send_on_commit(
         state_saved,
@@ -142,8 +177,13 @@ def save_supervisor_state_full(
     progress: int = 0,
     error_message: str | None = None,
     expected_version: str | None = None,
+    fence: Fence = UNFENCED,
 ) -> SupervisorState:
     """Save the whole state of a contract's supervisor, creating it if the contract has none (UPSERT).
+
+    ``fence``: a daemon saves only a supervisor it owns (:func:`~.ownership.check_fence`),
+    and creates one only on the contract's supervisor task assigned to it;
+    anything else is NotFound, exactly as for a contract that does not exist.
 
     Guarantees: the contract exists (else NotFound); ``task_id`` and every
     spawned task are tasks of this contract, pending tasks were spawned, the
@@ -171,7 +211,11 @@ def save_supervisor_state_full(
     pending = parse_id_list(pending_task_ids, "pending_task_ids", errors)
     if not Contract.objects.filter(id=contract_uuid).exists():
         raise NotFound(f"Contract {contract_uuid} does not exist.", fields={"contract_id": ["No such contract."]})
+    if fence.daemon_id is not None and not may_add_tasks(fence.daemon_id, contract_uuid):
+        raise not_visible(contract_uuid)
     check_task_ids(contract_uuid, {"task_id": [task_uuid]}, errors)
+    if "task_id" not in errors and not Task.objects.filter(pk=task_uuid, is_supervisor=True).exists():
+        errors["task_id"] = ["Must be the contract's supervisor task (a task marked isSupervisor)."]
     _spawned_and_pending(contract_uuid, spawned, pending, errors)
     raise_if(errors)
     values.update(task_id=task_uuid, spawned_task_ids=spawned, pending_task_ids=pending)
@@ -180,10 +224,14 @@ def save_supervisor_state_full(
         supervisor = (
             SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
             .defer("conversation_history")
+            .annotate(**row_version_annotation())
             .filter(contract_id=contract_uuid)
             .first()
         )
         if supervisor is None:
+            mine = Task.objects.filter(pk=task_uuid, daemon_id=fence.daemon_id)
+            if fence.daemon_id is not None and not mine.exists():
+                raise not_visible(contract_uuid)
             if expected_version is not None:
                 raise PreconditionFailed(
                     "The contract has no supervisor state yet; save without a version to create it.",
@@ -197,11 +245,14 @@ def save_supervisor_state_full(
             except IntegrityError:
                 # Another first save won the race for the UNIQUE contract_id:
                 # its row is committed now, so this save updates it instead.
-                supervisor = lock_supervisor(contract_uuid)
+                supervisor = lock_supervisor(contract_uuid, fence=fence)
             else:
                 finish_save_point(supervisor, SavePoint.STATE_SAVED)
                 return supervisor
+        else:
+            check_fence(supervisor, fence)
         _check_version(supervisor, expected_version)
+        refuse_answered_questions(supervisor, values["pending_questions"])
         for field, value in values.items():
             setattr(supervisor, field, value)
         supervisor.save(update_fields=[*values, *stamp_write(supervisor)])
@@ -210,7 +261,11 @@ def save_supervisor_state_full(
 
 
 def update_supervisor_detailed_state(
-    contract_id: uuid.UUID | str, changes: dict[str, Any], *, expected_version: str | None = None
+    contract_id: uuid.UUID | str,
+    changes: dict[str, Any],
+    *,
+    expected_version: str | None = None,
+    fence: Fence = UNFENCED,
 ) -> SupervisorState:
     """Change only the given fields of the supervisor's state (the seed's UpdateSupervisorStateRequest).
 
@@ -239,8 +294,10 @@ def update_supervisor_detailed_state(
     raise_if(errors)
 
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid)
+        supervisor = lock_supervisor(contract_uuid, fence=fence)
         _check_version(supervisor, expected_version)
+        if "pending_questions" in values:
+            refuse_answered_questions(supervisor, values["pending_questions"])
         spawned = values.get("spawned_task_ids", supervisor.spawned_task_ids)
         pending = values.get("pending_task_ids", supervisor.pending_task_ids)
         if "spawned_task_ids" in values or "pending_task_ids" in values:
@@ -266,6 +323,8 @@ class HeartbeatItem:
     state: str
     current_activity: str | None
     progress: int
+    #: The epoch the daemon believes current (its last resume's restorationCount); None: not sent.
+    epoch: int | None = None
 
 
 _STATES = frozenset(SupervisorStatus.values)
@@ -305,6 +364,7 @@ def update_supervisor_heartbeat_state(
     progress: int,
     daemon_id: uuid.UUID | str | None = None,
     count: PendingCount | None = None,
+    epoch: int | None = None,
 ) -> bool:
     """The lightweight save point: one UPDATE of the heartbeat columns, nothing read first.
 
@@ -323,7 +383,29 @@ def update_supervisor_heartbeat_state(
     daemon_uuid = None if daemon_id is None else parse_uuid(daemon_id, "daemon_id")
     _clean_heartbeat(state, current_activity, progress)
     now = timezone.now()
-    return heartbeat_sql.update_one(contract_uuid, daemon_uuid, state, current_activity, progress, now, count) == 1
+    written = heartbeat_sql.update_one(contract_uuid, daemon_uuid, state, current_activity, progress, now, count, epoch)
+    if written or (count is not None and count.counted is not None and count.counted.count > count.limit):
+        return bool(written)
+    _explain_unwritten_heartbeat(contract_uuid, Fence(daemon_uuid, epoch))
+    return False
+
+
+def _explain_unwritten_heartbeat(contract_id: uuid.UUID, fence: Fence) -> None:
+    """Why a heartbeat's statement wrote nothing, read afresh (the refusal path only, never a heartbeat's cost).
+
+    NotFound for no supervisor or not this daemon's; Conflict ``superseded``
+    for a former owner, an epoch other than the current one, or a restoration
+    that committed while the heartbeat ran (the daemon then resumes or retries).
+    """
+    supervisor = (
+        SupervisorState.objects.only("id", "contract_id", "task_id", "restoration_count")
+        .filter(contract_id=contract_id)
+        .first()
+    )
+    if supervisor is None:
+        raise not_visible(contract_id)
+    check_fence(supervisor, fence)
+    raise superseded(contract_id, supervisor.restoration_count, "was restored while this heartbeat ran")
 
 
 def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id: uuid.UUID | str | None = None) -> int:
@@ -338,12 +420,12 @@ def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id:
     if not items:
         return 0
     daemon_uuid = None if daemon_id is None else parse_uuid(daemon_id, "daemon_id")
-    return heartbeat_sql.update_many(_heartbeat_rows(items), daemon_uuid, timezone.now())
+    return len(heartbeat_sql.update_many(_heartbeat_rows(items), daemon_uuid, timezone.now()))
 
 
-def _heartbeat_rows(items: list[HeartbeatItem]) -> list[tuple[uuid.UUID, str, str | None, int]]:
+def _heartbeat_rows(items: list[HeartbeatItem]) -> list[heartbeat_sql.Row]:
     """Every item validated (InvalidInput names ``items[i].field``), as rows for heartbeat_sql; no contract twice."""
-    rows: dict[uuid.UUID, tuple[uuid.UUID, str, str | None, int]] = {}
+    rows: dict[uuid.UUID, heartbeat_sql.Row] = {}
     for index, item in enumerate(items):
         contract_uuid = parse_uuid(item.contract_id, f"items[{index}].contract_id")
         _clean_heartbeat(item.state, item.current_activity, item.progress, prefix=f"items[{index}].")
@@ -352,21 +434,28 @@ def _heartbeat_rows(items: list[HeartbeatItem]) -> list[tuple[uuid.UUID, str, st
                 f"Contract {contract_uuid} appears twice in one heartbeat batch.",
                 fields={f"items[{index}].contract_id": ["Listed twice."]},
             )
-        rows[contract_uuid] = (contract_uuid, item.state, item.current_activity, item.progress)
+        if item.epoch is not None and (type(item.epoch) is not int or not 0 <= item.epoch < 2**31):
+            raise InvalidInput(
+                f"Item {index}'s epoch must be a non-negative integer.",
+                fields={f"items[{index}].epoch": ["Must be a non-negative integer."]},
+            )
+        rows[contract_uuid] = (contract_uuid, item.state, item.current_activity, item.progress, item.epoch)
     return list(rows.values())
 
 
 def record_daemon_and_supervisor_heartbeats(
     daemon_id: uuid.UUID | str, *, status: str = DaemonStatus.CONNECTED, items: list[HeartbeatItem]
-) -> tuple[datetime, int]:
-    """A daemon's own heartbeat carrying its supervisors': (when it was recorded, supervisor rows updated).
+) -> tuple[datetime, set[uuid.UUID]]:
+    """A daemon's own heartbeat carrying its supervisors': (when it was recorded, the contracts written).
 
     On PostgreSQL the daemon's row and the supervisors' UPDATE are ONE
     statement (a data-modifying CTE), so the request costs two queries with the
     rate counter, and both writes commit together. Elsewhere it is
     :func:`~supervisors.services.world.record_daemon_heartbeat` then
-    :func:`update_supervisor_heartbeat_states`. Only supervisors whose task is on
-    this daemon are written; NotFound when the daemon does not exist.
+    :func:`update_supervisor_heartbeat_states`. Only supervisors this daemon
+    owns, at the epoch each item names (or, without one, the epoch the
+    statement started at), are written; the others are left out of the
+    returned contracts. NotFound when the daemon does not exist.
     """
     daemon_uuid = parse_uuid(daemon_id, "daemon_id")
     if status not in DaemonStatus.values:
@@ -374,11 +463,13 @@ def record_daemon_and_supervisor_heartbeats(
     rows = _heartbeat_rows(items)
     if connection.vendor != "postgresql":
         at = record_daemon_heartbeat(daemon_uuid, status=status)
-        return at, heartbeat_sql.update_many(rows, daemon_uuid, timezone.now()) if rows else 0
+        note_lease_renewed(daemon_uuid, connected=status == DaemonStatus.CONNECTED)
+        return at, heartbeat_sql.update_many(rows, daemon_uuid, timezone.now()) if rows else set()
     now = timezone.now()
     found, updated = heartbeat_sql.update_daemon_and_many(daemon_uuid, status, rows, now)
     if not found:
         raise NotFound(f"Daemon {daemon_id} does not exist.")
+    note_lease_renewed(daemon_uuid, connected=status == DaemonStatus.CONNECTED)
     return now, updated
 
 
@@ -386,7 +477,7 @@ def record_daemon_and_supervisor_heartbeats(
 
 
 def add_supervisor_spawned_task(
-    contract_id: uuid.UUID | str, task_id: uuid.UUID | str, *, wait: bool = True
+    contract_id: uuid.UUID | str, task_id: uuid.UUID | str, *, wait: bool = True, fence: Fence = UNFENCED
 ) -> SupervisorState:
     """Record that the supervisor spawned ``task_id`` (and, with ``wait``, waits on it).
 
@@ -406,6 +497,7 @@ def add_supervisor_spawned_task(
     with transaction.atomic():
         supervisor = lock_supervisor(
             contract_uuid,
+            fence=fence,
             defer_task_ids=True,
             annotations={
                 "task_spawned": UUIDArrayContains("spawned_task_ids", task_uuid),
@@ -437,14 +529,14 @@ def save_state_on_task_spawn(
     return add_supervisor_spawned_task(contract_id, task_id, wait=wait)
 
 
-def update_supervisor_phase(contract_id: uuid.UUID | str, phase: str) -> SupervisorState:
+def update_supervisor_phase(contract_id: uuid.UUID | str, phase: str, *, fence: Fence = UNFENCED) -> SupervisorState:
     """Record the supervisor's new phase (a non-empty name of at most 50 characters); takes a checkpoint."""
     contract_uuid = parse_uuid(contract_id, "contract_id")
     errors: dict[str, list[str]] = {}
     clean_scalar_fields({"phase": phase}, errors)
     raise_if(errors)
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid)
+        supervisor = lock_supervisor(contract_uuid, fence=fence)
         supervisor.phase = phase
         supervisor.save(update_fields=["phase", *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.PHASE_CHANGED)

@@ -24,6 +24,7 @@ from supervisors.models import Contract, Daemon, DaemonApiKey, IdempotencyKey, T
 
 from .errors import Conflict, InvalidInput, NotFound
 from .hot_cursor import hot_cursor
+from .ownership import may_add_tasks, visible_tasks
 
 KEY_PREFIX = "mks"
 MAX_PHASE_LENGTH = 50
@@ -61,15 +62,38 @@ def create_task(
     daemon_id: uuid.UUID | None = None,
     parent_task_id: uuid.UUID | None = None,
     status: str = TaskStatus.PENDING,
+    caller_daemon_id: uuid.UUID | None = None,
 ) -> Task:
-    """A task of a contract; a parent task must belong to the same contract."""
+    """A task of a contract; a parent task must belong to the same contract.
+
+    A contract has at most one supervisor task: a second is a Conflict
+    (``supervisor_exists``), decided under the contract's row lock so two
+    daemons racing to set a supervisor up get one task. ``caller_daemon_id``
+    (a daemon asking) adds the ownership rules: only contracts it supervises,
+    or that nobody supervises yet, else NotFound as for a missing contract; a
+    task without ``daemon_id`` runs on the caller, and a supervisor task only
+    on the caller.
+    """
     _check_text("name", name)
     if status not in TaskStatus.values:
         raise InvalidInput(f"Unknown task status {status!r}.", fields={"status": ["Unknown status."]})
+    if caller_daemon_id is not None:
+        daemon_id = caller_daemon_id if daemon_id is None else daemon_id
+        if is_supervisor and daemon_id != caller_daemon_id:
+            raise InvalidInput(
+                "A daemon creates a supervisor task only for itself.",
+                fields={"daemon_id": ["Must be your own daemon (or left out) for a supervisor task."]},
+            )
     with transaction.atomic():
-        contract = Contract.objects.filter(pk=contract_id).first()
-        if contract is None:
+        contract = Contract.objects.select_for_update().filter(pk=contract_id).first()
+        if contract is None or (caller_daemon_id is not None and not may_add_tasks(caller_daemon_id, contract.pk)):
             raise NotFound(f"Contract {contract_id} does not exist.", fields={"contract_id": ["Not found."]})
+        if is_supervisor and Task.objects.filter(contract=contract, is_supervisor=True).exists():
+            raise Conflict(
+                f"Contract {contract_id} already has a supervisor task; a contract has one supervisor.",
+                fields={"is_supervisor": ["The contract already has a supervisor task."]},
+                code="supervisor_exists",
+            )
         if daemon_id is not None and not Daemon.objects.filter(pk=daemon_id).exists():
             raise InvalidInput(f"Daemon {daemon_id} does not exist.", fields={"daemon_id": ["Not found."]})
         if parent_task_id is not None and not Task.objects.filter(pk=parent_task_id, contract=contract).exists():
@@ -95,36 +119,12 @@ def update_task_status(task_id: uuid.UUID, status: str, *, daemon_id: uuid.UUID 
         )
     with transaction.atomic():
         task = Task.objects.select_for_update().filter(pk=task_id).first()
-        if task is None or (daemon_id is not None and not _task_visible_to_daemon(task, daemon_id)):
+        if task is None or (daemon_id is not None and not visible_tasks(daemon_id).filter(pk=task.pk).exists()):
             raise NotFound(f"Task {task_id} does not exist.", fields={"task_id": ["Not found."]})
         task.status = status
         task.completed_at = timezone.now() if status in TERMINAL_TASK_STATUSES else None
         task.save(update_fields=["status", "completed_at", "updated_at"])
         return task
-
-
-def _task_visible_to_daemon(task: Task, daemon_id: uuid.UUID) -> bool:
-    """A daemon sees the tasks it runs and every task of a contract whose supervisor it runs."""
-    if task.daemon_id == daemon_id:
-        return True
-    return Task.objects.filter(contract_id=task.contract_id, is_supervisor=True, daemon_id=daemon_id).exists()
-
-
-# --- Daemons ------------------------------------------------------------------
-
-
-def daemon_gone_before(now: datetime | None = None) -> datetime:
-    """Heartbeats older than this mean the daemon is gone."""
-    return (now or timezone.now()) - timedelta(seconds=settings.DAEMON_GONE_AFTER_SECONDS)
-
-
-def is_daemon_gone(daemon: Daemon | None, now: datetime | None = None) -> bool:
-    """A daemon that said it disconnected, or has been silent past the threshold, is gone."""
-    if daemon is None:
-        return True
-    if daemon.status != DaemonStatus.CONNECTED or daemon.last_heartbeat_at is None:
-        return True
-    return daemon.last_heartbeat_at < daemon_gone_before(now)
 
 
 def record_daemon_heartbeat(daemon_id: uuid.UUID, *, status: str = DaemonStatus.CONNECTED) -> datetime:
@@ -283,7 +283,7 @@ def hit_rate_counter(key: str, *, window_seconds: int) -> tuple[int, int]:
 
 
 def lookup_daemon_key_and_count(raw_key: str, *, window_seconds: int) -> tuple[KeyOwner | None, RateCount | None]:
-    """Look the key up (recording its use) AND count the request for its daemon, in ONE statement.
+    """Look the key up (recording its use), count the request AND renew its daemon's lease, in ONE statement.
 
     The first request of a process after its key cache expired would otherwise
     cost three round trips (key, counter, the work itself). On PostgreSQL the
@@ -298,13 +298,16 @@ def lookup_daemon_key_and_count(raw_key: str, *, window_seconds: int) -> tuple[K
     window_start, seconds_left = _window(window_seconds)
     keys, daemons = DaemonApiKey._meta.db_table, Daemon._meta.db_table
     counter = _RATE_UPSERT.format(values="SELECT %s || k.daemon_id::text, %s, 1 FROM k")
+    now = timezone.now()
     with hot_cursor() as cursor:
         cursor.execute(
             f"WITH k AS (UPDATE {keys} SET last_used_at = %s WHERE key_hash = %s AND revoked_at IS NULL "
-            f"RETURNING id, daemon_id), c AS ({counter}) "
+            f"RETURNING id, daemon_id), c AS ({counter}), "
+            f"d AS (UPDATE {daemons} SET status = %s, last_heartbeat_at = %s "
+            f"WHERE id IN (SELECT daemon_id FROM k) RETURNING id, name) "
             f"SELECT k.id, k.daemon_id, d.name, (SELECT count FROM c) "
-            f"FROM k LEFT JOIN {daemons} d ON d.id = k.daemon_id",
-            [timezone.now(), hash_key(raw_key), DAEMON_RATE_KEY_PREFIX, window_start],
+            f"FROM k LEFT JOIN d ON d.id = k.daemon_id",
+            [now, hash_key(raw_key), DAEMON_RATE_KEY_PREFIX, window_start, DaemonStatus.CONNECTED, now],
         )
         row = cursor.fetchone()
     if row is None:

@@ -71,13 +71,19 @@ def test_reusing_a_key_for_another_request_is_409(alpha, supervisor):
     assert response.json()["code"] == "idempotency_key_reused"
 
 
-def test_a_second_resume_without_key_right_after_is_409(alpha, supervisor, settings):
-    assert resume(alpha.client, supervisor.contract_id).status_code == 200
-    response = resume(alpha.client, supervisor.contract_id)
-    assert response.status_code == 409
-    assert response.json()["code"] == "restored_concurrently"
-    settings.API_RESUME_DEBOUNCE_SECONDS = 0
-    assert resume(alpha.client, supervisor.contract_id).json()["restorationCount"] == 2
+def test_a_second_resume_without_key_right_after_restores_again_in_a_new_epoch(alpha, supervisor):
+    assert resume(alpha.client, supervisor.contract_id).json()["restorationCount"] == 1
+    again = resume(alpha.client, supervisor.contract_id)
+    assert again.status_code == 200
+    assert again.json()["restorationCount"] == 2
+    # a write still carrying the first resume's epoch is fenced off
+    stale = alpha.client.post(
+        url(supervisor.contract_id, "phase/"), {"phase": "testing"}, format="json", HTTP_SUPERVISOR_EPOCH="1"
+    )
+    assert stale.status_code == 409
+    assert stale.json()["code"] == "superseded"
+    supervisor.refresh_from_db()
+    assert supervisor.phase != "testing"
 
 
 def test_completed_supervisor_is_409(alpha, supervisor):
@@ -177,7 +183,6 @@ def test_expired_idempotency_keys_are_dropped_and_reusable(alpha, supervisor, se
 
     assert resume(alpha.client, supervisor.contract_id, key="old").status_code == 200
     IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
-    settings.API_RESUME_DEBOUNCE_SECONDS = 0
     again = resume(alpha.client, supervisor.contract_id, key="old")
     assert again.status_code == 200
     assert again.json()["restorationCount"] == 2

@@ -119,14 +119,15 @@ def test_heartbeat_updates_state_in_at_most_two_queries(alpha, supervisor):
 def test_heartbeat_with_a_cold_key_cache_is_still_two_queries(alpha, supervisor):
     """The first request of a process (or after API_KEY_CACHE_SECONDS) looks the key up and counts it at once.
 
-    PostgreSQL: one statement for key and counter, one UPDATE. SQLite cannot put
-    writes in a CTE, so there the counter is a third (local, round-trip free) statement.
+    PostgreSQL: one statement for key, counter and the daemon's lease, one UPDATE.
+    SQLite cannot put writes in a CTE, so there the counter and the lease are
+    statements of their own (local, round-trip free).
     """
     body = {"state": "working", "progress": 5}
     with CaptureQueriesContext(connection) as queries:
         response = alpha.client.post(url(supervisor.contract_id, "heartbeat/"), body, format="json")
     assert response.status_code == 200
-    assert len(queries) <= (2 if connection.vendor == "postgresql" else 3), [q["sql"] for q in queries]
+    assert len(queries) <= (2 if connection.vendor == "postgresql" else 4), [q["sql"] for q in queries]
     supervisor.refresh_from_db()
     assert supervisor.progress == 5
 
@@ -214,3 +215,20 @@ def test_supervisors_list_filters(alpha, supervisor, staff, other_supervisor):
     assert [r["contractId"] for r in rows] == [str(other_supervisor.contract_id)]
     assert staff.get("/api/v1/supervisors/?state=bogus").status_code == 400
     assert len(staff.get("/api/v1/supervisors/?stale=false").json()) == 2
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)  # each write its own transaction, as in production (xmin is per transaction)
+def test_etag_sees_a_write_by_another_program_that_leaves_updated_at_alone(alpha, supervisor):
+    """makima writes supervisor_states directly and need not touch updated_at: If-Match still notices."""
+    from django.db import connection as db
+
+    etag = alpha.client.get(url(supervisor.contract_id))["ETag"]
+    with db.cursor() as cursor:
+        cursor.execute("UPDATE supervisor_states SET progress = 77 WHERE id = %s", [supervisor.pk])
+    assert alpha.client.get(url(supervisor.contract_id))["ETag"] != etag
+    stale = alpha.client.patch(url(supervisor.contract_id), {"progress": 2}, format="json", HTTP_IF_MATCH=etag)
+    assert stale.status_code == 412
+    assert "If-Match" in stale.json()["fields"]
+    supervisor.refresh_from_db()
+    assert supervisor.progress == 77

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from supervisors.models import HEARTBEAT_COLUMNS, SupervisorCheckpoint, SupervisorState
-from supervisors.services.errors import InvalidInput
+from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.questions import add_supervisor_pending_question
 from supervisors.services.state import (
     HeartbeatItem,
@@ -63,11 +63,29 @@ def test_heartbeat_scoped_to_a_daemon_is_still_one_statement():
         )
     assert len(captured.captured_queries) == 1
     assert set_columns(captured.captured_queries[0]["sql"]) == set(HEARTBEAT_COLUMNS)
-    assert not update_supervisor_heartbeat_state(
-        supervisor.contract_id, state="working", current_activity=None, progress=2, daemon_id=theirs.id
-    )
+    with pytest.raises(NotFound):  # not theirs: the same answer as for no supervisor at all
+        update_supervisor_heartbeat_state(
+            supervisor.contract_id, state="working", current_activity=None, progress=2, daemon_id=theirs.id
+        )
     assert SupervisorState.objects.get(pk=supervisor.pk).progress == 1
-    assert not update_supervisor_heartbeat_state(uuid.uuid4(), state="working", current_activity=None, progress=2)
+    with pytest.raises(NotFound):
+        update_supervisor_heartbeat_state(uuid.uuid4(), state="working", current_activity=None, progress=2)
+
+
+def test_heartbeat_at_an_old_epoch_is_superseded_and_changes_nothing():
+    daemon = make_daemon("owner")
+    supervisor = make_supervisor(daemon=daemon)
+    SupervisorState.objects.filter(pk=supervisor.pk).update(restoration_count=4, progress=7)
+    with pytest.raises(Conflict) as refused:
+        update_supervisor_heartbeat_state(
+            supervisor.contract_id, state="working", current_activity=None, progress=50, daemon_id=daemon.id, epoch=3
+        )
+    assert refused.value.code == "superseded"
+    assert SupervisorState.objects.get(pk=supervisor.pk).progress == 7
+    assert update_supervisor_heartbeat_state(
+        supervisor.contract_id, state="working", current_activity=None, progress=50, daemon_id=daemon.id, epoch=4
+    )
+    assert SupervisorState.objects.get(pk=supervisor.pk).progress == 50
 
 
 @pytest.mark.parametrize(("state", "progress"), [("asleep", 5), ("working", 101), ("working", -3), ("working", "5")])
@@ -163,11 +181,11 @@ def test_daemon_heartbeat_with_its_supervisors_marks_the_daemon_and_writes_only_
     mine = make_supervisor(make_contract(name="mine"), daemon=daemon)
     theirs = make_supervisor(make_contract(name="theirs"), daemon=other)
     at, updated = record_daemon_and_supervisor_heartbeats(daemon.id, items=[])
-    assert updated == 0
+    assert updated == set()
     assert Daemon.objects.get(pk=daemon.pk).last_heartbeat_at == at
     items = [HeartbeatItem(s.contract_id, "working", "x", 9) for s in (mine, theirs)]
     at, updated = record_daemon_and_supervisor_heartbeats(daemon.id, status="disconnected", items=items)
-    assert updated == 1
+    assert updated == {mine.contract_id}
     assert Daemon.objects.values_list("status", "last_heartbeat_at").get(pk=daemon.pk) == ("disconnected", at)
     assert SupervisorState.objects.get(pk=mine.pk).progress == 9
     assert SupervisorState.objects.get(pk=theirs.pk).progress == 0

@@ -149,3 +149,26 @@ def test_overview_lists_every_pending_question_oldest_first(supervisor):
     assert [item["question"]["question"] for item in overview] == ["Earliest?", "Late?", "Early?"]
     assert overview[0]["contract_name"] == "Beta"
     assert {s.pk for s in get_supervisors_with_pending_questions()} == {supervisor.pk, other.pk}
+
+
+def test_an_answered_question_cannot_be_made_pending_again(supervisor, staff):
+    """It could never be answered (one answer per question): the PATCH is refused, nothing changes."""
+    question = make_question()
+    add_supervisor_pending_question(supervisor.contract_id, question)
+    clear_pending_question(supervisor.contract_id, question["id"], answer="yes", actor=staff)
+    with pytest.raises(Conflict) as refused:
+        update_supervisor_detailed_state(supervisor.contract_id, {"pending_questions": [question]})
+    assert refused.value.code == "question_already_answered"
+    assert SupervisorState.objects.get(pk=supervisor.pk).pending_questions == []
+
+
+def test_answering_a_question_written_back_by_another_program_is_a_conflict_not_a_crash(supervisor, staff):
+    """makima may write an answered question back into the row directly: answering it again is a 409."""
+    question = make_question()
+    _, asked, _ = add_supervisor_pending_question(supervisor.contract_id, question)
+    clear_pending_question(supervisor.contract_id, question["id"], answer="yes", actor=staff)
+    SupervisorState.objects.filter(pk=supervisor.pk).update(pending_questions=[asked])
+    with pytest.raises(Conflict) as refused:
+        clear_pending_question(supervisor.contract_id, question["id"], answer="again", actor=staff)
+    assert refused.value.code == "question_already_answered"
+    assert QuestionAnswer.objects.get(question_id=question["id"]).answer == "yes"

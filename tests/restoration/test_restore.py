@@ -422,7 +422,7 @@ def test_validate_checkpoint_tells_which_checkpoints_can_be_restored():
 
 
 def test_a_takeover_records_the_daemon_it_moved_away_from(actor):
-    gone = make_daemon("gone", status="disconnected")
+    gone = make_daemon("gone", status="disconnected", last_heartbeat_at=timezone.now() - timedelta(hours=1))
     new = make_daemon("new")
     supervisor, _ = make_working_supervisor()
     Task.objects.filter(id=supervisor.task_id).update(daemon=gone)

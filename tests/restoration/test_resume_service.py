@@ -7,7 +7,7 @@ import pytest
 from supervisors.enums import RestorationSource
 from supervisors.models import Daemon, RestorationLog, SupervisorState
 from supervisors.services.actors import Actor
-from supervisors.services.errors import Conflict, NotFound
+from supervisors.services.errors import NotFound
 from supervisors.services.resume import resume_supervisor
 from supervisors.services.world import record_daemon_heartbeat
 from tests.factories import make_contract, make_daemon, make_supervisor
@@ -50,15 +50,14 @@ def test_a_retry_with_the_same_key_gets_the_first_answer_without_restoring_again
     assert RestorationLog.objects.filter(supervisor=supervisor).count() == 1
 
 
-def test_without_a_key_a_second_resume_at_once_is_a_duplicate(settings):
-    settings.API_RESUME_DEBOUNCE_SECONDS = 5
+def test_without_a_key_a_second_resume_at_once_restores_again_in_a_new_epoch():
     daemon = make_daemon("hasty")
-    supervisor = make_supervisor(make_contract("Debounced"), daemon=daemon)
+    supervisor = make_supervisor(make_contract("Twice"), daemon=daemon)
     _resume(supervisor.contract_id, daemon, Renderer())
-    with pytest.raises(Conflict) as refused:
-        _resume(supervisor.contract_id, daemon, Renderer())
-    assert refused.value.code == "restored_concurrently"
-    assert SupervisorState.objects.get(pk=supervisor.pk).restoration_count == 1
+    second = _resume(supervisor.contract_id, daemon, Renderer())
+    assert second.body["restorationCount"] == 2
+    assert SupervisorState.objects.get(pk=supervisor.pk).restoration_count == 2
+    assert RestorationLog.objects.filter(supervisor=supervisor).count() == 2
 
 
 def test_another_daemons_live_supervisor_is_not_found_even_with_task_reassignment():

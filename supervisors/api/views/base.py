@@ -12,7 +12,8 @@ ERROR_TEXT = {
     401: "No API key, an unknown key or a revoked key.",
     403: "A staff user without the Django permission this needs.",
     404: "No such contract, supervisor, question or task, or not one of this daemon's.",
-    409: "The request does not fit the current state.",
+    409: "The request does not fit the current state; `superseded`: this daemon no longer owns the supervisor, "
+    "or Supervisor-Epoch is not its current epoch (nothing was written).",
     412: "If-Match does not match the current ETag.",
     413: "The body is larger than API_MAX_BODY_BYTES.",
     415: "The body is not application/json.",
@@ -35,6 +36,23 @@ IF_MATCH = OpenApiParameter(
     required=False,
     description="The ETag from a previous GET: the write is refused with 412 if the state changed since.",
 )
+
+
+EPOCH = OpenApiParameter(
+    "Supervisor-Epoch",
+    {"type": "string", "pattern": "^[0-9]{1,10}$", "example": "3"},
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The epoch this daemon holds the supervisor at: the restorationCount its last resume returned "
+    "(decimal digits, below 2^31). "
+    "A write at another epoch is refused with 409 `superseded` and changes nothing (the supervisor was "
+    "restored or taken over since). Without it, ownership is still checked atomically with the write.",
+)
+
+
+def fenced_write(*codes: int) -> dict[int, OpenApiResponse]:
+    """The errors of a fenced write: those of ``errors`` and 409 (``superseded``)."""
+    return errors(409, *codes)
 
 
 ETAG = OpenApiParameter(

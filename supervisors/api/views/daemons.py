@@ -1,4 +1,4 @@
-"""A daemon's own heartbeat, carrying its supervisors' heartbeats in one statement."""
+"""A daemon's own view of itself, and its own heartbeat carrying its supervisors' heartbeats in one statement."""
 
 from __future__ import annotations
 
@@ -12,11 +12,36 @@ from supervisors.api.lean import LeanDaemonPost
 from supervisors.api.serializers import (
     DaemonHeartbeatResponseSerializer,
     DaemonHeartbeatSerializer,
+    DaemonMeSerializer,
     validate_daemon_heartbeat,
 )
+from supervisors.models import Daemon
+from supervisors.services.ownership import is_daemon_gone, lease_expires_at, owned_supervisors
 from supervisors.services.state import HeartbeatItem, record_daemon_and_supervisor_heartbeats
 
 from .base import BODY_ERRORS, ApiView, errors
+
+
+class DaemonMeView(ApiView):
+    daemon_only = True
+
+    @extend_schema(
+        operation_id="daemon_me",
+        responses={200: DaemonMeSerializer, **errors()},
+        description="The calling daemon: its id and name, its lease, and how many supervisors it owns.",
+    )
+    def get(self, request) -> Response:
+        daemon = Daemon.objects.get(pk=request.user.daemon_id)
+        return Response(
+            {
+                "daemonId": str(daemon.id),
+                "name": daemon.name,
+                "alive": not is_daemon_gone(daemon),
+                "lastHeartbeatAt": daemon.last_heartbeat_at,
+                "leaseExpiresAt": lease_expires_at(daemon),
+                "supervisors": owned_supervisors(daemon.id).count(),
+            }
+        )
 
 
 class DaemonHeartbeatView(LeanDaemonPost, ApiView):
@@ -31,13 +56,14 @@ class DaemonHeartbeatView(LeanDaemonPost, ApiView):
         description=(
             "The daemon is alive (status `connected`), or leaving (`disconnected`). A daemon silent longer than "
             "DAEMON_GONE_AFTER_SECONDS counts as gone and its supervisors may be taken over. `supervisors` carries "
-            "the heartbeats of its supervisors, written in one statement; those not on this daemon are ignored."
+            "the heartbeats of its supervisors, written in one statement: only those it owns, at the epoch each "
+            "item names (its resume's restorationCount); the others are listed in supervisorsNotUpdated."
         ),
     )
     def post(self, request) -> Response:
-        return Response(self.lean_post(request.user, request.data))
+        return Response(self.lean_post(request.user, request.data, meta=request.META))
 
-    def lean_post(self, principal: DaemonPrincipal, data: Any) -> dict[str, Any]:
+    def lean_post(self, principal: DaemonPrincipal, data: Any, *, meta: dict[str, Any]) -> dict[str, Any]:
         data = validate_daemon_heartbeat(data)
         daemon_id = principal.daemon_id
         items = [
@@ -46,13 +72,16 @@ class DaemonHeartbeatView(LeanDaemonPost, ApiView):
                 state=item["state"],
                 current_activity=item.get("current_activity"),
                 progress=item["progress"],
+                epoch=item.get("epoch"),
             )
             for item in data["supervisors"]
         ]
-        at, updated = record_daemon_and_supervisor_heartbeats(daemon_id, status=data["status"], items=items)
+        at, written = record_daemon_and_supervisor_heartbeats(daemon_id, status=data["status"], items=items)
+        not_written = [str(item.contract_id) for item in items if item.contract_id not in written]
         return {
             "daemonId": str(daemon_id),
             "status": data["status"],
             "lastHeartbeatAt": at,
-            "supervisorsUpdated": updated,
+            "supervisorsUpdated": len(written),
+            "supervisorsNotUpdated": not_written,
         }

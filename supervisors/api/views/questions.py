@@ -23,7 +23,7 @@ from supervisors.services.questions import (
     remove_supervisor_pending_question,
 )
 
-from .base import BODY_ERRORS, ApiView, errors
+from .base import BODY_ERRORS, EPOCH, ApiView, errors, fenced_write
 
 
 def actor_of(request) -> Actor:
@@ -49,6 +49,7 @@ class QuestionsView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_ask",
+        parameters=[EPOCH],
         request=PendingQuestionSerializer,
         responses={
             200: OpenApiResponse(AskQuestionResponseSerializer, description="Already pending (same id)."),
@@ -61,8 +62,9 @@ class QuestionsView(ApiView):
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PendingQuestionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
-        _, question, created = add_supervisor_pending_question(contract_uuid, serializer.to_wire())
+        _, question, created = add_supervisor_pending_question(
+            contract_uuid, serializer.to_wire(), fence=scoping.fence_of(request)
+        )
         return Response(
             {"question": question, "created": created},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -74,14 +76,16 @@ class QuestionView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_withdraw",
-        responses={204: None, **errors(404, 409)},
+        parameters=[EPOCH],
+        responses={204: None, **fenced_write(404)},
         description="Withdraw a pending question without an answer.",
     )
     def delete(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
-        scoping.require_supervisor(request, contract_uuid)
-        remove_supervisor_pending_question(contract_uuid, question_uuid, actor=actor_of(request))
+        remove_supervisor_pending_question(
+            contract_uuid, question_uuid, actor=actor_of(request), fence=scoping.fence_of(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -90,8 +94,9 @@ class AnswerView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_answer",
+        parameters=[EPOCH],
         request=AnswerRequestSerializer,
-        responses={200: QuestionAnswerSerializer, **errors(404, 409, *BODY_ERRORS)},
+        responses={200: QuestionAnswerSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:
@@ -99,9 +104,12 @@ class AnswerView(ApiView):
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
         serializer = AnswerRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
         answer = clear_pending_question(
-            contract_uuid, question_uuid, answer=serializer.validated_data["answer"], actor=actor_of(request)
+            contract_uuid,
+            question_uuid,
+            answer=serializer.validated_data["answer"],
+            actor=actor_of(request),
+            fence=scoping.fence_of(request),
         )
         return Response(QuestionAnswerSerializer(answer).data)
 
@@ -123,12 +131,13 @@ class AnswerAckView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_answer_ack",
+        parameters=[EPOCH],
         request=None,
-        responses={200: QuestionAnswerSerializer, **errors(404)},
+        responses={200: QuestionAnswerSerializer, **fenced_write(404)},
         description="The daemon received this answer (idempotent).",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
-        scoping.require_supervisor(request, contract_uuid)
-        return Response(QuestionAnswerSerializer(acknowledge_answer(contract_uuid, question_uuid)).data)
+        answer = acknowledge_answer(contract_uuid, question_uuid, fence=scoping.fence_of(request))
+        return Response(QuestionAnswerSerializer(answer).data)

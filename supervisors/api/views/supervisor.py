@@ -23,7 +23,7 @@ from supervisors.api.serializers import (
     questions_to_wire,
     validate_heartbeat,
 )
-from supervisors.models import SupervisorState, Task
+from supervisors.models import SupervisorState
 from supervisors.services.errors import InvalidInput, NotFound
 from supervisors.services.state import (
     add_supervisor_spawned_task,
@@ -36,7 +36,7 @@ from supervisors.services.state import (
 from supervisors.services.validation import validate_supervisor_state
 from supervisors.services.world import PendingCount
 
-from .base import BODY_ERRORS, ETAG, IF_MATCH, ApiView, errors, etag, if_match
+from .base import BODY_ERRORS, EPOCH, ETAG, IF_MATCH, ApiView, errors, etag, fenced_write, if_match
 
 OK_BODY = compact_json({"ok": True})
 
@@ -80,12 +80,12 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_save",
-        parameters=[IF_MATCH, ETAG],
+        parameters=[IF_MATCH, EPOCH, ETAG],
         request=SaveSupervisorStateSerializer,
         responses={
             200: SupervisorStateSerializer,
             201: SupervisorStateSerializer,
-            **errors(404, 412, *BODY_ERRORS),
+            **fenced_write(404, 412, *BODY_ERRORS),
         },
         description="Save the whole state (UPSERT). A new supervisor's task must be one of this daemon's.",
     )
@@ -94,22 +94,19 @@ class SupervisorView(ApiView):
         serializer = SaveSupervisorStateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        exists = scoping.visible_supervisors(request).filter(contract_id=contract_uuid).exists()
-        if not exists:
-            daemon = scoping.daemon_of(request)
-            if SupervisorState.objects.filter(contract_id=contract_uuid).exists() or (
-                daemon is not None and not Task.objects.filter(pk=data["task_id"], daemon_id=daemon.daemon_id).exists()
-            ):
-                raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
         data["pending_questions"] = questions_to_wire(data["pending_questions"])
-        supervisor = save_supervisor_state_full(contract_id=contract_uuid, expected_version=if_match(request), **data)
-        return state_response(supervisor, code=status.HTTP_200_OK if exists else status.HTTP_201_CREATED)
+        fence = scoping.fence_of(request)
+        existed = SupervisorState.objects.filter(contract_id=contract_uuid).exists()
+        supervisor = save_supervisor_state_full(
+            contract_id=contract_uuid, expected_version=if_match(request), fence=fence, **data
+        )
+        return state_response(supervisor, code=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="supervisor_update",
-        parameters=[IF_MATCH, ETAG],
+        parameters=[IF_MATCH, EPOCH, ETAG],
         request=UpdateSupervisorStateSerializer,
-        responses={200: SupervisorStateSerializer, **errors(404, 412, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, 412, *BODY_ERRORS)},
         description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
     )
     def patch(self, request, contractId: str) -> Response:
@@ -119,8 +116,9 @@ class SupervisorView(ApiView):
         changes = dict(serializer.validated_data)
         if "pending_questions" in changes:
             changes["pending_questions"] = questions_to_wire(changes["pending_questions"])
-        scoping.require_supervisor(request, contract_uuid)
-        supervisor = update_supervisor_detailed_state(contract_uuid, changes, expected_version=if_match(request))
+        supervisor = update_supervisor_detailed_state(
+            contract_uuid, changes, expected_version=if_match(request), fence=scoping.fence_of(request)
+        )
         return state_response(supervisor)
 
 
@@ -131,31 +129,35 @@ class HeartbeatView(LeanDaemonPost, ApiView):
 
     @extend_schema(
         operation_id="supervisor_heartbeat",
+        parameters=[EPOCH],
         request=HeartbeatSerializer,
-        responses={200: HeartbeatResponseSerializer, **errors(404, *BODY_ERRORS)},
+        responses={200: HeartbeatResponseSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="The supervisor is alive: state, currentActivity and progress (no checkpoint is taken).",
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         data = validate_heartbeat(request.data)
-        daemon = scoping.daemon_of(request)
-        updated = update_supervisor_heartbeat_state(
-            contract_uuid, **data, daemon_id=daemon.daemon_id if daemon else None
-        )
-        if not updated:
-            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+        fence = scoping.fence_of(request)
+        update_supervisor_heartbeat_state(contract_uuid, **data, daemon_id=fence.daemon_id, epoch=fence.epoch)
         return Response({"ok": True})
 
     counts_in_write = True
 
     def lean_post(
-        self, principal: DaemonPrincipal, data: Any, *, contractId: str, count: PendingCount | None = None
+        self,
+        principal: DaemonPrincipal,
+        data: Any,
+        *,
+        contractId: str,
+        meta: dict[str, Any],
+        count: PendingCount | None = None,
     ) -> bytes:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        epoch = scoping.epoch_of(meta)
         if not update_supervisor_heartbeat_state(
-            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id, count=count
+            contract_uuid, **validate_heartbeat(data), daemon_id=principal.daemon_id, count=count, epoch=epoch
         ):
-            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")
+            raise NotFound(f"Contract {contract_uuid} has no supervisor visible to you.")  # throttled: 429 wins
         return OK_BODY
 
 
@@ -164,17 +166,19 @@ class SpawnedTaskView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_task_spawned",
+        parameters=[EPOCH],
         request=SpawnedTaskSerializer,
-        responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="A task was spawned (save point); with `wait` the supervisor also waits on it.",
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = SpawnedTaskSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
         data = serializer.validated_data
-        supervisor = add_supervisor_spawned_task(contract_uuid, data["task_id"], wait=data["wait"])
+        supervisor = add_supervisor_spawned_task(
+            contract_uuid, data["task_id"], wait=data["wait"], fence=scoping.fence_of(request)
+        )
         return state_response(supervisor)
 
 
@@ -183,16 +187,18 @@ class PhaseView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_phase_changed",
+        parameters=[EPOCH],
         request=PhaseSerializer,
-        responses={200: SupervisorStateSerializer, **errors(404, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="The contract's phase changed (save point).",
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PhaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        scoping.require_supervisor(request, contract_uuid)
-        supervisor = update_supervisor_phase(contract_uuid, serializer.validated_data["phase"])
+        supervisor = update_supervisor_phase(
+            contract_uuid, serializer.validated_data["phase"], fence=scoping.fence_of(request)
+        )
         return state_response(supervisor)
 
 

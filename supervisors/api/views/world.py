@@ -65,16 +65,17 @@ class TasksView(ApiView):
     @extend_schema(
         operation_id="task_create",
         request=TaskSerializer,
-        responses={201: TaskSerializer, **errors(404, *BODY_ERRORS)},
-        description="A task of a contract this daemon supervises (or of a contract with no supervisor task yet).",
+        responses={201: TaskSerializer, **errors(404, 409, *BODY_ERRORS)},
+        description=(
+            "A task of a contract this daemon supervises (or of a contract with no supervisor task yet). Without "
+            "`daemonId` the task runs on the calling daemon. A contract has one supervisor task "
+            "(`isSupervisor`): a second is 409 `supervisor_exists`, and a daemon creates one only for itself."
+        ),
     )
     def post(self, request) -> Response:
         serializer = TaskSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        if not scoping.visible_contracts(request).filter(pk=data["contract_id"]).exists():
-            raise NotFound(f"Contract {data['contract_id']} does not exist.", fields={"contract_id": ["Not found."]})
-        task = create_task(**data)
+        task = create_task(**serializer.validated_data, caller_daemon_id=scoping.daemon_id_of(request))
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
 
@@ -102,9 +103,9 @@ class TaskStatusView(ApiView):
         task_uuid = scoping.parse_path_uuid(taskId, "taskId")
         serializer = TaskStatusSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if not scoping.visible_tasks(request).filter(pk=task_uuid).exists():
-            raise NotFound(f"Task {task_uuid} does not exist.")
-        task = update_task_status(task_uuid, serializer.validated_data["status"])
+        task = update_task_status(
+            task_uuid, serializer.validated_data["status"], daemon_id=scoping.daemon_id_of(request)
+        )
         return Response(TaskSerializer(task).data)
 
 

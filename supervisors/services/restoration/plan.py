@@ -25,9 +25,10 @@ from supervisors.enums import (
     SupervisorStatus,
 )
 from supervisors.models import Daemon, SupervisorCheckpoint, SupervisorState
-from supervisors.selectors import daemon_is_gone, is_stale
+from supervisors.selectors import is_stale
 from supervisors.services.checkpoints import checkpoint_snapshot
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
+from supervisors.services.ownership import is_daemon_gone
 from supervisors.services.validation import (
     AnswerFacts,
     StateValidationResult,
@@ -285,7 +286,7 @@ def takeover(
     if daemon is None or world.supervisor_task is None or world.supervisor_task.daemon_id == daemon.id:
         return None, None, []
     current = supervisor.task.daemon
-    if not daemon_is_gone(current, now):
+    if not is_daemon_gone(current, now):
         raise Conflict(
             f"Daemon {current} still runs the supervisor of contract {supervisor.contract_id}; "
             "it can be taken over only once that daemon is gone.",
