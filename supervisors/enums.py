@@ -74,6 +74,35 @@ RECOVERY_SEVERITY: dict[str, int] = {
 }
 
 
+class RestorationOutcome(models.TextChoices):
+    """How one restoration ended: the one word the command, its JSON, the admin and the log all use.
+
+    ``needs_person`` is ManualIntervention: nothing was restored, the
+    supervisor is marked blocked until someone fixes what validation found.
+    """
+
+    RESTORED = "restored", "Restored"
+    RESTORED_FROM_CHECKPOINT = "restored_from_checkpoint", "Restored from a checkpoint"
+    STARTED_FRESH = "started_fresh", "Started fresh"
+    NEEDS_PERSON = "needs_person", "Needs a person (blocked)"
+    SKIPPED_COMPLETED = "skipped_completed", "Skipped: completed"
+    FAILED = "failed", "Failed"
+
+
+#: The outcome of a restoration that applied this recovery action.
+OUTCOME_OF_ACTION: dict[str, RestorationOutcome] = {
+    RecoveryAction.PROCEED: RestorationOutcome.RESTORED,
+    RecoveryAction.USE_CHECKPOINT: RestorationOutcome.RESTORED_FROM_CHECKPOINT,
+    RecoveryAction.START_FRESH: RestorationOutcome.STARTED_FRESH,
+    RecoveryAction.MANUAL_INTERVENTION: RestorationOutcome.NEEDS_PERSON,
+}
+
+#: Outcomes in which the supervisor was brought back (runs again under a new epoch).
+RESTORED_OUTCOMES: frozenset[str] = frozenset(
+    {RestorationOutcome.RESTORED, RestorationOutcome.RESTORED_FROM_CHECKPOINT, RestorationOutcome.STARTED_FRESH}
+)
+
+
 class TaskStatus(models.TextChoices):
     """``tasks.status`` as makima keeps it."""
 

@@ -321,11 +321,11 @@ def pending_question_stats(now: datetime | None = None) -> dict[str, Any]:
 
 
 def restorations_since(since: datetime) -> list[dict[str, Any]]:
-    """Restorations logged since ``since``, counted by source and outcome."""
+    """Restorations logged since ``since``, counted by source and outcome (``RestorationOutcome``)."""
     return list(
         RestorationLog.objects.filter(started_at__gte=since)
         .order_by()
-        .values("source", "success")
+        .values("source", "outcome")
         .annotate(n=Count("id"))
-        .order_by("source", "-success")
+        .order_by("source", "outcome")
     )

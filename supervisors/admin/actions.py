@@ -28,7 +28,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from supervisors.enums import RecoveryAction, RestorationSource
+from supervisors.enums import RESTORED_OUTCOMES, RecoveryAction, RestorationOutcome, RestorationSource
 from supervisors.models import SupervisorCheckpoint, SupervisorState
 from supervisors.selectors import SupervisorSelection
 from supervisors.services.actors import Actor
@@ -36,15 +36,16 @@ from supervisors.services.errors import ServiceError
 from supervisors.services.restoration import (
     RestorationResult,
     RestoreOptions,
+    restore_page,
     restore_supervisor,
-    validate_checkpoint,
 )
 from supervisors.services.restoration import redeliver_pending_questions as redeliver_service
-from supervisors.services.restoration_batch import restore_page
 from supervisors.services.validation import load_worlds, validate_with_world
 
 #: Supervisors previewed one by one on the confirmation page; the rest are counted.
 PREVIEW_LIMIT = 25
+#: Supervisors the confirmation page plans (a dry run); beyond that the count is "up to".
+PLAN_LIMIT = 2000
 #: Per-supervisor messages after an action; beyond that a summary says how many more.
 MESSAGE_LIMIT = 25
 #: Supervisors restored per transaction when many are selected.
@@ -78,64 +79,98 @@ class ReasonForm(forms.Form):
     )
 
 
-# --- preview -------------------------------------------------------------------------------------
+# --- preview ------------------------------------------------------------------------------------
+#
+# The preview is the restoration's own dry run (the same load, validate and plan
+# as the real run, nothing written), so what the page shows is what will happen.
 
 
 @dataclass
 class PreviewRow:
+    """One supervisor of the preview: how it would end, per the dry-run plan."""
+
     supervisor: SupervisorState
+    outcome: str
     recovery_action: str
-    would_get: str
-    issues: list[str]
-    warnings: list[str]
+    new_state: str
+    error_before: str | None = None
+    error_after: str | None = None
+    checkpoint_id: int | None = None
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    finished_task_ids: list[uuid.UUID] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def error_change(self) -> str:
+        if self.error_before and not self.error_after:
+            return f"clears {self.error_before!r}"
+        if self.error_after and self.error_after != self.error_before:
+            return f"sets {self.error_after!r}"
+        return f"keeps {self.error_after!r}" if self.error_after else ""
 
 
-def would_get(mode: Mode, supervisor: SupervisorState, action: str, checkpoint: SupervisorCheckpoint | None) -> str:
-    """What restoring would do to this supervisor, in one sentence a staff member can check."""
-    if supervisor.state == "completed":
-        return "Nothing: a completed supervisor is not restored."
-    if mode.key == "fresh":
-        return "Start fresh: keeps existing spawned tasks and answerable questions, drops the conversation."
-    if mode.key == "checkpoint" and checkpoint is not None:
-        return f"Put back checkpoint #{checkpoint.pk} ({checkpoint}), if it is still valid."
-    return {
-        RecoveryAction.PROCEED: "Resume as saved (the state is valid).",
-        RecoveryAction.USE_CHECKPOINT: "Fall back to the newest valid checkpoint, or start fresh if none is valid.",
-        RecoveryAction.START_FRESH: "Start fresh.",
-        RecoveryAction.MANUAL_INTERVENTION: "Nothing restored: marked blocked for manual intervention.",
-    }.get(action, action)
+@dataclass
+class Preview:
+    total: int
+    rows: list[PreviewRow]
+    by_outcome: dict[str, int]
+    planned: int
+
+    @property
+    def will_restore(self) -> int:
+        """Only the supervisors that will actually be brought back (not blocked, skipped or failing)."""
+        return sum(n for outcome, n in self.by_outcome.items() if outcome in RESTORED_OUTCOMES)
+
+
+def preview_row(supervisor: SupervisorState, result: RestorationResult) -> PreviewRow:
+    return PreviewRow(
+        supervisor=supervisor,
+        outcome=str(result.outcome),
+        recovery_action=str(result.recovery_action),
+        new_state=result.new_state,
+        error_before=result.previous_error_message,
+        error_after=result.error_message,
+        checkpoint_id=result.checkpoint_id,
+        questions=result.redelivered_questions,
+        answers=result.context.pending_answers,
+        finished_task_ids=result.finished_task_ids,
+        issues=result.validation.issues,
+        warnings=result.context.warnings,
+    )
 
 
 def preview(
-    queryset: QuerySet[SupervisorState], mode: Mode, checkpoint: SupervisorCheckpoint | None = None
-) -> tuple[int, list[PreviewRow], dict[str, int]]:
-    """(how many, the first PREVIEW_LIMIT with their live validation, how many per state)."""
+    request: HttpRequest,
+    queryset: QuerySet[SupervisorState],
+    mode: Mode,
+    checkpoint: SupervisorCheckpoint | None = None,
+) -> Preview:
+    """The dry-run plan of the first PLAN_LIMIT selected supervisors; rows for the first PREVIEW_LIMIT."""
     total = queryset.count()
-    rows = list(queryset.select_related("contract", "task").order_by("contract__name", "id")[:PREVIEW_LIMIT])
-    worlds = load_worlds(rows)
-    items = []
-    for supervisor in rows:
-        result = validate_with_world(supervisor, worlds[supervisor.id])
-        items.append(
-            PreviewRow(
-                supervisor=supervisor,
-                recovery_action=str(mode.force_action or result.recovery_action),
-                would_get=would_get(mode, supervisor, result.recovery_action, checkpoint),
-                issues=result.issues,
-                warnings=result.warnings,
-            )
-        )
-    if checkpoint is not None and len(items) == 1:
-        # What restoring from this checkpoint would be judged by: the restoration's own rules.
-        verdict = validate_checkpoint(checkpoint)
-        row = items[0]
-        row.recovery_action = str(verdict.recovery_action)
-        row.issues = [f"checkpoint #{checkpoint.pk}: {issue}" for issue in verdict.issues]
-        row.warnings = verdict.warnings
-        if not verdict.is_valid:
-            row.would_get = f"Checkpoint #{checkpoint.pk} does not pass validation; restoring from it would be refused."
-    by_state = dict(queryset.order_by().values_list("state").annotate(n=Count("id")))
-    return total, items, by_state
+    shown = {s.id: s for s in queryset.select_related("contract").order_by("contract__name", "id")[:PREVIEW_LIMIT]}
+    ids = list(queryset.order_by("contract__name", "id").values_list("id", flat=True)[:PLAN_LIMIT])
+    report = run_restorations(
+        request, ids, mode=mode, reason="preview", checkpoint_id=checkpoint.pk if checkpoint else None, dry_run=True
+    )
+    by_contract = {s.contract_id: s for s in shown.values()}
+    rows = [preview_row(by_contract[r.contract_id], r) for r in report.restored if r.contract_id in by_contract]
+    for contract_id, why in report.failed:
+        if contract_id in by_contract:
+            row = PreviewRow(by_contract[contract_id], RestorationOutcome.FAILED, "", by_contract[contract_id].state)
+            row.issues = [why]
+            rows.append(row)
+    for contract_id in report.completed:
+        if contract_id in by_contract:
+            supervisor = by_contract[contract_id]
+            rows.append(PreviewRow(supervisor, RestorationOutcome.SKIPPED_COMPLETED, "", supervisor.state))
+    rows.sort(key=lambda r: (r.supervisor.contract.name, r.supervisor.id))
+    counts = Counter(str(r.outcome) for r in report.restored)
+    counts[RestorationOutcome.FAILED] += len(report.failed)
+    counts[RestorationOutcome.SKIPPED_COMPLETED] += len(report.completed)
+    by_outcome = {o: counts[o] for o in RestorationOutcome.values if counts[o]}
+    return Preview(total=total, rows=rows, by_outcome=by_outcome, planned=len(ids))
 
 
 def render_confirmation(
@@ -149,7 +184,9 @@ def render_confirmation(
     checkpoint: SupervisorCheckpoint | None = None,
     cancel_url: str = "",
 ) -> TemplateResponse:
-    total, rows, by_state = preview(queryset, mode, checkpoint)
+    planned = preview(request, queryset, mode, checkpoint)
+    by_state = dict(queryset.order_by().values_list("state").annotate(n=Count("id")))
+    total, rows = planned.total, planned.rows
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": mode.title,
@@ -161,6 +198,9 @@ def render_confirmation(
         "rows": rows,
         "more": max(0, total - len(rows)),
         "by_state": sorted(by_state.items()),
+        "by_outcome": sorted(planned.by_outcome.items()),
+        "will_restore": planned.will_restore,
+        "not_planned": max(0, total - planned.planned),
         "hidden": hidden,
         "checkpoint": checkpoint,
         "cancel_url": cancel_url,
@@ -176,8 +216,9 @@ def render_confirmation(
 class RunReport:
     """What one admin action did, supervisor by supervisor."""
 
-    restored: list[RestorationResult] = field(default_factory=list)
-    skipped: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    restored: list[RestorationResult] = field(default_factory=list)  # every outcome but skipped and failed
+    completed: list[uuid.UUID] = field(default_factory=list)
+    skipped: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # not attempted (held by another run)
     failed: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
 
@@ -188,8 +229,9 @@ def run_restorations(
     mode: Mode,
     reason: str,
     checkpoint_id: int | None = None,
+    dry_run: bool = False,
 ) -> RunReport:
-    """Restore the supervisors with these ids through the restoration service.
+    """Restore the supervisors with these ids through the restoration service (``dry_run``: plan only).
 
     One supervisor goes through ``restore_supervisor`` (waits for the row lock);
     many go through the batch path in pages of BATCH_SIZE, one transaction each,
@@ -211,21 +253,24 @@ def run_restorations(
                     reason=reason,
                     checkpoint_id=checkpoint_id,
                     force_action=mode.force_action,
+                    dry_run=dry_run,
                 )
             )
         except ServiceError as exc:
-            (report.skipped if exc.code.startswith("supervisor_completed") else report.failed).append(
-                (contract_id, exc.message)
-            )
+            if exc.code == "supervisor_completed":
+                report.completed.append(contract_id)
+            else:
+                report.failed.append((contract_id, exc.message))
         return report
     options = RestoreOptions(
-        source=RestorationSource.MANUAL, actor=actor, reason=reason, force_action=mode.force_action
+        source=RestorationSource.MANUAL, actor=actor, reason=reason, force_action=mode.force_action, dry_run=dry_run
     )
     started = timezone.now()
     selection = SupervisorSelection(all_supervisors=True)
     for start in range(0, len(ids), BATCH_SIZE):
         page = restore_page(list(ids[start : start + BATCH_SIZE]), selection, options, run_started_at=started)
-        report.restored += page.restored
+        report.restored += page.results
+        report.completed += page.completed
         report.skipped += [(s.contract_id, s.reason) for s in page.skipped]
         report.failed += [(f.contract_id, f.error) for f in page.failed]
     return report
@@ -244,12 +289,13 @@ def _names(contract_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID
 
 
 def describe_result(result: RestorationResult) -> str:
-    action = str(result.recovery_action)
-    text = f"{action}"
+    """One supervisor's outcome in the words the command and the log use, then what it did."""
+    text = f"{result.outcome} ({result.recovery_action}"
     if result.checkpoint_id:
-        text += f" (checkpoint #{result.checkpoint_id})"
-    if not result.context.success:
-        text += ": not restored, marked blocked for manual intervention"
+        text += f", checkpoint #{result.checkpoint_id}"
+    text += ")"
+    if not result.restored:
+        text += ": not restored, marked blocked until a person fixes it"
         if result.validation.issues:
             text += f" ({'; '.join(result.validation.issues[:3])})"
     else:
@@ -262,27 +308,34 @@ def describe_result(result: RestorationResult) -> str:
 
 
 def report_outcome(modeladmin: admin.ModelAdmin, request: HttpRequest, report: RunReport, *, mode: Mode, reason: str):
-    """Admin messages per supervisor and one LogEntry per supervisor touched."""
+    """Admin messages per supervisor (named by outcome) and one LogEntry per supervisor touched."""
     names = _names(
-        [r.contract_id for r in report.restored] + [c for c, _ in report.skipped] + [c for c, _ in report.failed]
+        [r.contract_id for r in report.restored]
+        + report.completed
+        + [c for c, _ in report.skipped]
+        + [c for c, _ in report.failed]
     )
     lines: list[tuple[int, str, uuid.UUID, str]] = []
     for result in report.restored:
-        level = messages.SUCCESS if result.context.success else messages.WARNING
-        lines.append((level, f"{mode.verb}: {describe_result(result)}", result.contract_id, "done"))
+        level = messages.SUCCESS if result.restored else messages.WARNING
+        lines.append((level, f"{mode.verb}: {describe_result(result)}", result.contract_id, str(result.outcome)))
+    completed = RestorationOutcome.SKIPPED_COMPLETED
+    for contract_id in report.completed:
+        text = f"{mode.verb}: {completed}: a completed supervisor is not restored"
+        lines.append((messages.WARNING, text, contract_id, completed))
     for contract_id, why in report.skipped:
-        lines.append((messages.WARNING, f"{mode.verb} skipped: {why}", contract_id, "skipped"))
+        lines.append((messages.WARNING, f"{mode.verb}: not attempted: {why}", contract_id, "not attempted"))
     for contract_id, why in report.failed:
-        lines.append((messages.ERROR, f"{mode.verb} failed: {why}", contract_id, "failed"))
+        lines.append((messages.ERROR, f"{mode.verb}: {RestorationOutcome.FAILED}: {why}", contract_id, "failed"))
     for level, text, contract_id, _ in lines[:MESSAGE_LIMIT]:
         name = names.get(contract_id, (None, str(contract_id)))[1]
         modeladmin.message_user(request, f"{name}: {text}", level)
     if len(lines) > MESSAGE_LIMIT:
         counts = Counter(kind for *_, kind in lines)
+        summary = ", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items()))
         modeladmin.message_user(
             request,
-            f"… and {len(lines) - MESSAGE_LIMIT} more. In all: {counts['done']} restored, "
-            f"{counts['skipped']} skipped, {counts['failed']} failed. The restoration log has every one.",
+            f"… and {len(lines) - MESSAGE_LIMIT} more. In all: {summary}. The restoration log has every one.",
             messages.INFO,
         )
     log_entries(

@@ -7,7 +7,7 @@ fast over 100,000 supervisors as over ten.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from supervisors.enums import RestorationSource, SupervisorStatus
+from supervisors.enums import RESTORED_OUTCOMES, RestorationOutcome, RestorationSource, SupervisorStatus
 from supervisors.selectors import (
     pending_question_stats,
     restorations_since,
@@ -50,11 +50,13 @@ def dashboard_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
     restorations = restorations_since(now - timedelta(hours=24))
     top_restorations = max((r["n"] for r in restorations), default=0)
     labels = dict(RestorationSource.choices)
+    outcomes = dict(RestorationOutcome.choices)
     restoration_rows = [
         {
             "source": labels.get(r["source"], r["source"]),
-            "outcome": "succeeded" if r["success"] else "failed or refused",
-            "success": r["success"],
+            "outcome": r["outcome"],
+            "outcome_label": outcomes.get(r["outcome"], r["outcome"]),
+            "success": r["outcome"] in RESTORED_OUTCOMES or r["outcome"] == RestorationOutcome.SKIPPED_COMPLETED,
             "count": r["n"],
             "bar": bar(r["n"], top_restorations),
         }
@@ -73,6 +75,15 @@ def dashboard_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         "questions_url": reverse("admin:supervisors_supervisorstate_questions"),
         "restorations": restoration_rows,
         "restorations_total": sum(r["n"] for r in restorations),
+        "restorations_by_outcome": restoration_counts(restorations),
         "media": model_admin.media,
     }
     return TemplateResponse(request, "admin/supervisors/supervisorstate/dashboard.html", context)
+
+
+def restoration_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Every outcome (zeros included) with its count, in the enum's order: the command's summary, the same words."""
+    counts = {outcome: 0 for outcome in RestorationOutcome.values}
+    for row in rows:
+        counts[row["outcome"]] = counts.get(row["outcome"], 0) + row["n"]
+    return counts

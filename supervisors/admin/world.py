@@ -113,10 +113,20 @@ class QuestionAnswerAdmin(ReadOnlyAdmin):
 
 @admin.register(RestorationLog)
 class RestorationLogAdmin(ReadOnlyAdmin):
-    list_display = ("started_at", "contract_id", "source", "recovery_action", "success", "actor_label", "reason")
-    list_filter = ("source", "recovery_action", "success", "actor_kind")
+    list_display = (
+        "started_at",
+        "contract_id",
+        "source",
+        "outcome",
+        "recovery_action",
+        "previous_state",
+        "previous_error_message",
+        "actor_label",
+        "reason",
+    )
+    list_filter = ("outcome", "source", "recovery_action", "actor_kind")
     search_fields = ("=contract_id", "actor_label", "reason")
-    raw_id_fields = ("supervisor", "actor_user", "actor_daemon", "checkpoint")
+    raw_id_fields = ("supervisor", "actor_user", "actor_daemon", "previous_daemon", "checkpoint")
     date_hierarchy = "started_at"
     show_full_result_count = False
 

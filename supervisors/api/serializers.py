@@ -20,6 +20,7 @@ from supervisors.enums import (
     DaemonStatus,
     QuestionType,
     RecoveryAction,
+    RestorationOutcome,
     RestorationSource,
     SupervisorStatus,
     TaskStatus,
@@ -398,8 +399,18 @@ class ResumeSerializer(StrictSerializer):
     reason = StrictCharField(max_length=10_000, allow_blank=True, required=False, default="")
 
 
+class PendingAnswerSerializer(serializers.Serializer):
+    """An answer the human gave that the daemon has not acknowledged yet (it travels with every resume)."""
+
+    questionId = StrictUUIDField()
+    question = PendingQuestionOutSerializer(help_text="The PendingQuestion as it was asked.")
+    answer = StrictCharField()
+    answeredAt = StrictDateTimeField()
+    answeredBy = StrictCharField(allow_null=True, help_text="The staff user or daemon that answered, when known.")
+
+
 class RestorationContextSerializer(serializers.Serializer):
-    """The seed's SupervisorRestorationContext, plus how it was restored."""
+    """The seed's SupervisorRestorationContext, plus how it was restored and the answers not yet acknowledged."""
 
     success = StrictBooleanField()
     previousState = StrictCharField()
@@ -412,6 +423,15 @@ class RestorationContextSerializer(serializers.Serializer):
     warnings = serializers.ListField(child=StrictCharField())
     recoveryAction = serializers.ChoiceField(choices=RecoveryAction.choices)
     checkpointId = StrictIntegerField(allow_null=True)
+    outcome = serializers.ChoiceField(
+        choices=RestorationOutcome.choices,
+        help_text="How the restoration ended: needs_person means blocked until an operator intervenes.",
+    )
+    pendingAnswers = PendingAnswerSerializer(
+        many=True,
+        help_text="Answers given and not yet acknowledged: act on them, then POST answers/{questionId}/ack/. "
+        "A question that came back already answered is not in pendingQuestions; its answer is here.",
+    )
 
 
 class StateValidationResultSerializer(serializers.Serializer):

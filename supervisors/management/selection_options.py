@@ -81,9 +81,9 @@ def selection_from_options(options: dict) -> SupervisorSelection:
         stale_after=timedelta(seconds=options["stale_after"]) if options.get("stale_after") else None,
     )
     if selection.is_empty:
-        raise CommandError("Say which supervisors: --contract, --state, --stale or --all (see --help).")
+        raise CommandError("Say which supervisors: --contract, --state, --stale or --all (see --help).", returncode=2)
     if options.get("stale_after") and not options["stale"]:
-        raise CommandError("--stale-after only makes sense with --stale.")
+        raise CommandError("--stale-after only makes sense with --stale.", returncode=2)
     return selection
 
 

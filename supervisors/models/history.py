@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
-from supervisors.enums import ActorKind, RecoveryAction, RestorationSource, SavePoint
+from supervisors.enums import ActorKind, RecoveryAction, RestorationOutcome, RestorationSource, SavePoint
 from supervisors.fields import UUIDArrayField
 
 from .supervisor import SupervisorState
@@ -171,6 +171,20 @@ class RestorationLog(models.Model):
     finished_task_ids = models.JSONField(
         default=list, blank=True, help_text="Pending tasks that had finished while the supervisor was away."
     )
+    outcome = models.CharField(
+        max_length=32, choices=RestorationOutcome.choices, help_text="How the restoration ended (one word)."
+    )
+    previous_error_message = models.TextField(
+        null=True, blank=True, help_text="The supervisor's error message before the restoration (kept or cleared)."
+    )
+    previous_daemon = models.ForeignKey(
+        Daemon,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="On a takeover: the daemon the supervisor task moved away from.",
+    )
 
     class Meta:
         db_table = "supervisor_restoration_log"
@@ -178,5 +192,5 @@ class RestorationLog(models.Model):
         indexes = [models.Index(fields=["supervisor", "-started_at"], name="restoration_log_supervisor")]
 
     def __str__(self) -> str:
-        outcome = "succeeded" if self.success else "failed"
-        return f"{self.get_source_display()} restoration {outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+        when = f"{self.started_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.get_source_display()} restoration: {self.get_outcome_display()} at {when}"

@@ -17,11 +17,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import IntegerField, QuerySet, TextField
+from django.db.models import IntegerField, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
 from supervisors.enums import (
@@ -31,7 +32,7 @@ from supervisors.enums import (
     RecoveryAction,
     SupervisorStatus,
 )
-from supervisors.models import Contract, SupervisorState, Task
+from supervisors.models import Contract, QuestionAnswer, SupervisorState, Task
 from supervisors.validators import clean_pending_question, validate_conversation_history
 
 #: How many offending ids one issue string lists before it summarises the rest.
@@ -76,13 +77,40 @@ class TaskFacts(NamedTuple):
     is_supervisor: bool
 
 
+class AnswerFacts(NamedTuple):
+    """A human's answer to one of the supervisor's questions, as restoration needs it."""
+
+    question_id: str
+    question: Any
+    answer: str
+    answered_at: datetime
+    answered_by: str | None
+    acknowledged: bool
+
+    def as_wire(self) -> dict[str, Any]:
+        """The resume body's ``pendingAnswers`` item."""
+        return {
+            "questionId": self.question_id,
+            "question": self.question,
+            "answer": self.answer,
+            "answeredAt": self.answered_at.isoformat(),
+            "answeredBy": self.answered_by,
+        }
+
+
 @dataclass(frozen=True)
 class ValidationWorld:
-    """What the saved state is checked against: makima's contract and tasks as they are now."""
+    """What the saved state is checked against: makima's contract and tasks as they are now.
+
+    ``answers``: by question id, this supervisor's answers not yet acknowledged
+    and any answer to a question its state carries as pending (loaded per
+    batch); a pending question that has one can no longer be answered.
+    """
 
     contract: Contract | None
     supervisor_task: TaskFacts | None
     tasks: Mapping[uuid.UUID, TaskFacts]
+    answers: dict[str, AnswerFacts] = field(default_factory=dict)
 
 
 # --- loading the world ---------------------------------------------------------------------------
@@ -118,8 +146,14 @@ def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUI
     return found
 
 
-def load_worlds(supervisors: Sequence[SupervisorState]) -> dict[uuid.UUID, ValidationWorld]:
-    """The validation world of each supervisor (by supervisor id), in at most three queries.
+def load_worlds(
+    supervisors: Sequence[SupervisorState], *, unacknowledged: bool = False
+) -> dict[uuid.UUID, ValidationWorld]:
+    """The validation world of each supervisor (by supervisor id), in at most four queries.
+
+    Answers are read for the pending questions (no query when there are none);
+    ``unacknowledged`` also reads every answer not yet acknowledged, which a
+    restoration delivers.
 
     The supervisors' contracts are expected to be loaded already
     (``select_related("contract")``); a contract that is missing shows as None.
@@ -128,12 +162,63 @@ def load_worlds(supervisors: Sequence[SupervisorState]) -> dict[uuid.UUID, Valid
         set().union(*(_referenced_task_ids(s) for s in supervisors)) if supervisors else set(),
         contract_ids={s.contract_id for s in supervisors},
     )
+    asked = {s.id: question_ids(getattr(s, "pending_questions", None)) for s in supervisors}
+    answers = load_answers(asked if unacknowledged else {k: v for k, v in asked.items() if v}, unacknowledged)
     worlds = {}
     for supervisor in supervisors:
         worlds[supervisor.id] = ValidationWorld(
-            contract=_loaded_contract(supervisor), supervisor_task=tasks.get(supervisor.task_id), tasks=tasks
+            contract=_loaded_contract(supervisor),
+            supervisor_task=tasks.get(supervisor.task_id),
+            tasks=tasks,
+            answers=answers.get(supervisor.id, {}),
         )
     return worlds
+
+
+def question_ids(pending_questions: Any) -> set[uuid.UUID]:
+    """The ids of the well-formed-enough questions in a pending_questions value (others are skipped)."""
+    ids = set()
+    for item in pending_questions if isinstance(pending_questions, list) else []:
+        try:
+            ids.add(uuid.UUID(str(item.get("id"))))
+        except (AttributeError, ValueError):
+            continue
+    return ids
+
+
+def load_answers(
+    wanted: Mapping[uuid.UUID, set[uuid.UUID]], unacknowledged: bool = True
+) -> dict[uuid.UUID, dict[str, AnswerFacts]]:
+    """By supervisor, by question id: answers to the wanted questions, and (``unacknowledged``) every one
+    not yet acknowledged.
+
+    One query for a whole batch (none when there is nothing to look for).
+    """
+    asked = set().union(*wanted.values()) if wanted else set()
+    if not wanted or not (asked or unacknowledged):
+        return {}
+    condition = Q(question_id__in=asked)
+    if unacknowledged:
+        condition |= Q(acknowledged_at__isnull=True)
+    rows = (
+        QuestionAnswer.objects.filter(condition, supervisor_id__in=list(wanted))
+        .order_by("answered_at", "id")
+        .values_list(
+            "supervisor_id",
+            "question_id",
+            "question",
+            "answer",
+            "answered_at",
+            "answered_by_user__username",
+            "answered_by_daemon__name",
+            "acknowledged_at",
+        )
+    )
+    found: dict[uuid.UUID, dict[str, AnswerFacts]] = {}
+    for supervisor_id, question_id, question, answer, at, user, daemon, acked in rows:
+        facts = AnswerFacts(str(question_id), question, answer, at, user or daemon, acked is not None)
+        found.setdefault(supervisor_id, {})[facts.question_id] = facts
+    return found
 
 
 def _loaded_contract(supervisor: SupervisorState) -> Contract | None:
@@ -317,7 +402,21 @@ def state_findings(
         warnings.append(f"phase: {phase!r} differs from the contract's phase {contract.phase!r}")
     if state in STATES_NEEDING_ERROR and not (fields.get("error_message") or "").strip():
         warnings.append(f"error_message: state {state!r} has no error message")
+    warnings.extend(answered_findings(questions, world.answers))
     return issues, warnings
+
+
+def answered_findings(pending_questions: Any, answers: Mapping[str, AnswerFacts]) -> list[str]:
+    """Pending questions that already have an answer: a warning, since restoration repairs it.
+
+    Such a question can never be answered again (one answer per question);
+    restoring drops it from the pending questions and delivers its answer.
+    """
+    found = []
+    for question_id in sorted(str(q) for q in question_ids(pending_questions)):
+        if question_id in answers:
+            found.append(f"pending_questions: pending question already answered: {question_id}")
+    return found
 
 
 def world_findings(supervisor: SupervisorState, world: ValidationWorld) -> list[str]:

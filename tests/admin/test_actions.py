@@ -30,7 +30,8 @@ def test_restore_button_asks_for_a_reason_then_restores_and_logs(admin_client, w
     confirm = admin_client.get(restore_url(alpha), {"mode": "restore"})
     html = confirm.content.decode()
     assert "You are about to <strong>restore</strong> <strong>1</strong> supervisor" in html
-    assert "Resume as saved" in html and 'name="reason"' in html
+    assert '<td data-outcome="restored">restored (Proceed)</td>' in html and 'name="reason"' in html
+    assert 'value="Yes, restore 1 supervisor"' in html
 
     refused = admin_client.post(restore_url(alpha), {"mode": "restore", "reason": ""})
     assert refused.status_code == 200 and "This field is required" in refused.content.decode()
@@ -42,7 +43,7 @@ def test_restore_button_asks_for_a_reason_then_restores_and_logs(admin_client, w
     assert log.reason == "daemon-3 rebooted" and log.actor_user.username == "admin" and log.source == "manual"
     alpha.refresh_from_db()
     assert alpha.restoration_count == 1
-    assert any("Alpha contract: Restore: Proceed" in t for t in texts(done))
+    assert any("Alpha contract: Restore: restored (Proceed)" in t for t in texts(done))
     entry = LogEntry.objects.get(object_id=str(alpha.pk))
     assert "daemon-3 rebooted" in entry.change_message and entry.user.username == "admin"
 
@@ -66,7 +67,7 @@ def test_list_action_with_select_across_restores_every_matching_supervisor(admin
     assert RestorationLog.objects.filter(reason="night crash", success=True).count() == 4
     assert not RestorationLog.objects.filter(contract_id__in=[]).exists()
     assert LogEntry.objects.count() == 4
-    assert sum("Restore: Proceed" in t for t in texts(done)) == 4
+    assert sum("Restore: restored (Proceed)" in t for t in texts(done)) == 4
 
 
 def test_list_action_on_ticked_rows_only(admin_client, world):
@@ -87,7 +88,7 @@ def test_list_action_on_ticked_rows_only(admin_client, world):
 def test_start_fresh_requires_confirmation_and_drops_the_conversation(admin_client):
     supervisor = make_supervisor(conversation_history=[{"role": "user", "content": "hi"}], state="working")
     page = admin_client.get(restore_url(supervisor), {"mode": "fresh"})
-    assert "Start fresh" in page.content.decode()
+    assert "started_fresh (StartFresh)" in page.content.decode()
     supervisor.refresh_from_db()
     assert supervisor.conversation_history  # nothing happened on GET
     admin_client.post(restore_url(supervisor), {"mode": "fresh", "reason": "poisoned context"})
@@ -138,10 +139,26 @@ def test_a_checkpoint_that_does_not_validate_is_flagged_and_refused(admin_client
     update_supervisor_phase(gamma.contract_id, "build")
     checkpoint = gamma.checkpoints.get()
     page = admin_client.get(restore_url(gamma), {"mode": "checkpoint", "checkpoint": checkpoint.pk})
-    assert "does not pass validation" in page.content.decode()
+    html = page.content.decode()
+    assert '<td data-outcome="failed">failed</td>' in html and "does not validate" in html
+    assert 'value="Yes, restore from checkpoint 0 supervisors"' in html
     response = admin_client.post(
         restore_url(gamma), {"mode": "checkpoint", "checkpoint": checkpoint.pk, "reason": "try"}, follow=True
     )
     assert any("failed" in t and "does not validate" in t for t in texts(response))
     gamma.refresh_from_db()
     assert gamma.restoration_count == 0 and gamma.pending_task_ids == [world["stray"].id]
+
+
+def test_confirmation_previews_the_dry_run_and_counts_only_what_will_be_restored(admin_client, world):
+    alpha = world["alpha"]
+    archived = make_supervisor(make_contract("Archived one", status="archived"), state=SupervisorStatus.WORKING)
+    done = make_supervisor(make_contract("Done one"), state=SupervisorStatus.COMPLETED)
+    ids = [alpha.pk, archived.pk, done.pk]
+    confirm = admin_client.post(LIST, {"action": "restore_selected", "index": "0", "_selected_action": ids})
+    html = confirm.content.decode()
+    assert "<strong>3</strong> supervisors" in html
+    assert '<strong data-outcome="needs_person">needs_person: 1</strong>' in html
+    assert '<strong data-outcome="skipped_completed">skipped_completed: 1</strong>' in html
+    assert 'value="Yes, restore 1 supervisor"' in html
+    assert not RestorationLog.objects.exists()  # the preview is a dry run

@@ -35,7 +35,7 @@ def test_login_filter_open_and_restore_through_the_confirmation_page(page, staff
     assert "You are about to restore 1 supervisor" in page.inner_text("#content-main")
     page.fill("textarea[name=reason]", "daemon-3 rebooted overnight")
     page.click("input[name=_confirm]")
-    assert "Alpha contract: Restore: Proceed" in page.inner_text("ul.messagelist")
+    assert "Alpha contract: Restore: restored (Proceed)" in page.inner_text("ul.messagelist")
     assert "daemon-3 rebooted overnight" in page.inner_text("#restoration-log")
     assert RestorationLog.objects.get().actor_user == staff_admin
 

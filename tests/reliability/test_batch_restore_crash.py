@@ -146,7 +146,7 @@ def test_a_killed_batch_restore_leaves_nothing_half_done_and_a_rerun_restores_th
     )
     assert second.returncode == 0, second.stderr[-2000:]
     summary = json.loads(second.stdout)
-    assert summary["counts"] == {"restored": untouched, "skipped": 0, "failed": 0}
+    assert summary["counts"]["restored"] == untouched and sum(summary["counts"].values()) == untouched
 
     restored, untouched = assert_each_whole(contract_ids)
     assert (restored, untouched) == (SUPERVISORS, 0)

@@ -18,11 +18,11 @@ from supervisors.enums import ContractStatus, RecoveryAction, SavePoint, Supervi
 from supervisors.management.commands import restore_supervisors, validate_supervisors
 from supervisors.models import RestorationLog, SupervisorState
 from supervisors.selectors import SupervisorSelection
-from supervisors.services import restoration, restoration_writes
 from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import take_checkpoint
-from supervisors.services.restoration import RestoreOptions, restore_supervisor
-from supervisors.services.restoration_batch import restore_page, restore_selection
+from supervisors.services.restoration import RestoreOptions, restore_page, restore_selection, restore_supervisor
+from supervisors.services.restoration import plan as restoration_plan
+from supervisors.services.restoration import write as restoration_write
 
 from .conftest import make_checkpoint, make_working_supervisor
 
@@ -66,17 +66,26 @@ def mixed_world(n: int = 1) -> dict[str, list[SupervisorState]]:
 def test_restores_the_selection_and_summarises_it_as_json():
     world = mixed_world()
     out, err, code = run("restore_supervisors", "--state", "interrupted", "--reason", "outage", "--json")
-    assert code == 0, err
+    assert code == 3, err  # one needs a person, none failed
     summary = json.loads(out)
-    assert summary["counts"] == {"restored": 3, "skipped": 0, "failed": 0}
-    assert summary["restoredByAction"] == {"ManualIntervention": 1, "Proceed": 1, "UseCheckpoint": 1}
-    by_contract = {r["contractId"]: r for r in summary["restored"]}
+    assert summary["counts"] == {
+        "restored": 1,
+        "restored_from_checkpoint": 1,
+        "started_fresh": 0,
+        "needs_person": 1,
+        "skipped_completed": 0,
+        "failed": 0,
+        "skipped": 0,
+    }
+    assert summary["exitCode"] == 3
+    by_contract = {r["contractId"]: r for r in summary["supervisors"]}
     manual = by_contract[str(world["manual"][0].contract_id)]
+    assert manual["outcome"] == "needs_person" and manual["state"] == "blocked"
     assert manual["success"] is False and "archived" in manual["issues"][0]
     assert by_contract[str(world["checkpoint"][0].contract_id)]["checkpointId"] is not None
     assert RestorationLog.objects.filter(reason="outage", actor_kind="command").count() == 3
     assert SupervisorState.objects.get(id=world["valid"][0].id).state == SupervisorStatus.WAITING_FOR_TASKS
-    assert err == ""  # no progress bar when stderr is not a terminal
+    assert "1 supervisor(s) need a person" in err  # and no progress bar: stderr is not a terminal
 
 
 def test_text_summary_lists_actions_skips_and_failures():
@@ -84,17 +93,17 @@ def test_text_summary_lists_actions_skips_and_failures():
     ids = [s.contract_id for kind in world.values() for s in kind]
     args = [a for c in ids for a in ("--contract", str(c))]
     out, _, code = run("restore_supervisors", *args)
-    assert code == 0
-    assert f"{world['manual'][0].contract_id}: got ManualIntervention" in out
-    assert "restored: 3" in out and "Proceed: 1" in out and "UseCheckpoint: 1" in out
-    assert "skipped: 1" in out and "completed: a completed supervisor is not restored: 1" in out
-    assert "failed: 0" in out
+    assert code == 3
+    assert f"{world['manual'][0].contract_id}: needs_person (ManualIntervention), ended blocked" in out
+    assert "  restored: 1\n" in out and "  restored_from_checkpoint: 1\n" in out and "  needs_person: 1\n" in out
+    assert "  skipped_completed: 1\n" in out and "  not attempted: 0\n" in out
+    assert "  failed: 0\n" in out
 
 
 def test_nothing_selected_is_an_error_not_everything():
     interrupted("a")
     _, err, code = run("restore_supervisors")
-    assert code == 1 and "--contract, --state, --stale or --all" in err
+    assert code == 2 and "--contract, --state, --stale or --all" in err
     assert not RestorationLog.objects.exists()
 
 
@@ -102,9 +111,10 @@ def test_dry_run_reports_and_writes_nothing():
     world = mixed_world()
     before = list(SupervisorState.objects.order_by("id").values())
     out, _, code = run("restore_supervisors", "--all", "--dry-run", "--json")
-    assert code == 0
+    assert code == 3  # what the real run would answer: one would need a person
     summary = json.loads(out)
-    assert summary["dryRun"] is True and summary["counts"]["restored"] == 3
+    assert summary["dryRun"] is True and summary["counts"]["restored"] == 1
+    assert summary["counts"]["restored_from_checkpoint"] == 1 and summary["counts"]["needs_person"] == 1
     assert list(SupervisorState.objects.order_by("id").values()) == before
     assert not RestorationLog.objects.exists()
     assert world
@@ -113,41 +123,41 @@ def test_dry_run_reports_and_writes_nothing():
 def test_a_failing_supervisor_is_reported_and_the_others_restored(monkeypatch):
     world = mixed_world()
     bad = world["valid"][0].contract_id
-    real = restoration._plan_one
+    real = restoration_plan.decide
 
     def plan(supervisor, *args, **kwargs):
         if supervisor.contract_id == bad:
             raise RuntimeError("injected")
         return real(supervisor, *args, **kwargs)
 
-    monkeypatch.setattr(restoration, "_plan_one", plan)
+    monkeypatch.setattr(restoration_plan, "decide", plan)
     out, err, code = run("restore_supervisors", "--state", "interrupted", "--json")
     assert code == 1 and "1 supervisor(s) failed" in err
     summary = json.loads(out)
     assert summary["failed"] == [{"contractId": str(bad), "error": "RuntimeError: injected"}]
-    assert summary["counts"]["restored"] == 2
+    assert summary["counts"]["restored"] == 0 and summary["counts"]["failed"] == 1
     assert SupervisorState.objects.get(contract_id=bad).state == SupervisorStatus.INTERRUPTED
-    assert not RestorationLog.objects.filter(contract_id=bad).exists()
+    assert RestorationLog.objects.get(contract_id=bad).outcome == "failed"
 
 
 def test_a_failed_bulk_write_falls_back_to_one_savepoint_per_supervisor(monkeypatch):
     world = mixed_world()
     bad = world["checkpoint"][0].id
-    real = restoration_writes.update_supervisor_rows
+    real = restoration_write.update_supervisor_rows
 
     def write(changes):
         if bad in changes:
             raise DatabaseError("injected write failure")
         return real(changes)
 
-    monkeypatch.setattr(restoration, "update_supervisor_rows", write)
+    monkeypatch.setattr(restoration_write, "update_supervisor_rows", write)
     out, _, code = run("restore_supervisors", "--state", "interrupted", "--json")
     assert code == 1
     summary = json.loads(out)
     assert [f["contractId"] for f in summary["failed"]] == [str(world["checkpoint"][0].contract_id)]
-    assert summary["counts"]["restored"] == 2
+    assert summary["counts"]["restored"] == 1 and summary["counts"]["needs_person"] == 1
     assert SupervisorState.objects.get(id=bad).restoration_count == 0
-    assert RestorationLog.objects.count() == 2
+    assert sorted(RestorationLog.objects.values_list("outcome", flat=True)) == ["failed", "needs_person", "restored"]
 
 
 def _queries_for(n: int) -> int:
@@ -156,7 +166,7 @@ def _queries_for(n: int) -> int:
     options = RestoreOptions(source="manual", actor=Actor.command("test"))
     with CaptureQueriesContext(connection) as ctx:
         report = restore_selection(selection, options, batch_size=4 * n)
-    assert len(report.restored) == 3 * n and len(report.skipped) == n
+    assert len(report.results) == 3 * n and len(report.completed) == n
     return len(ctx.captured_queries)
 
 
@@ -164,7 +174,7 @@ def test_queries_per_batch_do_not_grow_with_the_batch_size():
     small = _queries_for(2)
     large = _queries_for(12)
     assert small == large, (small, large)
-    assert small <= 14
+    assert small <= 15  # 14 before issue 11; +1: the answers (not yet acknowledged, or to a question that came back)
 
 
 def test_a_supervisor_restored_by_another_run_meanwhile_is_skipped():
@@ -175,7 +185,7 @@ def test_a_supervisor_restored_by_another_run_meanwhile_is_skipped():
     report = restore_page(
         [first.id, second.id], SupervisorSelection(all_supervisors=True), options, run_started_at=run_started
     )
-    assert [r.contract_id for r in report.restored] == [second.contract_id]
+    assert [r.contract_id for r in report.results] == [second.contract_id]
     assert [(s.contract_id, s.reason) for s in report.skipped] == [
         (first.contract_id, "restored by another run since this run started")
     ]
@@ -190,7 +200,7 @@ def test_a_supervisor_that_no_longer_matches_is_skipped():
         [supervisor.id], SupervisorSelection(states=("interrupted",)), options, run_started_at=timezone.now()
     )
     assert report.skipped[0].reason == "no longer matches the selection (state is now working)"
-    assert not report.restored
+    assert not report.results
 
 
 def test_a_rerun_finishes_the_rest():
@@ -205,7 +215,7 @@ def test_a_rerun_finishes_the_rest():
     since = timezone.now()
     restore_supervisor(stale[0].contract_id, source="manual", actor=Actor.command("x"))
     out, _, _ = run("restore_supervisors", "--all", "--not-restored-since", since.isoformat(), "--json")
-    assert {r["contractId"] for r in json.loads(out)["restored"]} == {str(s.contract_id) for s in stale[1:]}
+    assert {r["contractId"] for r in json.loads(out)["supervisors"]} == {str(s.contract_id) for s in stale[1:]}
 
 
 class FakeTerminal(io.StringIO):
@@ -278,10 +288,10 @@ def test_two_runs_at_once_never_restore_the_same_supervisor():
         release.set()
         thread.join()
     summary = json.loads(out)
-    assert [r["contractId"] for r in summary["restored"]] == [str(free.contract_id)]
+    assert [r["contractId"] for r in summary["supervisors"]] == [str(free.contract_id)]
     assert summary["skipped"] == [{"contractId": str(held.contract_id), "reason": "locked by another run"}]
     assert SupervisorState.objects.get(id=held.id).restoration_count == 0
-    assert summary["restored"][0]["recoveryAction"] == RecoveryAction.PROCEED
+    assert summary["supervisors"][0]["recoveryAction"] == RecoveryAction.PROCEED
 
 
 @pytest.mark.postgres_only
@@ -306,7 +316,7 @@ def test_two_whole_runs_started_together_restore_each_supervisor_once(selection)
         thread.start()
     for thread in threads:
         thread.join()
-    restored = [{r.contract_id for r in report.restored} for report in reports.values()]
+    restored = [{r.contract_id for r in report.results} for report in reports.values()]
     assert not (restored[0] & restored[1])
     assert restored[0] | restored[1] == {s.contract_id for s in supervisors}
     assert set(SupervisorState.objects.values_list("restoration_count", flat=True)) == {1}
@@ -321,7 +331,7 @@ def test_a_batch_restores_the_checkpoint_conversation():
     SupervisorState.objects.filter(id=supervisor.id).update(conversation_history=[{"oops": 1}])
     options = RestoreOptions(source="manual", actor=Actor.command("test"))
     report = restore_selection(SupervisorSelection(all_supervisors=True), options)
-    (result,) = report.restored
+    (result,) = report.results
     assert result.checkpoint_id == checkpoint.id
     assert result.context.conversation_history == older
     assert SupervisorState.objects.get(id=supervisor.id).conversation_history == older
@@ -342,6 +352,6 @@ def test_a_checkpoint_stored_as_a_tail_of_an_earlier_one_restores_the_whole_conv
     assert newest.conversation.parent_id is not None  # stored as a tail
     SupervisorState.objects.filter(id=supervisor.id).update(conversation_history="lost")
     options = RestoreOptions(source="manual", actor=Actor.command("test"))
-    (result,) = restore_selection(SupervisorSelection(all_supervisors=True), options).restored
+    (result,) = restore_selection(SupervisorSelection(all_supervisors=True), options).results
     assert result.checkpoint_id == newest.id
     assert SupervisorState.objects.get(id=supervisor.id).conversation_history == grown

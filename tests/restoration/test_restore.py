@@ -23,6 +23,7 @@ from supervisors.services import restoration
 from supervisors.services.actors import Actor
 from supervisors.services.errors import Conflict, InvalidInput, NotFound
 from supervisors.services.restoration import questions_redelivered, redeliver_pending_questions, restore_supervisor
+from supervisors.services.restoration import write as restoration_write
 from tests.factories import make_contract, make_daemon, make_question, make_supervisor, make_task
 
 from .conftest import HISTORY, done, make_checkpoint, make_working_supervisor
@@ -224,7 +225,7 @@ def test_a_failure_in_the_middle_leaves_row_checkpoints_and_log_as_before(actor,
     before = row_snapshot(supervisor)
     checkpoints_before = list(SupervisorCheckpoint.objects.values())
     logs_before = RestorationLog.objects.count()
-    real_write = restoration.update_supervisor_rows
+    real_write = restoration_write.update_supervisor_rows
 
     def write_then_fail(changes):
         real_write(changes)
@@ -232,7 +233,7 @@ def test_a_failure_in_the_middle_leaves_row_checkpoints_and_log_as_before(actor,
         assert RestorationLog.objects.count() == logs_before + 1  # ...and the log
         raise DatabaseError("injected failure")
 
-    monkeypatch.setattr(restoration, "update_supervisor_rows", write_then_fail)
+    monkeypatch.setattr(restoration_write, "update_supervisor_rows", write_then_fail)
     with pytest.raises(DatabaseError):
         restore_supervisor(supervisor.contract_id, source=RestorationSource.MANUAL, actor=actor)
 
@@ -367,6 +368,7 @@ def test_context_as_dict_is_the_seeds_camel_case(actor):
         "pendingQuestions",
         "waitingTaskIds",
         "spawnedTaskIds",
+        "pendingAnswers",
         "restorationCount",
         "restorationContextMessage",
         "warnings",
@@ -417,3 +419,17 @@ def test_validate_checkpoint_tells_which_checkpoints_can_be_restored():
     assert not result.is_valid and result.recovery_action == RecoveryAction.USE_CHECKPOINT
     assert any(str(ghost) in issue for issue in result.issues)
     assert any(issue.startswith("conversation_history:") for issue in result.issues)
+
+
+def test_a_takeover_records_the_daemon_it_moved_away_from(actor):
+    gone = make_daemon("gone", status="disconnected", last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    new = make_daemon("new")
+    supervisor, _ = make_working_supervisor()
+    Task.objects.filter(id=supervisor.task_id).update(daemon=gone)
+    result = restore_supervisor(
+        supervisor.contract_id, source=RestorationSource.TASK_REASSIGNMENT, actor=actor, assign_to_daemon=new
+    )
+    assert result.previous_daemon_id == gone.id
+    log = RestorationLog.objects.get()
+    assert log.previous_daemon_id == gone.id and log.outcome == "restored"
+    assert Task.objects.get(id=supervisor.task_id).daemon_id == new.id

@@ -34,6 +34,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 
 
 def context_body(result: RestorationResult) -> dict[str, Any]:
+    """The resume's body: RestorationContextSerializer's shape (the schema declares every key)."""
     ctx = result.context
     return {
         "success": ctx.success,
@@ -47,6 +48,8 @@ def context_body(result: RestorationResult) -> dict[str, Any]:
         "warnings": list(ctx.warnings),
         "recoveryAction": str(result.recovery_action),
         "checkpointId": result.checkpoint_id,
+        "outcome": str(result.outcome),
+        "pendingAnswers": list(ctx.pending_answers),
     }
 
 

@@ -9,11 +9,20 @@ from datetime import datetime
 from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from supervisors.enums import RecoveryAction, RestorationSource
+from supervisors.enums import RestorationOutcome, RestorationSource
 from supervisors.management.selection_options import SelectionCommand, selection_from_options
 from supervisors.services.actors import Actor
-from supervisors.services.restoration import RestoreOptions
-from supervisors.services.restoration_batch import BatchRunReport, count_selection, restore_selection
+from supervisors.services.restoration import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NEEDS_PERSON,
+    EXIT_USAGE,
+    BatchRunReport,
+    RestorationResult,
+    RestoreOptions,
+    count_selection,
+    restore_selection,
+)
 
 EXAMPLES = """
 Every restoration runs the same protocol as the API's resume (validate, fall back
@@ -22,7 +31,22 @@ restoration log). Batches are locked with SKIP LOCKED on PostgreSQL, so two runs
 at once never restore the same supervisor; a supervisor another run restored after
 this run started is skipped. A failure on one supervisor is reported and the run
 goes on. A progress bar is drawn on stderr when stderr is a terminal, never
-otherwise. Exit code: 0 when nothing failed, 1 when some failed, 130 when interrupted.
+otherwise.
+
+outcomes (per supervisor, in the summary, in --json and in the restoration log):
+  restored                  the saved state was valid and was resumed as it was
+  restored_from_checkpoint  the state was inconsistent; the newest valid checkpoint was applied
+  started_fresh             no valid checkpoint: restarted keeping tasks and answerable questions
+  needs_person              ManualIntervention: nothing restored, marked blocked with the reasons
+  skipped_completed         a completed supervisor is never restored
+  failed                    the restoration failed and was rolled back; the others went on
+
+exit codes:
+  0    every selected supervisor was restored or skipped
+  1    some failed
+  2    usage error (bad arguments)
+  3    some need a person (marked blocked) and none failed
+  130  interrupted (batches already committed stay restored)
 
 examples:
   # after a daemon crash, everything that was interrupted
@@ -86,7 +110,7 @@ class Command(SelectionCommand):
 
         def on_page(page: BatchRunReport) -> None:
             if bar is not None:
-                bar.update(len(page.restored) + len(page.skipped) + len(page.failed))
+                bar.update(len(page.results) + len(page.completed) + len(page.skipped) + len(page.failed))
             if not options["json"]:
                 self._print_page(page, options["verbosity"])
 
@@ -103,38 +127,58 @@ class Command(SelectionCommand):
             raise CommandError(
                 "Interrupted; batches already committed stay restored. To finish the rest run the same command with "
                 f"--not-restored-since {report.started_at.isoformat()}",
-                returncode=130,
+                returncode=EXIT_INTERRUPTED,
             )
-        if report.failed:
-            raise CommandError(f"{len(report.failed)} supervisor(s) failed to restore.", returncode=1)
+        if report.exit_code == EXIT_FAILED:
+            raise CommandError(f"{len(report.failed)} supervisor(s) failed to restore.", returncode=EXIT_FAILED)
+        if report.exit_code == EXIT_NEEDS_PERSON:
+            needing = report.outcome_counts[RestorationOutcome.NEEDS_PERSON]
+            raise CommandError(
+                f"{needing} supervisor(s) need a person: marked blocked, see the restoration log.",
+                returncode=EXIT_NEEDS_PERSON,
+            )
 
     def _print_page(self, page: BatchRunReport, verbosity: int) -> None:
-        verb = "would get" if page.dry_run else "got"
-        for result in page.restored:
-            if verbosity >= 2 or result.recovery_action != RecoveryAction.PROCEED:
-                line = f"{result.contract_id}: {verb} {result.recovery_action}"
-                if result.checkpoint_id:
-                    line += f" (checkpoint {result.checkpoint_id})"
-                if result.validation.issues:
-                    line += ": " + "; ".join(result.validation.issues)
-                style = self.style.WARNING if not result.context.success else (lambda s: s)
-                self.stdout.write(style(line))
+        for result in page.results:
+            if verbosity >= 2 or page.dry_run or result.outcome != RestorationOutcome.RESTORED:
+                style = self.style.WARNING if not result.restored else (lambda s: s)
+                self.stdout.write(style(f"{result.contract_id}: {preview_line(result)}"))
         for failed in page.failed:
-            self.stdout.write(self.style.ERROR(f"{failed.contract_id}: FAILED: {failed.error}"))
+            self.stdout.write(self.style.ERROR(f"{failed.contract_id}: {RestorationOutcome.FAILED}: {failed.error}"))
 
     def _print_summary(self, report: BatchRunReport) -> None:
-        title = "Dry run: nothing was written." if report.dry_run else "Summary:"
+        title = "Dry run: nothing was written; outcomes it would have:" if report.dry_run else "Summary:"
         self.stdout.write(self.style.MIGRATE_HEADING(title))
-        verb = "would be restored" if report.dry_run else "restored"
-        self.stdout.write(f"  {verb}: {len(report.restored)}")
-        for action, count in report.by_action.items():
-            self.stdout.write(f"    {action}: {count}")
-        self.stdout.write(f"  skipped: {len(report.skipped)}")
+        for outcome, count in report.outcome_counts.items():
+            self.stdout.write(f"  {outcome}: {count}")
+        self.stdout.write(f"  not attempted: {len(report.skipped)}")
         for reason, count in report.skipped_by_reason.items():
             self.stdout.write(f"    {reason}: {count}")
-        self.stdout.write(f"  failed: {len(report.failed)}")
         for failed in report.failed:
-            self.stdout.write(f"    {failed.contract_id}: {failed.error}")
+            self.stdout.write(f"  failed {failed.contract_id}: {failed.error}")
+
+
+def preview_line(result: RestorationResult) -> str:
+    """One supervisor's outcome and what it ends with: the state, error message, checkpoint, questions, tasks."""
+    verb = "would end" if result.dry_run else "ended"
+    parts = [f"{result.outcome} ({result.recovery_action}), {verb} {result.new_state}"]
+    if result.previous_error_message and result.error_message != result.previous_error_message:
+        parts.append(
+            f"error message {result.previous_error_message!r} cleared"
+            if not result.error_message
+            else f"error message now {result.error_message!r}"
+        )
+    elif result.error_message:
+        parts.append(f"error message kept: {result.error_message!r}")
+    if result.checkpoint_id:
+        parts.append(f"checkpoint {result.checkpoint_id}")
+    for question in result.redelivered_questions:
+        parts.append(f"re-delivers question {question['id']}: {question['question']!r}")
+    if result.finished_task_ids:
+        parts.append(f"{len(result.finished_task_ids)} task(s) finished meanwhile")
+    if result.validation.issues:
+        parts.append("issues: " + "; ".join(result.validation.issues))
+    return "; ".join(parts)
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -142,7 +186,9 @@ def _timestamp(value: str | None) -> datetime | None:
         return None
     parsed = parse_datetime(value)
     if parsed is None or parsed.tzinfo is None:
-        raise CommandError(f"--not-restored-since {value!r} is not an ISO 8601 time with a time zone.")
+        raise CommandError(
+            f"--not-restored-since {value!r} is not an ISO 8601 time with a time zone.", returncode=EXIT_USAGE
+        )
     return parsed
 
 

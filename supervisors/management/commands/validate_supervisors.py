@@ -7,7 +7,7 @@ import json
 from django.core.management.base import CommandError
 
 from supervisors.management.selection_options import SelectionCommand, selection_from_options
-from supervisors.services.restoration_batch import validate_selection
+from supervisors.services.restoration import validate_selection
 
 EXAMPLES = """
 Runs the restoration protocol's validation (the decision table of DESIGN.md) and

@@ -1,4 +1,4 @@
-"""Restore or validate many supervisors: what ``restore_supervisors`` and ``validate_supervisors`` run.
+"""The paged batch: what ``restore_supervisors`` and ``validate_supervisors`` run.
 
 The selection is read in keyset pages of ``batch_size`` ids. Each page is one
 transaction: its rows are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
@@ -14,7 +14,7 @@ still matches (``--all``, not ``--stale`` or ``--state interrupted``). The
 other run stamps ``last_restored_at`` in the last statement before its commit,
 which leaves only that statement's own duration as a window. A failure on
 one supervisor is reported and the others of its page are still written
-(see ``restore_locked_supervisors``). Committed pages stay committed, so a
+(see ``protocol.restore_locked_supervisors``). Committed pages stay committed, so a
 re-run after an interruption finishes the rest.
 """
 
@@ -32,10 +32,9 @@ from django.db import DatabaseError, transaction
 from django.db.models import BooleanField, Case, Q, Value, When
 from django.utils import timezone
 
-from supervisors.enums import SupervisorStatus
-from supervisors.models import SupervisorState
+from supervisors.enums import RestorationOutcome, SupervisorStatus
+from supervisors.models import RestorationLog, SupervisorState
 from supervisors.selectors import SupervisorSelection, selection_id_batches
-from supervisors.services.restoration import RestorationResult, RestoreOptions, restore_locked_supervisors
 from supervisors.services.validation import (
     StateValidationResult,
     conversation_checks,
@@ -43,13 +42,28 @@ from supervisors.services.validation import (
     validate_with_world,
 )
 
+from . import report as report_rows
+from .options import RestoreOptions
+from .protocol import error_text, restore_locked_supervisors
+from .report import RestorationResult
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 200
 
 
+#: The command's exit codes (``restore_supervisors --help``, docs/restoration.md).
+EXIT_OK = 0  # every supervisor restored or skipped
+EXIT_FAILED = 1  # some failed
+EXIT_USAGE = 2  # bad arguments
+EXIT_NEEDS_PERSON = 3  # some need a person (marked blocked) and none failed
+EXIT_INTERRUPTED = 130
+
+
 @dataclass
 class Skipped:
+    """A supervisor this run did not attempt: held or restored by another run, or no longer selected."""
+
     contract_id: uuid.UUID
     reason: str
 
@@ -62,52 +76,88 @@ class Failed:
 
 @dataclass
 class BatchRunReport:
-    """What a batch run did, for the command's summary and its --json output."""
+    """What a batch run did, for the command's summary, its --json output, its exit code and the admin."""
 
     started_at: datetime
     dry_run: bool
-    restored: list[RestorationResult] = field(default_factory=list)
+    results: list[RestorationResult] = field(default_factory=list)
+    completed: list[uuid.UUID] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     interrupted: bool = False
 
+    def add(self, other: BatchRunReport) -> None:
+        self.results += other.results
+        self.completed += other.completed
+        self.skipped += other.skipped
+        self.failed += other.failed
+
     @property
-    def by_action(self) -> dict[str, int]:
-        return dict(sorted(Counter(str(r.recovery_action) for r in self.restored).items()))
+    def outcome_counts(self) -> dict[str, int]:
+        """How many supervisors ended in each outcome (every outcome named, zeros included)."""
+        counts = Counter(str(r.outcome) for r in self.results)
+        counts[RestorationOutcome.SKIPPED_COMPLETED] += len(self.completed)
+        counts[RestorationOutcome.FAILED] += len(self.failed)
+        return {str(o): counts[o] for o in RestorationOutcome.values}
 
     @property
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(s.reason for s in self.skipped).items()))
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.failed:
+            return EXIT_FAILED
+        if any(r.outcome == RestorationOutcome.NEEDS_PERSON for r in self.results):
+            return EXIT_NEEDS_PERSON
+        return EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "startedAt": self.started_at.isoformat(),
             "dryRun": self.dry_run,
             "interrupted": self.interrupted,
-            "counts": {
-                "restored": len(self.restored),
-                "skipped": len(self.skipped),
-                "failed": len(self.failed),
-            },
-            "restoredByAction": self.by_action,
-            "skippedByReason": self.skipped_by_reason,
-            "restored": [
-                {
-                    "contractId": str(r.contract_id),
-                    "recoveryAction": str(r.recovery_action),
-                    "checkpointId": r.checkpoint_id,
-                    "success": r.context.success,
-                    "previousState": r.context.previous_state,
-                    "restorationCount": r.context.restoration_count,
-                    "issues": r.validation.issues,
-                    "warnings": r.context.warnings,
-                    "logId": r.log.pk if r.log is not None else None,
-                }
-                for r in self.restored
+            "exitCode": self.exit_code,
+            "counts": {**self.outcome_counts, "skipped": len(self.skipped)},
+            "supervisors": [
+                *(result_dict(r) for r in self.results),
+                *(
+                    {"contractId": str(c), "outcome": RestorationOutcome.SKIPPED_COMPLETED.value}
+                    for c in self.completed
+                ),
+                *(
+                    {"contractId": str(f.contract_id), "outcome": RestorationOutcome.FAILED.value, "error": f.error}
+                    for f in self.failed
+                ),
             ],
+            "skippedByReason": self.skipped_by_reason,
             "skipped": [{"contractId": str(s.contract_id), "reason": s.reason} for s in self.skipped],
             "failed": [{"contractId": str(f.contract_id), "error": f.error} for f in self.failed],
         }
+
+
+def result_dict(r: RestorationResult) -> dict[str, Any]:
+    """One supervisor's line of the --json output: its outcome and what the restoration did (or would do)."""
+    return {
+        "contractId": str(r.contract_id),
+        "outcome": str(r.outcome),
+        "recoveryAction": str(r.recovery_action),
+        "success": r.context.success,
+        "previousState": r.context.previous_state,
+        "state": r.new_state,
+        "previousErrorMessage": r.previous_error_message,
+        "errorMessage": r.error_message,
+        "checkpointId": r.checkpoint_id,
+        "restorationCount": r.context.restoration_count,
+        "redeliveredQuestions": [{"id": q["id"], "question": q["question"]} for q in r.redelivered_questions],
+        "pendingAnswers": r.context.pending_answers,
+        "finishedTaskIds": [str(t) for t in r.finished_task_ids],
+        "issues": r.validation.issues,
+        "warnings": r.context.warnings,
+        "logId": r.log.pk if r.log is not None else None,
+    }
 
 
 def _explain_missing(
@@ -165,25 +215,23 @@ def restore_page(
         locked = {r.id for r in rows}
         if len(locked) < len(ids):
             report.skipped += _explain_missing([i for i in ids if i not in locked], selection, now, run_started_at)
-        todo = []
-        for row in rows:
-            if row.state == SupervisorStatus.COMPLETED:
-                report.skipped.append(Skipped(row.contract_id, "completed: a completed supervisor is not restored"))
+        todo = [row for row in rows if row.state != SupervisorStatus.COMPLETED]
+        completed = [row for row in rows if row.state == SupervisorStatus.COMPLETED]
+        report.completed += [row.contract_id for row in completed]
+        for item in restore_locked_supervisors(todo, options, now=now, isolate_failures=True):
+            if item.result is not None:
+                report.results.append(item.result)
             else:
-                todo.append(row)
-        for outcome in restore_locked_supervisors(todo, options, now=now, isolate_failures=True):
-            if outcome.result is not None:
-                report.restored.append(outcome.result)
-            else:
-                report.failed.append(Failed(outcome.supervisor.contract_id, _error_text(outcome.error)))
+                report.failed.append(Failed(item.supervisor.contract_id, error_text(item.error)))
+        if completed and not options.dry_run:
+            log_completed(completed, options, now)
     return report
 
 
-def _error_text(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    return f"{type(error).__name__}: {message}"
+def log_completed(rows: list[SupervisorState], options: RestoreOptions, now: datetime) -> None:
+    """A completed supervisor is skipped, and the log says so (one INSERT per page), as for a single restore."""
+    message = "a completed supervisor is not restored"
+    RestorationLog.objects.bulk_create([report_rows.refusal_log_row(row, options, now, message) for row in rows])
 
 
 def restore_selection(
@@ -208,10 +256,8 @@ def restore_selection(
                 logger.exception("A page of %d supervisors failed", len(ids))
                 contract_ids = SupervisorState.objects.filter(id__in=ids).values_list("contract_id", flat=True)
                 page = BatchRunReport(started_at=run_started_at, dry_run=options.dry_run)
-                page.failed = [Failed(c, _error_text(exc)) for c in contract_ids]
-            total.restored += page.restored
-            total.skipped += page.skipped
-            total.failed += page.failed
+                page.failed = [Failed(c, error_text(exc)) for c in contract_ids]
+            total.add(page)
             if on_page is not None:
                 on_page(page)
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The text a restored supervisor reads first: where it was, what changed, what to do next.
+"""Step 8's text, the first thing a restored supervisor reads: where it was, what changed, what to do next.
 
 Plain text a model can read (DESIGN.md step 8). It depends only on the
 restored state, never on the clock, so the same state always gives the same
@@ -96,6 +96,31 @@ def _question_lines(questions: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _answer_lines(answers: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Answers the human gave that the daemon has not acknowledged: the agent must act on them."""
+    if not answers:
+        return []
+    lines = [
+        f"Answers from the human you have not acknowledged yet ({len(answers)}); act on them, "
+        "then acknowledge each (POST answers/{questionId}/ack/):"
+    ]
+    for index, a in enumerate(answers[:MAX_QUESTIONS_IN_FULL], start=1):
+        question = a.get("question") if isinstance(a.get("question"), Mapping) else {}
+        by = f" by {a['answeredBy']}" if a.get("answeredBy") else ""
+        lines.append(f"  {index}. {_short(question.get('question', ''))} (id {a.get('questionId')})")
+        lines.append(f"     answer{by} at {a.get('answeredAt')}: {_short(a.get('answer', ''))}")
+    if len(answers) > MAX_QUESTIONS_IN_FULL:
+        lines.append(f"  and {len(answers) - MAX_QUESTIONS_IN_FULL} more answers: read pendingAnswers")
+    return lines
+
+
+def _capped(title: str, items: Sequence[str]) -> list[str]:
+    lines = [title, *(f"  - {_short(i)}" for i in items[:MAX_WARNINGS])]
+    if len(items) > MAX_WARNINGS:
+        lines.append(f"  - and {len(items) - MAX_WARNINGS} more")
+    return lines
+
+
 def generate_restoration_context_message(
     *,
     source: str,
@@ -108,6 +133,7 @@ def generate_restoration_context_message(
     questions: Sequence[Mapping[str, Any]],
     waiting_task_ids: Sequence[uuid.UUID],
     finished_task_ids: Sequence[uuid.UUID],
+    answers: Sequence[Mapping[str, Any]] = (),
     spawned_task_ids: Sequence[uuid.UUID] = (),
     tasks: Mapping[uuid.UUID, TaskFacts] | None = None,
     checkpoint_reason: str | None = None,
@@ -137,12 +163,10 @@ def generate_restoration_context_message(
         taken = f" taken at {checkpoint_taken_at.isoformat()}" if checkpoint_taken_at else ""
         lines.append(f"Checkpoint used: {checkpoint_reason}{taken}.")
     if issues:
-        lines.append(f"Problems found in the saved state ({len(issues)}):")
-        lines += [f"  - {_short(i)}" for i in issues[:MAX_WARNINGS]]
-        if len(issues) > MAX_WARNINGS:
-            lines.append(f"  - and {len(issues) - MAX_WARNINGS} more")
+        lines += _capped(f"Problems found in the saved state ({len(issues)}):", issues)
     lines.append("")
     lines += _question_lines(questions)
+    lines += _answer_lines(answers)
     lines.append("")
     lines += _task_group("Tasks you are still waiting on", waiting_task_ids, tasks) or [
         "You are not waiting on any task."
@@ -152,17 +176,20 @@ def generate_restoration_context_message(
     if others:
         lines.append(f"Other tasks you spawned earlier: {others} (not waited on).")
     if warnings:
-        lines += ["", f"Warnings ({len(warnings)}):"]
-        lines += [f"  - {_short(w)}" for w in warnings[:MAX_WARNINGS]]
-        if len(warnings) > MAX_WARNINGS:
-            lines.append(f"  - and {len(warnings) - MAX_WARNINGS} more")
-    lines.append("")
-    if recovery_action == RecoveryAction.MANUAL_INTERVENTION:
-        lines.append("Next: do nothing until an operator has fixed the problems above and restored you again.")
-    elif questions:
-        lines.append("Next: wait for the answers to the pending questions; do not ask them again.")
-    elif waiting_task_ids:
-        lines.append("Next: check the results of the finished tasks, then keep waiting on the running ones.")
-    else:
-        lines.append("Next: review the finished tasks and continue the work of the current phase.")
+        lines += ["", *_capped(f"Warnings ({len(warnings)}):", warnings)]
+    lines += ["", _next_step(recovery_action, questions, waiting_task_ids, answers)]
     return "\n".join(lines)
+
+
+def _next_step(
+    recovery_action: str, questions: Sequence[Any], waiting_task_ids: Sequence[Any], answers: Sequence[Any]
+) -> str:
+    if recovery_action == RecoveryAction.MANUAL_INTERVENTION:
+        return "Next: do nothing until an operator has fixed the problems above and restored you again."
+    if answers:
+        return "Next: act on the answers above and acknowledge them; do not ask those questions again."
+    if questions:
+        return "Next: wait for the answers to the pending questions; do not ask them again."
+    if waiting_task_ids:
+        return "Next: check the results of the finished tasks, then keep waiting on the running ones."
+    return "Next: review the finished tasks and continue the work of the current phase."

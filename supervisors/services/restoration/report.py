@@ -1,0 +1,225 @@
+"""Steps 9 and 10: what a restoration reports (the seed's context, the result) and the log row it leaves.
+
+Pure: builds objects from a ``plan.Decision``; ``write`` inserts the log rows.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from supervisors.enums import RESTORED_OUTCOMES, RecoveryAction, RestorationOutcome
+from supervisors.models import RestorationLog, SupervisorState
+from supervisors.services.actors import Actor
+from supervisors.services.validation import StateValidationResult
+
+from .options import RestoreOptions
+from .plan import Decision
+
+
+@dataclass
+class SupervisorRestorationContext:
+    """The seed's SupervisorRestorationContext; ``as_dict`` gives its camelCase wire form."""
+
+    success: bool
+    previous_state: str
+    conversation_history: Any
+    pending_questions: list[dict[str, Any]]
+    waiting_task_ids: list[uuid.UUID]
+    spawned_task_ids: list[uuid.UUID]
+    restoration_count: int
+    restoration_context_message: str
+    warnings: list[str]
+    #: Answers given and not yet acknowledged: ``{questionId, question, answer, answeredAt, answeredBy}``.
+    pending_answers: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "previousState": self.previous_state,
+            "conversationHistory": self.conversation_history,
+            "pendingQuestions": self.pending_questions,
+            "waitingTaskIds": [str(t) for t in self.waiting_task_ids],
+            "spawnedTaskIds": [str(t) for t in self.spawned_task_ids],
+            "restorationCount": self.restoration_count,
+            "restorationContextMessage": self.restoration_context_message,
+            "warnings": list(self.warnings),
+            "pendingAnswers": list(self.pending_answers),
+        }
+
+
+@dataclass
+class RestorationResult:
+    """What one restoration found and did; ``log`` is None for a dry run (set by ``write`` once inserted)."""
+
+    contract_id: uuid.UUID
+    context: SupervisorRestorationContext
+    recovery_action: RecoveryAction
+    checkpoint_id: int | None
+    validation: StateValidationResult
+    log: RestorationLog | None = None
+    finished_task_ids: list[uuid.UUID] = field(default_factory=list)
+    redelivered_question_ids: list[str] = field(default_factory=list)
+    supervisor_id: uuid.UUID | None = None
+    dry_run: bool = False
+    outcome: RestorationOutcome = RestorationOutcome.RESTORED
+    #: The state the supervisor ends in, and its error message before and after.
+    new_state: str = ""
+    previous_error_message: str | None = None
+    error_message: str | None = None
+    #: On a takeover: the daemon the supervisor task moved away from.
+    previous_daemon_id: uuid.UUID | None = None
+
+    @property
+    def redelivered_questions(self) -> list[dict[str, Any]]:
+        """The pending questions delivered to the human again (none when the supervisor was only blocked)."""
+        return self.context.pending_questions if self.context.success else []
+
+    @property
+    def restored(self) -> bool:
+        """Brought back under a new epoch (not blocked for a person, not skipped, not failed)."""
+        return self.outcome in RESTORED_OUTCOMES
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One restoration ready to be written: the decision, the result it reports and its log row."""
+
+    decision: Decision
+    result: RestorationResult
+    log: RestorationLog
+
+
+@dataclass
+class BatchItem:
+    """One supervisor of a batch: restored (result), or failed (error)."""
+
+    supervisor: SupervisorState
+    result: RestorationResult | None = None
+    error: Exception | None = None
+
+
+def result(decision: Decision, message: str, options: RestoreOptions) -> RestorationResult:
+    """Step 10: the SupervisorRestorationContext and what was done, as the caller sees it."""
+    context = SupervisorRestorationContext(
+        success=decision.restored,
+        previous_state=decision.previous_state,
+        conversation_history=decision.conversation,
+        pending_questions=list(decision.questions),
+        waiting_task_ids=list(decision.waiting),
+        spawned_task_ids=list(decision.spawned),
+        restoration_count=decision.restoration_count,
+        restoration_context_message=message,
+        warnings=list(decision.warnings),
+        pending_answers=list(decision.pending_answers),
+    )
+    return RestorationResult(
+        contract_id=decision.supervisor.contract_id,
+        supervisor_id=decision.supervisor.id,
+        context=context,
+        recovery_action=decision.action,
+        checkpoint_id=decision.checkpoint.id if decision.checkpoint else None,
+        validation=decision.validation,
+        finished_task_ids=list(decision.finished),
+        redelivered_question_ids=[q["id"] for q in decision.questions] if decision.restored else [],
+        dry_run=options.dry_run,
+        outcome=decision.outcome,
+        new_state=decision.new_state,
+        previous_error_message=decision.supervisor.error_message,
+        error_message=decision.error_message,
+        previous_daemon_id=decision.previous_daemon.id if decision.previous_daemon else None,
+    )
+
+
+def actor_log_fields(actor: Actor) -> dict[str, Any]:
+    return {
+        "actor_kind": actor.kind,
+        "actor_user": actor.user,
+        "actor_daemon": actor.daemon,
+        "actor_label": str(actor),
+    }
+
+
+def log_row(
+    supervisor: SupervisorState | None,
+    result: RestorationResult,
+    options: RestoreOptions,
+    now: datetime,
+    started: float,
+    previous_state: str,
+    *,
+    checkpoint_id: int | None = None,
+) -> RestorationLog:
+    """Step 9: the restoration log row (not saved: ``write`` inserts a batch's rows in one statement)."""
+    return RestorationLog(
+        supervisor=supervisor,
+        contract_id=result.contract_id,
+        started_at=now,
+        duration_ms=int((time.perf_counter() - started) * 1000),
+        source=options.source,
+        reason=options.reason,
+        previous_state=previous_state or "",
+        recovery_action=result.recovery_action,
+        checkpoint_id=checkpoint_id,
+        issues=result.validation.issues,
+        warnings=result.context.warnings,
+        success=result.context.success,
+        restoration_count=result.context.restoration_count,
+        redelivered_question_ids=result.redelivered_question_ids,
+        finished_task_ids=[str(t) for t in result.finished_task_ids],
+        outcome=result.outcome,
+        previous_error_message=result.previous_error_message,
+        previous_daemon_id=result.previous_daemon_id,
+        **actor_log_fields(options.actor),
+    )
+
+
+def refusal_log_row(
+    supervisor: SupervisorState, options: RestoreOptions, now: datetime, message: str
+) -> RestorationLog:
+    """A refused restoration is recorded too, so the log shows who tried and why it did not happen."""
+    return RestorationLog(
+        supervisor=supervisor,
+        contract_id=supervisor.contract_id,
+        started_at=now,
+        source=options.source,
+        reason=options.reason,
+        previous_state=supervisor.state,
+        recovery_action=RecoveryAction.PROCEED,
+        issues=[f"state: {message}"],
+        warnings=[],
+        success=False,
+        restoration_count=supervisor.restoration_count,
+        outcome=RestorationOutcome.SKIPPED_COMPLETED,
+        previous_error_message=supervisor.error_message,
+        **actor_log_fields(options.actor),
+    )
+
+
+def failure_log_row(
+    supervisor: SupervisorState,
+    verdict: StateValidationResult | None,
+    options: RestoreOptions,
+    now: datetime,
+    error: str,
+) -> RestorationLog:
+    """A batch restoration that failed (and was rolled back) leaves this row, so the log counts it too."""
+    return RestorationLog(
+        supervisor=supervisor,
+        contract_id=supervisor.contract_id,
+        started_at=now,
+        source=options.source,
+        reason=options.reason,
+        previous_state=supervisor.state,
+        recovery_action=verdict.recovery_action if verdict else RecoveryAction.PROCEED,
+        issues=[*(verdict.issues if verdict else []), f"error: {error}"],
+        warnings=[],
+        success=False,
+        restoration_count=supervisor.restoration_count,
+        outcome=RestorationOutcome.FAILED,
+        previous_error_message=supervisor.error_message,
+        **actor_log_fields(options.actor),
+    )
