@@ -222,15 +222,13 @@ def main() -> None:
     print(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); {os.cpu_count()} CPUs")
     print(f"built {args.supervisors} supervisors x 20 spawned tasks in {built:.1f}s: {kinds}")
     seconds, summary = run_command(args.batch_size)
-    total = summary["counts"]["restored"] + summary["counts"]["skipped"] + summary["counts"]["failed"]
+    counts = summary["counts"]
+    total = sum(counts.values())
     print(
         f"restore_supervisors --all --batch-size {args.batch_size}: {total} supervisors in {seconds:.2f}s = "
         f"{total / seconds:.0f} supervisors/s"
     )
-    print(
-        f"  restored by action: {summary['restoredByAction']}; skipped: {summary['counts']['skipped']}; "
-        f"failed: {summary['counts']['failed']}"
-    )
+    print("  by outcome: " + ", ".join(f"{outcome} {n}" for outcome, n in counts.items() if n))
     if args.compare:
         wipe()
         build(args.compare)
@@ -246,7 +244,7 @@ def main() -> None:
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     if args.repeat:
         seconds, summary = run_command(args.batch_size)
-        total = summary["counts"]["restored"]
+        total = sum(n for outcome, n in summary["counts"].items() if outcome != "skipped")
         print(
             f"second run (over the same, now restored): {total} in {seconds:.2f}s = {total / seconds:.0f} supervisors/s"
         )

@@ -61,7 +61,7 @@ def bar(value: int, maximum: int) -> SafeString:
 def daemon_liveness(daemon: Daemon | None) -> SafeString:
     """Alive or gone, computed from the lease (never the stored status, which can lie), and until or since when."""
     if daemon is None:
-        return format_html('<span class="sv-state sv-bad">no daemon</span>')
+        return format_html('<span class="sv-state sv-bad">{}</span>', "no daemon")
     expires = lease_expires_at(daemon)
     if not is_daemon_gone(daemon):
         return format_html('<span class="sv-state sv-ok">alive</span> lease until {}', f"{expires:%Y-%m-%d %H:%M:%S}")

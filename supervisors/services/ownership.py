@@ -220,8 +220,6 @@ def not_visible(contract_id: uuid.UUID) -> NotFound:
 
 def was_taken_over_from(supervisor_id: uuid.UUID, daemon_id: uuid.UUID) -> bool:
     """Whether a restoration moved this supervisor away from the daemon (it is a former owner)."""
-    if not any(f.name == "previous_daemon" for f in RestorationLog._meta.get_fields()):  # FIXME until 0007 lands
-        return False
     return RestorationLog.objects.filter(supervisor_id=supervisor_id, previous_daemon_id=daemon_id).exists()
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from supervisors.models import Daemon, SupervisorState
 from supervisors.services import ownership
-from supervisors.services.ownership import is_daemon_gone
+from supervisors.services.ownership import is_daemon_gone, was_taken_over_from
 from tests.factories import make_contract, make_daemon, make_supervisor
 
 from .conftest import url
@@ -65,6 +65,14 @@ def test_a_takeover_right_after_the_owners_resume_works_once_the_owner_is_gone(a
     assert zombie.status_code == 409
     assert zombie.json()["code"] == "superseded"
     assert SupervisorState.objects.get(pk=other_supervisor.pk).phase != "zombie"
+    bare = beta.client.post(
+        url(other_supervisor.contract_id, "heartbeat/"), {"state": "working", "progress": 99}, "json"
+    )
+    assert bare.status_code == 409  # a former owner learns it was taken over, epoch or not
+    assert bare.json()["code"] == "superseded"
+    assert SupervisorState.objects.get(pk=other_supervisor.pk).progress != 99
+    stranger = make_daemon("stranger")
+    assert not was_taken_over_from(other_supervisor.pk, stranger.pk)
 
 
 def test_a_daemon_never_heard_from_is_not_taken_over_while_it_is_new(alpha, settings):
