@@ -488,6 +488,17 @@ class DaemonSim:
                     with self.world.ledger.lock:
                         self.world.ledger.zombie_writes += 1
                         self.world.ledger.zombie_refused += refused
+                # Nor may it get the supervisor back by resuming it: taken over, it is someone else's.
+                reply = client.request(
+                    "POST",
+                    API + SUP.replace("{id}", str(contract)) + "resume/",
+                    {"source": "daemon_restart", "reason": "soak: a zombie"},
+                    endpoint=SUP + "resume/ (zombie)",
+                    expect=(404,),
+                )
+                with self.world.ledger.lock:
+                    self.world.ledger.zombie_writes += 1
+                    self.world.ledger.zombie_refused += reply.status == 404
         finally:
             client.close()
 

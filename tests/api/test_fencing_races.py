@@ -32,7 +32,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from supervisors.models import Daemon, QuestionAnswer, RestorationLog, SupervisorState
+from supervisors.models import Daemon, QuestionAnswer, RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.services.actors import Actor
 from supervisors.services.questions import clear_pending_question
 from tests.api.conftest import DaemonWithKey, url
@@ -186,6 +186,17 @@ def marker_in_row(kind: str, rnd: Round, row: SupervisorState) -> bool:
     return row.current_activity == rnd.marker
 
 
+def marker_in_checkpoints(rnd: Round) -> bool:
+    """Whether a checkpoint of the supervisor (taken at a save point: a phase change, a question) carries it."""
+    checkpoints = SupervisorCheckpoint.objects.filter(supervisor_id=rnd.supervisor.pk)
+    return any(
+        cp.phase == rnd.marker
+        or cp.current_activity == rnd.marker
+        or any(q.get("question") == rnd.marker for q in cp.pending_questions)
+        for cp in checkpoints
+    )
+
+
 def marker_seen_by_takeover(kind: str, rnd: Round, context: dict[str, Any]) -> bool:
     """Whether the state the takeover restored (and handed to beta) already had the write in it."""
     if kind == "ack":
@@ -224,6 +235,7 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(alpha, beta, settings,
         # A write that was acknowledged committed before the takeover (its restoration saw it);
         # a refused one changed nothing. A write in the row that the takeover did not see landed after it.
         assert landed == in_row, f"{where}: told landed={landed}, in the database {in_row}"
+        assert landed or not marker_in_checkpoints(rnd), f"{where}: a refused write left a checkpoint"
         if kind == "ack":  # an answer the old owner did not acknowledge waits for the new owner
             waiting = client_of(beta).get(url(rnd.supervisor.contract_id, "answers/")).json()
             assert (rnd.answered_id in [a["questionId"] for a in waiting]) == (not in_row), where
