@@ -242,6 +242,7 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(alpha, beta, settings,
         seen = marker_seen_by_takeover(kind, rnd, context)
         assert in_row == seen, f"{where}: in the database {in_row}, seen by the takeover {seen}"
         outcomes["landed first" if landed else "refused"] += 1
+    print(f"{kind}: {outcomes}")  # with -s: how the rounds fell
     assert outcomes["refused"] > 0, outcomes  # the race was run: some writes came after the takeover
 
 
