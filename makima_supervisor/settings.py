@@ -173,6 +173,12 @@ LOGGING = {
 SUPERVISOR_STALE_AFTER_SECONDS = env.int("SUPERVISOR_STALE_AFTER_SECONDS", default=300)
 #: A daemon without a heartbeat this long counts as gone; its supervisors may be taken over.
 DAEMON_GONE_AFTER_SECONDS = env.int("DAEMON_GONE_AFTER_SECONDS", default=120)
+# Failover: live daemons claim supervisors whose daemon is gone (POST /api/v1/supervisors/claim/).
+FAILOVER_ENABLED = env.bool("FAILOVER_ENABLED", default=True)
+#: States a claim leaves alone (completed always): by default supervisors blocked for a person.
+FAILOVER_EXCLUDE_STATES = env.list("FAILOVER_EXCLUDE_STATES", default=["blocked"])
+#: The most supervisors one claim may take over.
+FAILOVER_MAX_CLAIM = env.int("FAILOVER_MAX_CLAIM", default=50)
 #: Checkpoints kept per supervisor (the newest valid one is always kept).
 SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", default=20)
 #: Most task ids a whole-list write (PUT/PATCH spawnedTaskIds, pendingTaskIds) may carry; read at start-up.

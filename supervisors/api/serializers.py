@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxLengthValidator
 from drf_spectacular.utils import extend_schema_field
@@ -468,6 +469,44 @@ class DaemonHeartbeatSerializer(StrictSerializer):
 
     status = serializers.ChoiceField(choices=DaemonStatus.choices, default=DaemonStatus.CONNECTED)
     supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
+
+
+class ClaimRequestSerializer(StrictSerializer):
+    """How many orphaned supervisors the daemon can take on, and which."""
+
+    capacity = StrictIntegerField(
+        min_value=1,
+        max_value=settings.FAILOVER_MAX_CLAIM,
+        help_text="The most supervisors to take over in this claim (FAILOVER_MAX_CLAIM at most).",
+    )
+    states = serializers.ListField(
+        child=serializers.ChoiceField(choices=SupervisorStatus.choices),
+        required=False,
+        allow_empty=False,
+        max_length=len(SupervisorStatus.values),
+        help_text="Only supervisors in these states (completed and FAILOVER_EXCLUDE_STATES are never claimed).",
+    )
+    contractIds = serializers.ListField(
+        child=StrictUUIDField(),
+        source="contract_ids",
+        required=False,
+        allow_empty=False,
+        max_length=1000,
+        help_text="Only these contracts' supervisors.",
+    )
+
+
+class ClaimedSupervisorSerializer(RestorationContextSerializer):
+    """One supervisor taken over: its contract and its restoration context (with the new epoch)."""
+
+    contractId = StrictUUIDField()
+
+
+class ClaimResponseSerializer(serializers.Serializer):
+    claimed = ClaimedSupervisorSerializer(many=True, help_text="Oldest activity first; empty when nothing is orphaned.")
+    failed = serializers.ListField(
+        child=StrictUUIDField(), help_text="Contracts whose supervisor was picked but failed to restore (retry later)."
+    )
 
 
 class DaemonMeSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import daemons, questions, resume, supervisor, world
+from .views import claims, daemons, questions, resume, supervisor, world
 
 SUPERVISOR = "contracts/<str:contractId>/supervisor/"
 
@@ -27,6 +27,7 @@ urlpatterns = [
     path("daemons/me/", daemons.DaemonMeView.as_view(), name="daemon-me"),
     path("daemons/me/heartbeat/", daemons.DaemonHeartbeatView.as_view(), name="daemon-heartbeat"),
     path("supervisors/", world.SupervisorsView.as_view(), name="supervisors"),
+    path("supervisors/claim/", claims.ClaimView.as_view(), name="supervisors-claim"),
     path("supervisors/pending-questions/", world.PendingQuestionsView.as_view(), name="pending-questions"),
     path("contracts/", world.ContractsView.as_view(), name="contracts"),
     path("contracts/<str:contractId>/", world.ContractView.as_view(), name="contract"),

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from supervisors.enums import DaemonStatus
@@ -106,6 +106,20 @@ def supervisor_task_owner(supervisor: SupervisorState) -> tuple[bool, uuid.UUID 
         return False, None
     is_supervisor, contract_id, daemon_id = row
     return bool(is_supervisor and contract_id == supervisor.contract_id), daemon_id
+
+
+def epoch_unchanged_q() -> Q:
+    """The row's epoch is still the one this statement's snapshot saw (for locking reads and writes).
+
+    PostgreSQL re-checks a locking statement's WHERE clause on the newest
+    version of a row that another transaction changed meanwhile, but reads
+    every other table (the task and its daemon) as they were: a row taken
+    over in between would still look orphaned or owned. A restoration always
+    moves ``restoration_count``, and this subquery still returns the value
+    from the statement's snapshot, so such a row no longer matches.
+    """
+    snapshot = SupervisorState.objects.filter(pk=OuterRef("pk")).values("restoration_count")[:1]
+    return Q(restoration_count=Subquery(snapshot))
 
 
 # --- lease ------------------------------------------------------------------------------------------
