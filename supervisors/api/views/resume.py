@@ -35,21 +35,12 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 
 def context_body(result: RestorationResult) -> dict[str, Any]:
     """The resume's body: RestorationContextSerializer's shape (the schema declares every key)."""
-    ctx = result.context
     return {
-        "success": ctx.success,
-        "previousState": str(ctx.previous_state),
-        "conversationHistory": ctx.conversation_history,
-        "pendingQuestions": list(ctx.pending_questions),
-        "waitingTaskIds": [str(t) for t in ctx.waiting_task_ids],
-        "spawnedTaskIds": [str(t) for t in ctx.spawned_task_ids],
-        "restorationCount": ctx.restoration_count,
-        "restorationContextMessage": ctx.restoration_context_message,
-        "warnings": list(ctx.warnings),
+        **result.context.as_dict(),
+        "previousState": str(result.context.previous_state),
         "recoveryAction": str(result.recovery_action),
         "checkpointId": result.checkpoint_id,
         "outcome": str(result.outcome),
-        "pendingAnswers": list(ctx.pending_answers),
     }
 
 

@@ -181,21 +181,8 @@ def refusal_log_row(
     supervisor: SupervisorState, options: RestoreOptions, now: datetime, message: str
 ) -> RestorationLog:
     """A refused restoration is recorded too, so the log shows who tried and why it did not happen."""
-    return RestorationLog(
-        supervisor=supervisor,
-        contract_id=supervisor.contract_id,
-        started_at=now,
-        source=options.source,
-        reason=options.reason,
-        previous_state=supervisor.state,
-        recovery_action=RecoveryAction.PROCEED,
-        issues=[f"state: {message}"],
-        warnings=[],
-        success=False,
-        restoration_count=supervisor.restoration_count,
-        outcome=RestorationOutcome.SKIPPED_COMPLETED,
-        previous_error_message=supervisor.error_message,
-        **actor_log_fields(options.actor),
+    return _unrestored_log_row(
+        supervisor, options, now, RecoveryAction.PROCEED, [f"state: {message}"], RestorationOutcome.SKIPPED_COMPLETED
     )
 
 
@@ -207,6 +194,19 @@ def failure_log_row(
     error: str,
 ) -> RestorationLog:
     """A batch restoration that failed (and was rolled back) leaves this row, so the log counts it too."""
+    action = verdict.recovery_action if verdict else RecoveryAction.PROCEED
+    issues = [*(verdict.issues if verdict else []), f"error: {error}"]
+    return _unrestored_log_row(supervisor, options, now, action, issues, RestorationOutcome.FAILED)
+
+
+def _unrestored_log_row(
+    supervisor: SupervisorState,
+    options: RestoreOptions,
+    now: datetime,
+    action: str,
+    issues: list[str],
+    outcome: RestorationOutcome,
+) -> RestorationLog:
     return RestorationLog(
         supervisor=supervisor,
         contract_id=supervisor.contract_id,
@@ -214,12 +214,12 @@ def failure_log_row(
         source=options.source,
         reason=options.reason,
         previous_state=supervisor.state,
-        recovery_action=verdict.recovery_action if verdict else RecoveryAction.PROCEED,
-        issues=[*(verdict.issues if verdict else []), f"error: {error}"],
+        recovery_action=action,
+        issues=issues,
         warnings=[],
         success=False,
         restoration_count=supervisor.restoration_count,
-        outcome=RestorationOutcome.FAILED,
+        outcome=outcome,
         previous_error_message=supervisor.error_message,
         **actor_log_fields(options.actor),
     )
