@@ -8,8 +8,8 @@ under the supervisor's row lock:
   moves to it), however soon after the last restoration; anything else is
   NotFound, as if the supervisor did not exist;
 - two resumes that really overlap restore once: the one that finds the
-  supervisor restored since it first looked gets Conflict
-  ``restored_concurrently`` (with the current epoch);
+  supervisor restored since it arrived (or since it first looked) gets
+  Conflict ``restored_concurrently`` (with the current epoch);
 - a daemon's Idempotency-Key, stored in the restoration's own transaction, so
   a retry gets the first answer back instead of restoring again. Without a
   key, every resume that does not overlap another restores again: a new
@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from supervisors.enums import RestorationSource
 from supervisors.models import Daemon, SupervisorState
@@ -51,6 +53,7 @@ def resume_supervisor(
     reason: str = "",
     daemon_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
+    arrived_at: datetime | None = None,
 ) -> StoredResponse:
     """Restore the supervisor of ``contract_id`` for ``actor``; the answer to send (status 200 and body).
 
@@ -58,7 +61,10 @@ def resume_supervisor(
     supervisor). Raises NotFound for a supervisor the daemon may not resume,
     Conflict when it was restored concurrently (or is completed, which the
     restoration log records), and Conflict for a key reused for another request.
+    ``arrived_at``: when the request arrived (default: now); a restoration
+    after it means the two requests overlapped.
     """
+    arrived_at = arrived_at or timezone.now()
     seen_epoch = _epoch_as_seen(contract_id)
     key = idempotency_key if daemon_id is not None else None
     fingerprint = request_fingerprint("resume", str(contract_id), source, reason)
@@ -68,7 +74,7 @@ def resume_supervisor(
             # Serialise with any other resume (or write) of this supervisor before deciding anything.
             locked = (
                 SupervisorState.objects.select_for_update()
-                .only("id", "contract_id", "task_id", "restoration_count")
+                .only("id", "contract_id", "task_id", "restoration_count", "last_restored_at")
                 .filter(contract_id=contract_id)
                 .first()
             )
@@ -77,7 +83,7 @@ def resume_supervisor(
                 if stored is not None:
                     return stored
             assign_to = _takeover_target(contract_id, locked, source, daemon_id)
-            if locked is not None and seen_epoch is not None and locked.restoration_count != seen_epoch:
+            if locked is not None and _overlapped(locked, seen_epoch, arrived_at):
                 raise Conflict(
                     f"The supervisor of contract {contract_id} was restored by a concurrent request "
                     f"(now at epoch {locked.restoration_count}); resume again if you still need to.",
@@ -112,6 +118,17 @@ def resume_supervisor(
     if refusal is not None:
         raise refusal
     return answer
+
+
+def _overlapped(locked: SupervisorState, seen_epoch: int | None, arrived_at: datetime) -> bool:
+    """Another restoration ran while this request was in flight: since it arrived, or since it first looked.
+
+    Not a time window: a resume that arrives after the previous restoration
+    committed restores again, however soon after.
+    """
+    if seen_epoch is not None and locked.restoration_count != seen_epoch:
+        return True
+    return locked.last_restored_at is not None and locked.last_restored_at > arrived_at
 
 
 def _epoch_as_seen(contract_id: uuid.UUID) -> int | None:

@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from supervisors.enums import DaemonStatus
@@ -134,21 +134,35 @@ def test_staff_may_resume_manually(staff, supervisor):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("key", [None, "same-key"])
 def test_concurrent_resumes_never_restore_twice(alpha, supervisor, key):
+    """Four resumes that really overlap: all arrive while the row is locked, then race for it."""
     SupervisorState.objects.filter(pk=supervisor.pk).update(conversation_history=HISTORY * 2000)
     results: list = []
-    barrier = threading.Barrier(4)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        try:
+            with transaction.atomic():
+                SupervisorState.objects.select_for_update().get(pk=supervisor.pk)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
 
     def worker():
         try:
-            barrier.wait()
             results.append(resume(alpha.client, supervisor.contract_id, key=key))
         finally:
             connection.close()
 
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(timeout=30)
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
         thread.start()
-    for thread in threads:
+    wait_until_backends_wait_for_a_lock(4)
+    release.set()
+    for thread in [holder, *threads]:
         thread.join()
     statuses = sorted(r.status_code for r in results)
     supervisor.refresh_from_db()
@@ -159,6 +173,44 @@ def test_concurrent_resumes_never_restore_twice(alpha, supervisor, key):
         assert all(r.json()["restorationCount"] == 1 for r in results)
     else:
         assert statuses == [200, 409, 409, 409], [r.content for r in results]
+        refused = [r.json() for r in results if r.status_code == 409]
+        assert {body["code"] for body in refused} == {"restored_concurrently"}
+
+
+def wait_until_backends_wait_for_a_lock(count: int) -> None:
+    """Until ``count`` other sessions of this database wait on a row lock (a state, read; not a delay)."""
+    for _ in range(3000):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] >= count:
+                return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{count} sessions never waited for the row lock")
+
+
+def test_a_resume_that_arrived_before_another_restoration_committed_overlapped_it(alpha, supervisor):
+    """Arrival, not a time window: restored after this request arrived means the two overlapped."""
+    from supervisors.services.actors import Actor
+    from supervisors.services.errors import Conflict
+    from supervisors.services.restoration import restore_supervisor
+    from supervisors.services.resume import resume_supervisor
+
+    arrived = timezone.now()
+    restore_supervisor(supervisor.contract_id, source="manual", actor=Actor.system("test"))
+    with pytest.raises(Conflict) as refused:
+        resume_supervisor(
+            supervisor.contract_id,
+            source="daemon_restart",
+            actor=Actor.for_daemon(alpha.daemon),
+            render=lambda result: {},
+            daemon_id=alpha.daemon.id,
+            arrived_at=arrived,
+        )
+    assert refused.value.code == "restored_concurrently"
+    assert SupervisorState.objects.get(pk=supervisor.pk).restoration_count == 1
 
 
 @pytest.mark.parametrize("key", ["x" * 256, "has space", "tab\tkey"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
@@ -62,6 +63,7 @@ class ResumeView(ApiView):
         ),
     )
     def post(self, request, contractId: str) -> Response:
+        arrived_at = timezone.now()
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = ResumeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -81,5 +83,6 @@ class ResumeView(ApiView):
             render=context_body,
             daemon_id=daemon.daemon_id if daemon is not None else None,
             idempotency_key=key,
+            arrived_at=arrived_at,
         )
         return Response(answer.body, status=answer.status)
