@@ -1,13 +1,19 @@
 """Settings, read from the environment (12-factor) through django-environ.
 
 Every knob an operator may turn is an environment variable named like the
-setting; README.md lists them. A ``.env`` file in the project directory is read
-too, for local use. Defaults are for a developer's machine: SQLite in the
-project directory. Production refuses to start without a SECRET_KEY.
+setting; README.md lists them. Defaults are for a developer's machine: SQLite in
+the project directory. Production refuses to start without a SECRET_KEY.
+
+A ``.env`` file in the project directory (``scripts/serve`` writes one with
+DEBUG on) is read only when SECRET_KEY is not set in the environment.
+Production sets SECRET_KEY in the environment, so a development ``.env`` left
+in the directory can never switch DEBUG on there. Variables in the environment
+always win over the file.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -16,8 +22,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+#: The development .env, or None when the environment carries SECRET_KEY (production).
+DOTENV_FILE = BASE_DIR / ".env" if not os.environ.get("SECRET_KEY") and (BASE_DIR / ".env").is_file() else None
+if DOTENV_FILE is not None:
+    env.read_env(DOTENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -26,7 +34,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set the SECRET_KEY environment variable to a long random string "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or set DEBUG=true for local development."
+            "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or, for local development, run "
+            "./scripts/serve once (it writes a .env with DEBUG=true) or set DEBUG=true."
         )
     SECRET_KEY = "development-only-key-not-for-production-use-0123456789abcdefghijklmnop"
 

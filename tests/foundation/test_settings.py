@@ -10,16 +10,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CHECKOUT = ROOT
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # A clean environment: only what locates programs and the database, so
     # nothing the test run itself set (DJANGO_ALLOW_ASYNC_UNSAFE, ...) leaks in.
+    # Run from a copy without the developer's .env (scripts/serve writes one).
     environment = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "DATABASE_URL") if k in os.environ}
     environment.update(DJANGO_SETTINGS_MODULE="makima_supervisor.settings", **env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args], cwd=CHECKOUT, env=environment, capture_output=True, text=True, timeout=120
     )
+
+
+@pytest.fixture(autouse=True)
+def _in_fresh_checkout(fresh_checkout: Path):
+    global CHECKOUT
+    CHECKOUT = fresh_checkout
 
 
 def test_production_without_secret_key_refuses_to_start_with_a_clear_message():
