@@ -59,6 +59,8 @@ INSTALLED_APPS = [
 # The browser_middleware classes are Django's and WhiteNoise's own, stepped over for
 # daemons' Bearer-key calls to /api/v1/ (see makima_supervisor/browser_middleware.py).
 MIDDLEWARE = [
+    # First: forwarded headers from peers outside TRUSTED_PROXIES never reach Django.
+    "makima_supervisor.proxy.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "supervisors.api.middleware.BodySizeLimitMiddleware",
     "makima_supervisor.browser_middleware.WhiteNoiseMiddleware",
@@ -161,9 +163,20 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
-if env.bool("USE_X_FORWARDED_PROTO", default=False):
-    # Behind a proxy that terminates TLS and sets X-Forwarded-Proto.
+# --- Behind a TLS-terminating proxy: one switch ---------------------------------
+#: The service is reached through a proxy that terminates TLS and sets X-Forwarded-Proto:
+#: believe that header (from TRUSTED_PROXIES only) and send cookies over HTTPS only.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False) or env.bool("USE_X_FORWARDED_PROTO", default=False)
+#: Peers whose X-Forwarded-* headers are believed: addresses or CIDR blocks, or * for any peer
+#: (only when nothing but the proxy can reach the service). Others' are dropped (makima_supervisor/proxy.py).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+#: Only for a proxy that does not pass the Host header through (nginx: proxy_set_header Host $host).
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

@@ -49,6 +49,7 @@ def test_production_settings_pass_the_deploy_check_without_warnings():
         "WARNING",
         SECRET_KEY="k7Yp2vQ9zL4xW8mN3bR6tF1hJ5cD0sG2aE7uI9oP4yT6rV8nM3qX1wZ5lK0jH2gB",
         ALLOWED_HOSTS="supervisor.example.com",
+        BEHIND_TLS_PROXY="true",  # production runs behind a TLS-terminating proxy (README)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
