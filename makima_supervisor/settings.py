@@ -97,6 +97,12 @@ WSGI_APPLICATION = "makima_supervisor.wsgi.application"
 # DATABASE_URL: postgres://user:password@host:5432/name (production) or
 # sqlite:////absolute/path.sqlite3. Default: db.sqlite3 in the project directory.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+#: DATABASE_POOLER=pgbouncer: DATABASE_URL points at PgBouncer (or another pooler) in transaction mode.
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="").strip().lower()
+if DATABASE_POOLER not in ("", "none", "pgbouncer"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER={DATABASE_POOLER!r}: use pgbouncer (transaction mode) or leave it unset."
+    )
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # DB_POOL=true uses psycopg's connection pool inside each process; it cannot
@@ -111,6 +117,12 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     else:
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+    if DATABASE_POOLER == "pgbouncer":
+        # A transaction-mode pooler hands each transaction to any server connection: nothing may
+        # outlive a transaction on the server. No prepared statements (Django's default, said
+        # explicitly; the hot path's are off below), no WITH HOLD cursors for .iterator().
+        _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
+        _db["DISABLE_SERVER_SIDE_CURSORS"] = True
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # Several writers at once (two requests, a command and the admin) must wait
@@ -265,6 +277,6 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Hot path (perf): prepared statements for the heartbeats' fixed SQL on PostgreSQL ---
-# See supervisors/services/hot_cursor.py; false behind PgBouncer < 1.21 in transaction mode.
-DB_PREPARE_HOT_STATEMENTS = env.bool("DB_PREPARE_HOT_STATEMENTS", default=True)
+# See supervisors/services/hot_cursor.py; off by default behind a pooler (DATABASE_POOLER).
+DB_PREPARE_HOT_STATEMENTS = env.bool("DB_PREPARE_HOT_STATEMENTS", default=DATABASE_POOLER != "pgbouncer")
 DB_PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)
