@@ -83,3 +83,29 @@ def test_db_pool_setting_gives_django_a_psycopg_pool(db):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["ConnectionPool", "0"]
+
+
+def test_database_pooler_pgbouncer_turns_off_everything_that_outlives_a_transaction():
+    """docs/pgbouncer.env is all it takes: no prepared statements anywhere, no server-side cursors."""
+    pooler = dict(
+        line.split("=", 1)
+        for line in (ROOT / "docs" / "pgbouncer.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    result = run_manage(
+        "shell",
+        "-c",
+        "import json; from django.conf import settings as s; d = s.DATABASES['default']; print(json.dumps("
+        "[d['DISABLE_SERVER_SIDE_CURSORS'], d['OPTIONS']['prepare_threshold'], s.DB_PREPARE_HOT_STATEMENTS]))",
+        DEBUG="true",
+        DATABASE_URL="postgres://makima@pgbouncer.internal:6432/makima",
+        **pooler,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[true, null, false]"
+
+
+def test_unknown_database_pooler_refuses_to_start():
+    result = run_manage("check", DEBUG="true", DATABASE_POOLER="pgpool")
+    assert result.returncode != 0
+    assert "DATABASE_POOLER='pgpool'" in result.stderr
