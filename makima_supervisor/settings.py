@@ -1,13 +1,19 @@
 """Settings, read from the environment (12-factor) through django-environ.
 
 Every knob an operator may turn is an environment variable named like the
-setting; README.md lists them. A ``.env`` file in the project directory is read
-too, for local use. Defaults are for a developer's machine: SQLite in the
-project directory. Production refuses to start without a SECRET_KEY.
+setting; README.md lists them. Defaults are for a developer's machine: SQLite in
+the project directory. Production refuses to start without a SECRET_KEY.
+
+A ``.env`` file in the project directory (``scripts/serve`` writes one with
+DEBUG on) is read only when SECRET_KEY is not set in the environment.
+Production sets SECRET_KEY in the environment, so a development ``.env`` left
+in the directory can never switch DEBUG on there. Variables in the environment
+always win over the file.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -16,8 +22,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+#: The development .env, or None when the environment carries SECRET_KEY (production).
+DOTENV_FILE = BASE_DIR / ".env" if not os.environ.get("SECRET_KEY") and (BASE_DIR / ".env").is_file() else None
+if DOTENV_FILE is not None:
+    env.read_env(DOTENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -26,7 +34,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set the SECRET_KEY environment variable to a long random string "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or set DEBUG=true for local development."
+            "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or, for local development, run "
+            "./scripts/serve once (it writes a .env with DEBUG=true) or set DEBUG=true."
         )
     SECRET_KEY = "development-only-key-not-for-production-use-0123456789abcdefghijklmnop"
 
@@ -50,6 +59,8 @@ INSTALLED_APPS = [
 # The browser_middleware classes are Django's and WhiteNoise's own, stepped over for
 # daemons' Bearer-key calls to /api/v1/ (see makima_supervisor/browser_middleware.py).
 MIDDLEWARE = [
+    # First: forwarded headers from peers outside TRUSTED_PROXIES never reach Django.
+    "makima_supervisor.proxy.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "supervisors.api.middleware.BodySizeLimitMiddleware",
     "makima_supervisor.browser_middleware.WhiteNoiseMiddleware",
@@ -86,6 +97,12 @@ WSGI_APPLICATION = "makima_supervisor.wsgi.application"
 # DATABASE_URL: postgres://user:password@host:5432/name (production) or
 # sqlite:////absolute/path.sqlite3. Default: db.sqlite3 in the project directory.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+#: DATABASE_POOLER=pgbouncer: DATABASE_URL points at PgBouncer (or another pooler) in transaction mode.
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="").strip().lower()
+if DATABASE_POOLER not in ("", "none", "pgbouncer"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER={DATABASE_POOLER!r}: use pgbouncer (transaction mode) or leave it unset."
+    )
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # DB_POOL=true uses psycopg's connection pool inside each process; it cannot
@@ -100,6 +117,12 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     else:
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+    if DATABASE_POOLER == "pgbouncer":
+        # A transaction-mode pooler hands each transaction to any server connection: nothing may
+        # outlive a transaction on the server. No prepared statements (Django's default, said
+        # explicitly; the hot path's are off below), no WITH HOLD cursors for .iterator().
+        _db.setdefault("OPTIONS", {})["prepare_threshold"] = None
+        _db["DISABLE_SERVER_SIDE_CURSORS"] = True
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # Several writers at once (two requests, a command and the admin) must wait
@@ -152,9 +175,20 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
-if env.bool("USE_X_FORWARDED_PROTO", default=False):
-    # Behind a proxy that terminates TLS and sets X-Forwarded-Proto.
+# --- Behind a TLS-terminating proxy: one switch ---------------------------------
+#: The service is reached through a proxy that terminates TLS and sets X-Forwarded-Proto:
+#: believe that header (from TRUSTED_PROXIES only) and send cookies over HTTPS only.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False) or env.bool("USE_X_FORWARDED_PROTO", default=False)
+#: Peers whose X-Forwarded-* headers are believed: addresses or CIDR blocks, or * for any peer
+#: (only when nothing but the proxy can reach the service). Others' are dropped (makima_supervisor/proxy.py).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+#: Only for a proxy that does not pass the Host header through (nginx: proxy_set_header Host $host).
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -249,6 +283,6 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Hot path (perf): prepared statements for the heartbeats' fixed SQL on PostgreSQL ---
-# See supervisors/services/hot_cursor.py; false behind PgBouncer < 1.21 in transaction mode.
-DB_PREPARE_HOT_STATEMENTS = env.bool("DB_PREPARE_HOT_STATEMENTS", default=True)
+# See supervisors/services/hot_cursor.py; off by default behind a pooler (DATABASE_POOLER).
+DB_PREPARE_HOT_STATEMENTS = env.bool("DB_PREPARE_HOT_STATEMENTS", default=DATABASE_POOLER != "pgbouncer")
 DB_PREPARE_THRESHOLD = env.int("DB_PREPARE_THRESHOLD", default=2)

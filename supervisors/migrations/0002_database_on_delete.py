@@ -5,9 +5,16 @@ reference schema deletes a contract's tasks and supervisor state in the
 database, so a row deleted by another program than this one cascades too. On
 PostgreSQL each such constraint is re-created with its rule (keeping Django's
 name and deferrability); SQLite keeps Django's emulation.
+
+A constraint that already has its rule is left alone: on makima's own database
+(adopted by 0001, which checked that makima's foreign keys have these rules)
+this migration changes nothing on makima's tables, and unapplying it never
+strips makima's rules.
 """
 
 from django.db import migrations
+
+from supervisors.makima_schema import MAKIMA_TABLES, is_makima_database
 
 #: (table, column, referenced table, rule)
 RULES = [
@@ -25,7 +32,7 @@ RULES = [
 ]
 
 FIND_CONSTRAINT = """
-    SELECT con.conname
+    SELECT con.conname, con.confdeltype
     FROM pg_constraint con
     JOIN pg_class rel ON rel.oid = con.conrelid
     JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = ANY (con.conkey)
@@ -38,10 +45,16 @@ def set_rules(apps, schema_editor, *, with_rules: bool = True):
     if schema_editor.connection.vendor != "postgresql":
         return
     quote = schema_editor.quote_name
+    codes = {"CASCADE": "c", "SET NULL": "n"}
+    makimas = not with_rules and is_makima_database(schema_editor)
     with schema_editor.connection.cursor() as cursor:
         for table, column, target, rule in RULES:
+            if makimas and table in MAKIMA_TABLES:
+                continue  # makima's own rules: never ours to remove
             cursor.execute(FIND_CONSTRAINT, [table, column])
-            for (name,) in cursor.fetchall():
+            for name, current in cursor.fetchall():
+                if current == (codes[rule] if with_rules else "a"):
+                    continue  # already so (makima's adopted tables): change nothing
                 schema_editor.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
                 on_delete = f" ON DELETE {rule}" if with_rules else ""
                 schema_editor.execute(

@@ -10,16 +10,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CHECKOUT = ROOT
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # A clean environment: only what locates programs and the database, so
     # nothing the test run itself set (DJANGO_ALLOW_ASYNC_UNSAFE, ...) leaks in.
+    # Run from a copy without the developer's .env (scripts/serve writes one).
     environment = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "DATABASE_URL") if k in os.environ}
     environment.update(DJANGO_SETTINGS_MODULE="makima_supervisor.settings", **env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args], cwd=CHECKOUT, env=environment, capture_output=True, text=True, timeout=120
     )
+
+
+@pytest.fixture(autouse=True)
+def _in_fresh_checkout(fresh_checkout: Path):
+    global CHECKOUT
+    CHECKOUT = fresh_checkout
 
 
 def test_production_without_secret_key_refuses_to_start_with_a_clear_message():
@@ -41,6 +49,7 @@ def test_production_settings_pass_the_deploy_check_without_warnings():
         "WARNING",
         SECRET_KEY="k7Yp2vQ9zL4xW8mN3bR6tF1hJ5cD0sG2aE7uI9oP4yT6rV8nM3qX1wZ5lK0jH2gB",
         ALLOWED_HOSTS="supervisor.example.com",
+        BEHIND_TLS_PROXY="true",  # production runs behind a TLS-terminating proxy (README)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -74,3 +83,29 @@ def test_db_pool_setting_gives_django_a_psycopg_pool(db):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["ConnectionPool", "0"]
+
+
+def test_database_pooler_pgbouncer_turns_off_everything_that_outlives_a_transaction():
+    """docs/pgbouncer.env is all it takes: no prepared statements anywhere, no server-side cursors."""
+    pooler = dict(
+        line.split("=", 1)
+        for line in (ROOT / "docs" / "pgbouncer.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    result = run_manage(
+        "shell",
+        "-c",
+        "import json; from django.conf import settings as s; d = s.DATABASES['default']; print(json.dumps("
+        "[d['DISABLE_SERVER_SIDE_CURSORS'], d['OPTIONS']['prepare_threshold'], s.DB_PREPARE_HOT_STATEMENTS]))",
+        DEBUG="true",
+        DATABASE_URL="postgres://makima@pgbouncer.internal:6432/makima",
+        **pooler,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[true, null, false]"
+
+
+def test_unknown_database_pooler_refuses_to_start():
+    result = run_manage("check", DEBUG="true", DATABASE_POOLER="pgpool")
+    assert result.returncode != 0
+    assert "DATABASE_POOLER='pgpool'" in result.stderr
