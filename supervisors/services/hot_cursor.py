@@ -14,9 +14,9 @@ statement's own Python time. ``with hot_cursor() as cursor`` therefore does not 
 PostgreSQL (it goes when its connection does); on other databases it is an
 ordinary Django cursor, closed on exit.
 
-Behind PgBouncer older than 1.21 in transaction mode prepared statements break:
-set ``DB_PREPARE_HOT_STATEMENTS=false`` there (the statements then run
-unprepared, with server-side binding).
+Behind a transaction-mode pooler (PgBouncer) prepared statements break:
+``DATABASE_POOLER=pgbouncer`` (docs/pgbouncer.env) turns them off, these
+included (the statements then run unprepared, with server-side binding).
 """
 
 from __future__ import annotations
