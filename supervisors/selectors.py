@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import ACTIVE_STATES
 from supervisors.models import QuestionAnswer, RestorationLog, SupervisorState
+from supervisors.services.ownership import orphaned_q
 
 # --- Persistence: questions and answers ---------------------------------------
 
@@ -124,10 +125,16 @@ class SupervisorSelection:
     stale_after: timedelta | None = None
     #: Leave out supervisors restored at or after this moment (finishing an interrupted run).
     not_restored_since: datetime | None = None
+    #: Supervisors whose task runs on one of these daemons (after a daemon crashed).
+    daemon_ids: tuple[uuid.UUID, ...] = ()
+    #: Supervisors whose owner is gone by the lease (or that have none).
+    orphaned: bool = False
 
     @property
     def is_empty(self) -> bool:
-        return not (self.contract_ids or self.states or self.stale or self.all_supervisors)
+        return not (
+            self.contract_ids or self.states or self.stale or self.all_supervisors or self.daemon_ids or self.orphaned
+        )
 
     def q(self, now: datetime | None = None) -> Q:
         condition = Q()
@@ -137,6 +144,10 @@ class SupervisorSelection:
             condition &= Q(state__in=list(self.states))
         if self.stale:
             condition &= stale_q(now, self.stale_after)
+        if self.daemon_ids:
+            condition &= Q(task__daemon_id__in=list(self.daemon_ids))
+        if self.orphaned:
+            condition &= orphaned_q()
         if self.not_restored_since is not None:
             condition &= Q(last_restored_at__isnull=True) | Q(last_restored_at__lt=self.not_restored_since)
         return condition
@@ -154,6 +165,10 @@ class SupervisorSelection:
             parts.append(f"state in ({', '.join(self.states)})")
         if self.stale:
             parts.append("stale")
+        if self.daemon_ids:
+            parts.append(f"on daemon ({', '.join(str(d) for d in self.daemon_ids)})")
+        if self.orphaned:
+            parts.append("orphaned (daemon gone)")
         return " and ".join(parts) or ("all supervisors" if self.all_supervisors else "nothing")
 
 

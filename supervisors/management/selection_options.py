@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from supervisors.enums import SupervisorStatus
+from supervisors.models import Daemon
 from supervisors.selectors import SupervisorSelection
 
 
@@ -61,6 +62,21 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="The stale threshold for --stale (default: the SUPERVISOR_STALE_AFTER_SECONDS setting).",
     )
+    group.add_argument(
+        "--daemon",
+        dest="daemons",
+        action="append",
+        default=[],
+        metavar="NAME_OR_UUID",
+        help="Supervisors whose task runs on this daemon (its name or id), e.g. the one that crashed. Repeat for "
+        "several.",
+    )
+    group.add_argument(
+        "--orphaned",
+        action="store_true",
+        help="Supervisors whose daemon is gone (nothing of it arrived for DAEMON_GONE_AFTER_SECONDS, or it said "
+        "it was leaving), or that have no daemon: the ones daemons may claim.",
+    )
     group.add_argument("--all", action="store_true", help="Every supervisor (must be asked for explicitly).")
     parser.add_argument(
         "--batch-size",
@@ -72,16 +88,36 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="Print a machine-readable summary as JSON on stdout.")
 
 
+def _daemon_ids(names_or_ids: list[str]) -> tuple[uuid.UUID, ...]:
+    """Each daemon named by id or by name; an unknown or ambiguous one is a usage error (exit 2)."""
+    found: list[uuid.UUID] = []
+    for given in names_or_ids:
+        try:
+            matches = list(Daemon.objects.filter(pk=uuid.UUID(given)).values_list("pk", flat=True))
+        except ValueError:
+            matches = list(Daemon.objects.filter(name=given).values_list("pk", flat=True))
+        if len(matches) != 1:
+            problem = "no daemon" if not matches else f"{len(matches)} daemons"
+            raise CommandError(f"--daemon {given!r}: {problem} by that name or id.", returncode=2)
+        found.append(matches[0])
+    return tuple(found)
+
+
 def selection_from_options(options: dict) -> SupervisorSelection:
     selection = SupervisorSelection(
         contract_ids=tuple(options["contracts"]),
+        daemon_ids=_daemon_ids(options.get("daemons", [])),
+        orphaned=options.get("orphaned", False),
         states=tuple(options["states"]),
         stale=options["stale"],
         all_supervisors=options["all"],
         stale_after=timedelta(seconds=options["stale_after"]) if options.get("stale_after") else None,
     )
     if selection.is_empty:
-        raise CommandError("Say which supervisors: --contract, --state, --stale or --all (see --help).", returncode=2)
+        raise CommandError(
+            "Say which supervisors: --contract, --daemon, --state, --stale, --orphaned or --all (see --help).",
+            returncode=2,
+        )
     if options.get("stale_after") and not options["stale"]:
         raise CommandError("--stale-after only makes sense with --stale.", returncode=2)
     return selection

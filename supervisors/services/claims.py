@@ -17,14 +17,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 
 from supervisors.enums import RestorationSource, SupervisorStatus
 from supervisors.models import Daemon, SupervisorState
 
 from .actors import Actor
 from .errors import Conflict, InvalidInput, NotFound
-from .ownership import daemon_gone_q, epoch_unchanged_q, is_daemon_gone
+from .ownership import epoch_unchanged_q, is_daemon_gone, orphaned_q
 from .restoration import BatchItem, RestorationResult, RestoreOptions, restore_locked_supervisors
 
 CLAIM_REASON = "claimed: its daemon is gone"
@@ -56,20 +56,12 @@ def claimable_states() -> list[str]:
     return [state for state in SupervisorStatus.values if state not in excluded]
 
 
-def orphans_q() -> Q:
-    """Supervisors whose owner is gone: their supervisor task runs on a gone daemon, or on none."""
-    gone = Daemon.objects.filter(daemon_gone_q()).values("pk")
-    return Q(task__is_supervisor=True, task__contract_id=F("contract_id")) & (
-        Q(task__daemon__isnull=True) | Q(task__daemon_id__in=gone)
-    )
-
-
 def orphaned_supervisors(filters: ClaimFilters = ClaimFilters()) -> QuerySet[SupervisorState]:
     """Orphans a claim may take, oldest activity first (the longest without a daemon come back first)."""
     states = claimable_states()
     if filters.states is not None:
         states = [s for s in states if s in filters.states]
-    queryset = SupervisorState.objects.filter(orphans_q(), state__in=states)
+    queryset = SupervisorState.objects.filter(orphaned_q(), state__in=states)
     if filters.contract_ids is not None:
         queryset = queryset.filter(contract_id__in=filters.contract_ids)
     return queryset.order_by("last_activity", "id")

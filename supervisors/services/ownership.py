@@ -108,6 +108,14 @@ def supervisor_task_owner(supervisor: SupervisorState) -> tuple[bool, uuid.UUID 
     return bool(is_supervisor and contract_id == supervisor.contract_id), daemon_id
 
 
+def orphaned_q() -> Q:
+    """Supervisors whose owner is gone (by the lease), or that have none: what failover may take over."""
+    gone = Daemon.objects.filter(daemon_gone_q()).values("pk")
+    return Q(task__is_supervisor=True, task__contract_id=F("contract_id")) & (
+        Q(task__daemon__isnull=True) | Q(task__daemon_id__in=gone)
+    )
+
+
 def epoch_unchanged_q() -> Q:
     """The row's epoch is still the one this statement's snapshot saw (for locking reads and writes).
 

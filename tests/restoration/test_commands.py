@@ -103,7 +103,7 @@ def test_text_summary_lists_actions_skips_and_failures():
 def test_nothing_selected_is_an_error_not_everything():
     interrupted("a")
     _, err, code = run("restore_supervisors")
-    assert code == 2 and "--contract, --state, --stale or --all" in err
+    assert code == 2 and "--contract, --daemon, --state, --stale, --orphaned or --all" in err
     assert not RestorationLog.objects.exists()
 
 
@@ -233,7 +233,7 @@ def test_progress_bar_only_on_a_terminal():
 @pytest.mark.parametrize("module", [restore_supervisors, validate_supervisors])
 def test_help_explains_every_option_with_an_example(module):
     text = module.Command().create_parser("manage.py", module.__name__.rsplit(".", 1)[1]).format_help()
-    for option in ("--contract", "--state", "--stale", "--all", "--batch-size", "--json"):
+    for option in ("--contract", "--daemon", "--state", "--stale", "--orphaned", "--all", "--batch-size", "--json"):
         assert option in text
     assert "examples:" in text
     if module is restore_supervisors:
@@ -355,3 +355,25 @@ def test_a_checkpoint_stored_as_a_tail_of_an_earlier_one_restores_the_whole_conv
     (result,) = restore_selection(SupervisorSelection(all_supervisors=True), options).results
     assert result.checkpoint_id == newest.id
     assert SupervisorState.objects.get(id=supervisor.id).conversation_history == grown
+
+
+def test_daemon_and_orphaned_select_a_crashed_daemons_supervisors():
+    from supervisors.enums import DaemonStatus
+    from supervisors.models import Daemon
+    from tests.factories import make_contract, make_daemon, make_supervisor
+
+    crashed, alive = make_daemon("daemon-3"), make_daemon("daemon-4")
+    Daemon.objects.filter(pk=crashed.pk).update(status=DaemonStatus.DISCONNECTED, last_heartbeat_at=timezone.now())
+    Daemon.objects.filter(pk=alive.pk).update(status=DaemonStatus.CONNECTED, last_heartbeat_at=timezone.now())
+    lost = [make_supervisor(make_contract(f"lost {i}"), daemon=crashed, state="working") for i in range(2)]
+    kept = make_supervisor(make_contract("kept"), daemon=alive, state="working")
+
+    for selection in (["--daemon", "daemon-3"], ["--daemon", str(crashed.pk)], ["--orphaned"]):
+        out, _, code = run("restore_supervisors", *selection, "--json", "--dry-run")
+        assert code == 0
+        chosen = {item["contractId"] for item in json.loads(out)["supervisors"]}
+        assert chosen == {str(s.contract_id) for s in lost}, selection
+    assert SupervisorState.objects.get(pk=kept.pk).restoration_count == 0
+
+    _, err, code = run("restore_supervisors", "--daemon", "no-such-daemon", "--dry-run")
+    assert code == 2 and "no-such-daemon" in err

@@ -52,6 +52,12 @@ examples:
   # after a daemon crash, everything that was interrupted
   manage.py restore_supervisors --state interrupted --source daemon_restart --reason "daemon-3 crashed"
 
+  # every supervisor of the daemon that crashed, before it comes back
+  manage.py restore_supervisors --daemon daemon-3 --source daemon_restart --reason "daemon-3 crashed" --dry-run
+
+  # what would each orphan (daemon gone) get if a live daemon claimed it
+  manage.py restore_supervisors --orphaned --dry-run
+
   # what would happen to the stale ones (silent > 10 minutes), without writing anything
   manage.py restore_supervisors --stale --stale-after 600 --dry-run
 
