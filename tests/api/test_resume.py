@@ -165,7 +165,7 @@ def test_concurrent_resumes_never_restore_twice(alpha, supervisor, key):
 def test_malformed_idempotency_key_is_400(alpha, supervisor, key):
     response = resume(alpha.client, supervisor.contract_id, key=key)
     assert response.status_code == 400
-    assert "idempotencyKey" in response.json()["fields"]
+    assert set(response.json()["fields"]) == {"Idempotency-Key"}
     supervisor.refresh_from_db()
     assert supervisor.restoration_count == 0
 

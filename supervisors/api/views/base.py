@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.views import APIView
 
+from supervisors.api.errors import missing_body
 from supervisors.api.serializers import ErrorSerializer
 
 ERROR_TEXT = {
@@ -62,6 +65,17 @@ ETAG = OpenApiParameter(
     response=[200, 201],
     description="The state's version; send it back in If-Match to make a write conditional.",
 )
+
+
+def json_body(request) -> Any:
+    """The parsed body, refusing a request without one (400): every body the schema declares is required.
+
+    DRF hands an absent body over as ``{}``; for PATCH and the daemon heartbeat ``{}`` is valid, so an
+    absent body would otherwise pass where the schema (and a generated client) says a body is sent.
+    """
+    if request.stream is None:
+        raise missing_body()
+    return request.data
 
 
 def if_match(request) -> str | None:

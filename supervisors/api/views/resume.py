@@ -49,6 +49,7 @@ class ResumeView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_resume",
+        summary="Resume (restore) a supervisor",
         parameters=[IDEMPOTENCY_KEY],
         request=ResumeSerializer,
         responses={200: RestorationContextSerializer, **errors(404, 409, *BODY_ERRORS)},
@@ -70,7 +71,7 @@ class ResumeView(ApiView):
         if key is not None and not IDEMPOTENCY_KEY_RE.fullmatch(key):
             raise InvalidInput(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
-                fields={"idempotency_key": ["1 to 255 visible ASCII characters."]},
+                fields={"Idempotency-Key": ["1 to 255 visible ASCII characters."]},
             )
         daemon = scoping.daemon_of(request)
         answer = resume_supervisor(
