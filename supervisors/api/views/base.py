@@ -19,14 +19,16 @@ ERROR_TEXT = {
     "or Supervisor-Epoch is not its current epoch (nothing was written).",
     412: "If-Match does not match the current ETag.",
     413: "The body is larger than API_MAX_BODY_BYTES.",
+    406: "The Accept header does not take application/json (every answer is JSON).",
     415: "The body is not application/json.",
     429: "Too many requests; see Retry-After.",
+    503: "`database_unavailable`: the database is unreachable; nothing was written. Retry after Retry-After.",
 }
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error responses for extend_schema; 400, 401, 403 and 429 are possible everywhere."""
-    wanted = sorted({400, 401, 403, 429, *codes})
+    """Error responses for extend_schema; 400, 401, 403, 406, 429 and 503 are possible everywhere."""
+    wanted = sorted({400, 401, 403, 406, 429, 503, *codes})
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in wanted}
 
 
