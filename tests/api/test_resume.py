@@ -69,6 +69,7 @@ def test_reusing_a_key_for_another_request_is_409(alpha, supervisor):
     response = resume(alpha.client, supervisor.contract_id, source="manual", key="k")
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_key_reused"
+    assert set(response.json()["fields"]) == {"Idempotency-Key"}
 
 
 def test_a_second_resume_without_key_right_after_restores_again_in_a_new_epoch(alpha, supervisor):
