@@ -28,6 +28,7 @@ WIRE_NAMES = {
     "expected_version": "If-Match",
     "idempotency_key": "Idempotency-Key",
     "assign_to_daemon": "source",
+    "question.id": "id",  # the asked question's id, a body field of POST questions/
 }
 
 
