@@ -94,6 +94,15 @@ def _is_date_time(value: object) -> bool:
     return True
 
 
+def schema_problems(schema: dict[str, Any], instance: Any) -> list[str]:
+    """What is wrong with ``instance`` by ``schema`` (an OpenAPI schema object of api_schema())."""
+    validator = Draft202012Validator({"components": _components(), **_to_json_schema(schema)}, format_checker=_formats)
+    return [
+        f"at {'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
+        for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
 def find_operation(method: str, path: str) -> Operation | None:
     for operation in _operations():
         if operation.method == method.upper() and operation.pattern.match(path):
@@ -116,16 +125,11 @@ def problems(method: str, path: str, status: int, content_type: str, body: bytes
         return [f"{where}: the schema declares no body, the response has {len(body)} bytes"] if body else []
     if JSON_CONTENT not in content or not content_type.startswith(JSON_CONTENT):
         return [f"{where}: content type {content_type!r}, the schema declares {sorted(content)}"]
-    schema = _to_json_schema(content[JSON_CONTENT]["schema"])
-    validator = Draft202012Validator({"components": _components(), **schema}, format_checker=_formats)
     try:
         instance = json.loads(body)
     except ValueError as exc:
         return [f"{where}: the body is not JSON ({exc})"]
-    return [
-        f"{where}: at {'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
-        for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    return [f"{where}: {problem}" for problem in schema_problems(content[JSON_CONTENT]["schema"], instance)]
 
 
 def check_response(response: Any) -> None:

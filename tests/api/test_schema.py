@@ -193,3 +193,17 @@ def test_the_stale_filter_takes_true_and_false(alpha, supervisor):
     ]
     assert alpha.client.get("/api/v1/supervisors/?stale=true").json() == []
     assert alpha.client.get("/api/v1/supervisors/?stale=1").status_code == 400
+
+
+def test_every_operation_shows_an_example_request_and_response_that_fit_the_schema(spec):
+    """Examples a daemon author copies must be true: each validates against the schema it illustrates."""
+    from tests.api.contract import schema_problems
+
+    for name, operation in operations(spec):
+        bodies = [("request", operation["requestBody"])] if "requestBody" in operation else []
+        bodies += [(status, r) for status, r in operation["responses"].items() if status < "300" and "content" in r]
+        for where, body in bodies:
+            content = body["content"]["application/json"]
+            assert content.get("examples"), f"{name} {where}: no example"
+            for example in content["examples"].values():
+                assert schema_problems(content["schema"], example["value"]) == [], f"{name} {where}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.serializers import ClaimResponseSerializer, ClaimSerializer
 from supervisors.services.claims import ClaimFilters, claim_orphaned_supervisors
 
@@ -19,6 +19,7 @@ class ClaimView(ApiView):
     @extend_schema(
         operation_id="supervisors_claim",
         summary="Claim orphaned supervisors",
+        examples=examples.CLAIM,
         request=ClaimSerializer,
         responses={200: ClaimResponseSerializer, **errors(409, *BODY_ERRORS)},
         description=(

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from supervisors.api import examples
 from supervisors.api.authentication import DaemonPrincipal
 from supervisors.api.lean import LeanDaemonPost
 from supervisors.api.serializers import (
@@ -28,6 +29,7 @@ class DaemonMeView(ApiView):
     @extend_schema(
         operation_id="daemon_me",
         summary="The calling daemon",
+        examples=examples.DAEMON_ME,
         responses={200: DaemonMeSerializer, **errors()},
         description="The calling daemon: its id and name, its lease, and how many supervisors it owns.",
     )
@@ -54,6 +56,7 @@ class DaemonHeartbeatView(LeanDaemonPost, ApiView):
     @extend_schema(
         operation_id="daemon_heartbeat",
         summary="Daemon heartbeat",
+        examples=examples.DAEMON_HEARTBEAT,
         request=DaemonHeartbeatSerializer,
         responses={200: DaemonHeartbeatResponseSerializer, **errors(*BODY_ERRORS)},
         description=(

@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.serializers import (
     AnswerSerializer,
     AskQuestionResponseSerializer,
@@ -40,6 +40,7 @@ class QuestionsView(ApiView):
     @extend_schema(
         operation_id="supervisor_questions_list",
         summary="List pending questions",
+        examples=examples.QUESTIONS_LIST,
         responses={200: PendingQuestionOutSerializer(many=True), **errors(404)},
         description="The questions waiting for the human.",
     )
@@ -51,6 +52,7 @@ class QuestionsView(ApiView):
     @extend_schema(
         operation_id="supervisor_question_ask",
         summary="Ask the human a question",
+        examples=examples.QUESTION_ASK,
         parameters=[EPOCH],
         request=PendingQuestionSerializer,
         responses={
@@ -101,6 +103,7 @@ class AnswerView(ApiView):
     @extend_schema(
         operation_id="supervisor_question_answer",
         summary="Answer a pending question",
+        examples=examples.QUESTION_ANSWER,
         parameters=[EPOCH],
         request=AnswerSerializer,
         responses={200: QuestionAnswerSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -125,6 +128,7 @@ class AnswersView(ApiView):
     @extend_schema(
         operation_id="supervisor_answers_list",
         summary="List answers not yet acknowledged",
+        examples=examples.ANSWERS_LIST,
         responses={200: QuestionAnswerSerializer(many=True), **errors(404)},
         description="Answers the daemon has not acknowledged yet, oldest first.",
     )
@@ -140,6 +144,7 @@ class AnswerAckView(ApiView):
     @extend_schema(
         operation_id="supervisor_answer_ack",
         summary="Acknowledge an answer",
+        examples=examples.ANSWER_ACK,
         parameters=[EPOCH],
         request=None,
         responses={200: QuestionAnswerSerializer, **fenced_write(404)},

@@ -12,7 +12,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.serializers import RestorationContextSerializer, ResumeSerializer
 from supervisors.services.errors import InvalidInput
 from supervisors.services.restoration import RestorationResult
@@ -50,6 +50,7 @@ class ResumeView(ApiView):
     @extend_schema(
         operation_id="supervisor_resume",
         summary="Resume (restore) a supervisor",
+        examples=examples.RESUME,
         parameters=[IDEMPOTENCY_KEY],
         request=ResumeSerializer,
         responses={200: RestorationContextSerializer, **errors(404, 409, *BODY_ERRORS)},

@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.authentication import DaemonPrincipal
 from supervisors.api.lean import LeanDaemonPost, compact_json
 from supervisors.api.serializers import (
@@ -64,6 +64,7 @@ class SupervisorView(ApiView):
     @extend_schema(
         operation_id="supervisor_get",
         summary="Read a supervisor's state",
+        examples=examples.SUPERVISOR_GET,
         parameters=[INCLUDE, ETAG],
         responses={200: SupervisorStateSerializer, **errors(404)},
         description="The supervisor's state, with its version in the ETag header.",
@@ -82,6 +83,7 @@ class SupervisorView(ApiView):
     @extend_schema(
         operation_id="supervisor_save",
         summary="Save a supervisor's whole state",
+        examples=examples.SUPERVISOR_SAVE,
         parameters=[IF_MATCH, EPOCH, ETAG],
         request=SaveSupervisorStateSerializer,
         responses={
@@ -107,6 +109,7 @@ class SupervisorView(ApiView):
     @extend_schema(
         operation_id="supervisor_update",
         summary="Update some fields of a supervisor's state",
+        examples=examples.SUPERVISOR_UPDATE,
         parameters=[IF_MATCH, EPOCH, ETAG],
         request=UpdateSupervisorStateSerializer,
         responses={200: SupervisorStateSerializer, **fenced_write(404, 412, *BODY_ERRORS)},
@@ -133,6 +136,7 @@ class HeartbeatView(LeanDaemonPost, ApiView):
     @extend_schema(
         operation_id="supervisor_heartbeat",
         summary="Supervisor heartbeat",
+        examples=examples.SUPERVISOR_HEARTBEAT,
         parameters=[EPOCH],
         request=HeartbeatSerializer,
         responses={200: HeartbeatResponseSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -171,6 +175,7 @@ class SpawnedTaskView(ApiView):
     @extend_schema(
         operation_id="supervisor_task_spawned",
         summary="Record a spawned task",
+        examples=examples.TASK_SPAWNED,
         parameters=[EPOCH],
         request=SpawnedTaskSerializer,
         responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -193,6 +198,7 @@ class PhaseView(ApiView):
     @extend_schema(
         operation_id="supervisor_phase_changed",
         summary="Record a phase change",
+        examples=examples.PHASE_CHANGED,
         parameters=[EPOCH],
         request=PhaseSerializer,
         responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -212,6 +218,7 @@ class ValidationView(ApiView):
     @extend_schema(
         operation_id="supervisor_validate",
         summary="Validate a supervisor's state",
+        examples=examples.VALIDATE,
         responses={200: StateValidationResultSerializer, **errors(404)},
         description="What a restoration would find, without changing anything.",
     )

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -39,6 +39,7 @@ class ContractsView(ApiView):
     @extend_schema(
         operation_id="contract_create",
         summary="Create a contract",
+        examples=examples.CONTRACT_CREATE,
         description=(
             "Create a contract (a unit of work moving through phases) and get its `id`. Next, create its supervisor "
             "task (`POST /api/v1/tasks/` with `isSupervisor: true`; without `daemonId` it runs on you), then save "
@@ -60,6 +61,7 @@ class ContractView(ApiView):
     @extend_schema(
         operation_id="contract_get",
         summary="Read a contract",
+        examples=examples.CONTRACT_GET,
         description=(
             "A contract you can see: one whose supervisor task runs on you, or one with no supervisor task yet. "
             "Any other contract is 404, exactly as if it did not exist. Staff see every contract."
@@ -80,6 +82,7 @@ class TasksView(ApiView):
     @extend_schema(
         operation_id="task_create",
         summary="Create a task",
+        examples=examples.TASK_CREATE,
         request=TaskSerializer,
         responses={201: TaskSerializer, **errors(404, 409, *BODY_ERRORS)},
         description=(
@@ -101,6 +104,7 @@ class TaskView(ApiView):
     @extend_schema(
         operation_id="task_get",
         summary="Read a task",
+        examples=examples.TASK_GET,
         description=(
             "A task you can see: one that runs on you, or any task of a contract you supervise; any other task is "
             "404, exactly as if it did not exist. `completedAt` is set while the task is `done` or `failed`."
@@ -121,6 +125,7 @@ class TaskStatusView(ApiView):
     @extend_schema(
         operation_id="task_status_update",
         summary="Change a task's status",
+        examples=examples.TASK_STATUS,
         description=(
             "Report a task's new status: a task that runs on you, or any task of a contract you supervise (else "
             "404). `done` and `failed` set `completedAt` (another status clears it); a supervisor waiting on the "
@@ -161,6 +166,7 @@ class SupervisorsView(ApiView):
     @extend_schema(
         operation_id="supervisors_list",
         summary="List supervisors",
+        examples=examples.SUPERVISORS_LIST,
         parameters=[SupervisorFilterSerializer, *PAGE_HEADERS],
         responses={200: SupervisorStateSerializer(many=True), **errors()},
         description=f"The supervisors visible to the caller, filtered, by contract id. Paginated: `limit` "
@@ -192,6 +198,7 @@ class PendingQuestionsView(ApiView):
     @extend_schema(
         operation_id="supervisors_pending_questions",
         summary="List pending questions across supervisors",
+        examples=examples.PENDING_QUESTIONS,
         parameters=[PageParamsSerializer, *PAGE_HEADERS],
         responses={200: OverviewItemSerializer(many=True), **errors()},
         description="The pending questions across the supervisors visible to the caller, oldest first. "
