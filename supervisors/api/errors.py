@@ -16,9 +16,33 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from supervisors.services.errors import ServiceError
+from supervisors.services.errors import InvalidInput, ServiceError
+
+from .parsers import BodyFieldsError
 
 logger = logging.getLogger(__name__)
+
+
+#: Service field names that are not body fields: what the client sent instead (a header, the path).
+WIRE_NAMES = {
+    "expected_version": "If-Match",
+    "idempotency_key": "Idempotency-Key",
+    "assign_to_daemon": "source",
+    "question.id": "id",  # the asked question's id, a body field of POST questions/
+}
+
+
+def missing_body() -> ServiceError:
+    """An endpoint that takes a JSON object got no body at all: the schema marks every body required."""
+    return InvalidInput(
+        "This endpoint needs a JSON object body; send {} when there is nothing to change.",
+        fields={"": ["A JSON object body is required."]},
+    )
+
+
+def wire_name(name: str) -> str:
+    """A service's field name as the client sent it: a header by its header name, a body field in camelCase."""
+    return WIRE_NAMES.get(name) or camel(name)
 
 
 def camel(name: str) -> str:
@@ -72,9 +96,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's EXCEPTION_HANDLER: every error the views raise, in the one shape."""
     headers: dict[str, str] = {}
     if isinstance(exc, ServiceError):
-        fields = {camel(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in exc.fields.items()}
+        fields = {wire_name(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in exc.fields.items()}
         set_rollback()
         return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)
+    if isinstance(exc, BodyFieldsError):
+        set_rollback()
+        return Response(error_body(exc.default_code, str(exc.detail), exc.fields), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("body_too_large", "The request body is larger than the server accepts."),

@@ -37,7 +37,7 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
 from .authentication import DaemonKeyAuthentication, KeyAuth
-from .errors import exception_handler
+from .errors import exception_handler, missing_body
 from .throttling import SharedRateThrottle
 
 _JSON = "application/json"
@@ -86,6 +86,9 @@ class LeanDaemonPost:
     #: write, which counts the request for the throttle in the same statement.
     counts_in_write = False
 
+    #: A request without a body is a 400 (``{}`` is a body): for views whose ``{}`` is valid input.
+    body_required = False
+
     def lean_post(self, principal: Any, data: Any, *, meta: dict[str, Any], **kwargs: Any) -> dict[str, Any] | bytes:
         raise NotImplementedError
 
@@ -99,6 +102,7 @@ class LeanDaemonPost:
         permissions = [permission() for permission in cls.permission_classes]
         throttle_classes = list(cls.throttle_classes)
         counts_in_write = cls.counts_in_write and throttle_classes == [SharedRateThrottle]
+        body_required = cls.body_required
         parser = cls.parser_classes[0]()
         allow = ", ".join(view_instance.allowed_methods)
         renderer = JSONRenderer()
@@ -135,7 +139,12 @@ class LeanDaemonPost:
                 else:
                     kwargs["count"] = pending
                 try:
-                    data = parser.parse(request) if request.META.get("CONTENT_LENGTH") not in (None, "", "0") else {}
+                    if request.META.get("CONTENT_LENGTH") not in (None, "", "0"):
+                        data = parser.parse(request)
+                    elif body_required:
+                        raise missing_body()
+                    else:
+                        data = {}
                     body = view_instance.lean_post(user, data, meta=request.META, **kwargs)
                 except Exception:
                     if pending is not None:  # the throttle decides as if it had run first (see the module doc)

@@ -1,16 +1,126 @@
-"""Touches to the generated OpenAPI document that drf-spectacular cannot infer."""
+"""Touches to the generated OpenAPI document that drf-spectacular cannot infer.
+
+Daemon authors generate typed clients from ``/api/schema/``; every touch here
+makes the document say exactly what the service does, so that a client built
+from it neither misses a key nor rejects a real answer.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS_STATE
 
-def forbid_unknown_request_fields(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
-    """Request bodies refuse unknown keys (400 naming them), so the schema says additionalProperties: false.
+#: Response keys that are not always present (everything else in a response object is).
+OPTIONAL_RESPONSE_KEYS: dict[str, set[str]] = {
+    "SupervisorState": {"conversationHistory"},  # only with ?include=conversationHistory
+}
 
-    Free JSON inside them (conversation messages) keeps its own open schema.
+#: Components added by hand: referenced from serializer fields whose schema drf-spectacular cannot build.
+EXTRA_COMPONENTS: dict[str, dict[str, Any]] = {
+    "ConversationMessage": CONVERSATION_MESSAGE_SCHEMA,
+    "NoPreviousStateEnum": {
+        "type": "string",
+        "enum": [NO_PREVIOUS_STATE],
+        "description": "There was no supervisor state before this restoration (a fresh start).",
+    },
+}
+
+CSRF_SCHEME = "csrfToken"
+UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+
+def finish_schema(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular's postprocessing hook: every touch of this module, in order.
+
+    Request bodies refuse unknown keys (400 naming them), so they say additionalProperties: false; free
+    JSON inside them (conversation messages) keeps its own open schema.
     """
-    for name, component in result.get("components", {}).get("schemas", {}).items():
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for name, component in schemas.items():
         if name.endswith("Request") and component.get("type") == "object" and "properties" in component:
             component["additionalProperties"] = False
+    schemas.update(EXTRA_COMPONENTS)
+    require_response_keys(schemas)
+    reuse_named_enums(result)
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            type_path_ids(operation)
+            if "requestBody" in operation:
+                # Every body is a JSON object; a client sends {} when it has nothing to say.
+                operation["requestBody"]["required"] = True
+            if method in UNSAFE_METHODS:
+                require_csrf_with_cookie(operation)
+    document_cookie_auth(result["components"].setdefault("securitySchemes", {}))
     return result
+
+
+def require_response_keys(schemas: dict[str, Any]) -> None:
+    """In a response, required means "always present": the API's responses always carry every key.
+
+    drf-spectacular leaves out fields with a default (``Task.status``) or ``required=False``.
+    """
+    for name, component in schemas.items():
+        if name.endswith("Request") or component.get("type") != "object" or "properties" not in component:
+            continue
+        optional = OPTIONAL_RESPONSE_KEYS.get(name, set())
+        component["required"] = sorted(key for key in component["properties"] if key not in optional)
+
+
+def reuse_named_enums(result: dict[str, Any]) -> None:
+    """An enum drf-spectacular left inline (query parameters, list items) becomes a $ref to its named enum."""
+    schemas = result["components"]["schemas"]
+    named = {
+        tuple(component["enum"]): name
+        for name, component in schemas.items()
+        if "enum" in component and None not in component["enum"]
+    }
+
+    def visit(node: Any, *, top: bool = False) -> Any:
+        if isinstance(node, dict):
+            values = node.get("enum")
+            if not top and isinstance(values, list) and tuple(values) in named:
+                ref = {"$ref": f"#/components/schemas/{named[tuple(values)]}"}
+                return {"allOf": [ref], "description": node["description"]} if "description" in node else ref
+            return {key: visit(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    result["paths"] = visit(result.get("paths", {}))
+    for name, component in list(schemas.items()):
+        schemas[name] = visit(component, top=True)
+
+
+def type_path_ids(operation: dict[str, Any]) -> None:
+    """Path ids (contractId, questionId, taskId) are UUIDs; a malformed one is a 404."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter["name"].endswith("Id"):
+            parameter["schema"] = {"type": "string", "format": "uuid"}
+
+
+def require_csrf_with_cookie(operation: dict[str, Any]) -> None:
+    """A staff session's unsafe request also needs the CSRF header; a Bearer key needs nothing else."""
+    for requirement in operation.get("security", []):
+        if "cookieAuth" in requirement:
+            requirement[CSRF_SCHEME] = []
+
+
+def document_cookie_auth(schemes: dict[str, Any]) -> None:
+    """Say what a staff caller sends: the session cookie, and for writes the CSRF token in a header."""
+    if "cookieAuth" in schemes:
+        schemes["cookieAuth"]["description"] = (
+            "Staff only: the Django admin's session cookie (log in at /admin/). Writes (POST, PUT, PATCH, DELETE) "
+            "also need the CSRF token, sent as the X-CSRFToken header (see csrfToken)."
+        )
+        schemes[CSRF_SCHEME] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-CSRFToken",
+            "description": "Staff sessions only, on writes: the value of the csrftoken cookie Django sets at login "
+            "(the session also needs a Referer on HTTPS). Daemons with a Bearer key never send it.",
+        }
+
+
+#: The name SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] gives this module's hook.
+forbid_unknown_request_fields = finish_schema

@@ -93,10 +93,21 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
+#: One message of the agent's conversation: the only key the service relies on is ``role``; the rest is free JSON.
+CONVERSATION_MESSAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One message of the agent's conversation. Only `role` is checked; every other key is stored "
+    "and returned untouched.",
+    "properties": {"role": {"type": "string", "minLength": 1, "description": "Who spoke (user, assistant, ...)."}},
+    "required": ["role"],
+    "additionalProperties": True,
+}
+
+
 @extend_schema_field(
     {
         "type": "array",
-        "items": {"type": "object", "additionalProperties": True, "required": ["role"]},
+        "items": {"$ref": "#/components/schemas/ConversationMessage"},
         "description": "The agent's conversation, stored and returned untouched: an array of message objects "
         "each with a non-empty string `role`.",
     }
@@ -242,7 +253,9 @@ class StoredQuestionsField(serializers.JSONField):
     """Pending questions as stored (already camelCase), returned as they are."""
 
 
-class AnswerRequestSerializer(StrictSerializer):
+class AnswerSerializer(StrictSerializer):
+    """A human's answer (the component is AnswerRequest: drf-spectacular adds Request to request bodies)."""
+
     answer = StrictCharField(max_length=TEXT_MAX, trim_whitespace=False)
 
 
@@ -290,8 +303,17 @@ class SupervisorStateSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, include_history: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not include_history:
-            self.fields.pop("conversationHistory")
+        self.include_history = include_history
+
+    @property
+    def _readable_fields(self):
+        """Skip the history when not asked for, without reading it (it is deferred: a query, maybe megabytes).
+
+        The field stays declared, so the OpenAPI schema lists it (as optional) and clients get typed access.
+        """
+        for field in super()._readable_fields:
+            if self.include_history or field.field_name != "conversationHistory":
+                yield field
 
 
 class SaveSupervisorStateSerializer(StrictSerializer):
@@ -410,11 +432,28 @@ class PendingAnswerSerializer(serializers.Serializer):
     answeredBy = StrictCharField(allow_null=True, help_text="The staff user or daemon that answered, when known.")
 
 
+#: ``previousState`` of a supervisor that did not exist before its restoration (a fresh start).
+NO_PREVIOUS_STATE = "none"
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"$ref": "#/components/schemas/SupervisorStateEnum"},
+            {"$ref": "#/components/schemas/NoPreviousStateEnum"},
+        ],
+        "description": "The state before the restoration; `none` when there was no supervisor state (a fresh start).",
+    }
+)
+class PreviousStateField(StrictCharField):
+    """A supervisor state, or ``none`` when the restoration created the supervisor."""
+
+
 class RestorationContextSerializer(serializers.Serializer):
     """The seed's SupervisorRestorationContext, plus how it was restored and the answers not yet acknowledged."""
 
     success = StrictBooleanField()
-    previousState = StrictCharField()
+    previousState = PreviousStateField()
     conversationHistory = ConversationHistoryField()
     pendingQuestions = PendingQuestionOutSerializer(many=True)
     waitingTaskIds = serializers.ListField(child=StrictUUIDField())
@@ -471,7 +510,7 @@ class DaemonHeartbeatSerializer(StrictSerializer):
     supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
 
 
-class ClaimRequestSerializer(StrictSerializer):
+class ClaimSerializer(StrictSerializer):
     """How many orphaned supervisors the daemon can take on, and which."""
 
     capacity = StrictIntegerField(

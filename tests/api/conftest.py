@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.test.client import Client as DjangoClient
 from rest_framework.test import APIClient
 
 from supervisors.api.authentication import clear_key_cache
 from supervisors.models import Daemon, SupervisorState
 from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
+from tests.api.contract import check_response
 from tests.factories import make_contract, make_daemon, make_supervisor
 
 
@@ -38,6 +40,23 @@ def _daemon(name: str) -> DaemonWithKey:
 def _plain_http(settings):
     """The test client speaks plain HTTP; production redirects it to HTTPS."""
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_schema(monkeypatch):
+    """Every API response a test gets through a test client is checked against the OpenAPI schema.
+
+    An undeclared key, a type the schema does not allow or an unlisted status fails the test
+    (tests/api/contract.py; tests/api/test_contract.py shows the check can fail).
+    """
+    request = DjangoClient.request
+
+    def checked(self, *args, **kwargs):
+        response = request(self, *args, **kwargs)
+        check_response(response)
+        return response
+
+    monkeypatch.setattr(DjangoClient, "request", checked)
 
 
 @pytest.fixture(autouse=True)

@@ -36,18 +36,19 @@ def test_malformed_json_is_400(alpha, supervisor):
 
 
 @pytest.mark.parametrize(
-    "path,body",
+    "path,body,field",
     [
-        ("heartbeat/", {"state": "working", "progress": 1, "currentActivity": "a\u0000b"}),
-        ("", {"conversationHistory": [{"role": "user", "content": "x\u0000"}]}),
-        ("", {"conversationHistory": [{"role": "user", "key\u0000": "x"}]}),
-        ("questions/", {"question": "why?", "context": "\u0000"}),
+        ("heartbeat/", {"state": "working", "progress": 1, "currentActivity": "a\u0000b"}, "currentActivity"),
+        ("", {"conversationHistory": [{"role": "user", "tool_calls": "x\u0000"}]}, "conversationHistory.0.tool_calls"),
+        ("", {"conversationHistory": [{"role": "user", "key\u0000": "x"}]}, "conversationHistory.0.key\u0000"),
+        ("questions/", {"question": "why?", "context": "\u0000"}, "context"),
     ],
 )
-def test_nul_anywhere_in_the_body_is_400(alpha, supervisor, path, body):
+def test_nul_anywhere_in_the_body_is_400_naming_where(alpha, supervisor, path, body, field):
+    """The refusal names the path as the client spelt it: free JSON keys are not camel-cased."""
     method = alpha.client.patch if path == "" else alpha.client.post
     response = method(url(supervisor.contract_id, path), json.dumps(body), content_type="application/json")
-    assert_shape(response, 400)
+    assert assert_shape(response, 400)["fields"].keys() == {field}
     supervisor.refresh_from_db()
     assert supervisor.conversation_history == [] and supervisor.current_activity is None
 
@@ -141,3 +142,29 @@ def test_bad_input_writes_nothing(alpha, supervisor):
     alpha.client.put(url(supervisor.contract_id), {"taskId": "x", "phase": 1, "state": "nope"}, format="json")
     alpha.client.patch(url(supervisor.contract_id), {"progress": 500}, format="json")
     assert SupervisorState.objects.values().get(pk=supervisor.pk) == before
+
+
+def test_a_stale_if_match_is_named_by_its_header(alpha, supervisor):
+    response = alpha.client.patch(url(supervisor.contract_id), {"phase": "x"}, format="json", HTTP_IF_MATCH='"old"')
+    assert assert_shape(response, 412)["fields"].keys() == {"If-Match"}
+
+
+def test_if_match_on_a_supervisor_not_saved_yet_is_named_by_its_header(alpha):
+    from tests.factories import make_contract, make_task
+
+    contract = make_contract("no state yet")
+    task = make_task(contract, name="sup", is_supervisor=True, daemon=alpha.daemon)
+    body = {"taskId": str(task.id), "phase": "plan", "state": "working"}
+    response = alpha.client.put(url(contract.id), body, format="json", HTTP_IF_MATCH='"v1"')
+    assert assert_shape(response, 412)["fields"].keys() == {"If-Match"}
+
+
+@pytest.mark.parametrize("method,path", [("patch", "supervisor"), ("post", "daemon-heartbeat")])
+@pytest.mark.parametrize("content_type", [None, "application/json"])
+def test_a_missing_body_is_400_where_an_empty_object_is_fine(alpha, supervisor, method, path, content_type):
+    """The schema requires these bodies (a generated client always sends one): no body is refused, {} is not."""
+    target = url(supervisor.contract_id) if path == "supervisor" else "/api/v1/daemons/me/heartbeat/"
+    send = getattr(alpha.client, method)
+    response = send(target, content_type=content_type) if content_type else send(target)
+    assert assert_shape(response, 400)["fields"] == {"": ["A JSON object body is required."]}
+    assert send(target, {}, format="json").status_code == 200

@@ -109,3 +109,16 @@ def test_question_given_in_full_is_stored_as_given(alpha, supervisor):
     supervisor.refresh_from_db()
     stored = supervisor.pending_questions[0]
     assert stored["id"] == question["id"] and stored["context"] == question["context"]
+
+
+def test_reasking_an_id_with_other_content_is_409_naming_the_id(alpha, supervisor):
+    question_id = "5b0a6c1e-6a57-4c84-9d1e-4c8c8f1f2a10"
+    first = alpha.client.post(
+        url(supervisor.contract_id, "questions/"), {"id": question_id, "question": "A?"}, format="json"
+    )
+    assert first.status_code == 201
+    again = alpha.client.post(
+        url(supervisor.contract_id, "questions/"), {"id": question_id, "question": "B?"}, format="json"
+    )
+    assert again.status_code == 409
+    assert set(again.json()["fields"]) == {"id"}

@@ -69,6 +69,7 @@ def test_reusing_a_key_for_another_request_is_409(alpha, supervisor):
     response = resume(alpha.client, supervisor.contract_id, source="manual", key="k")
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_key_reused"
+    assert set(response.json()["fields"]) == {"Idempotency-Key"}
 
 
 def test_a_second_resume_without_key_right_after_restores_again_in_a_new_epoch(alpha, supervisor):
@@ -217,7 +218,7 @@ def test_a_resume_that_arrived_before_another_restoration_committed_overlapped_i
 def test_malformed_idempotency_key_is_400(alpha, supervisor, key):
     response = resume(alpha.client, supervisor.contract_id, key=key)
     assert response.status_code == 400
-    assert "idempotencyKey" in response.json()["fields"]
+    assert set(response.json()["fields"]) == {"Idempotency-Key"}
     supervisor.refresh_from_db()
     assert supervisor.restoration_count == 0
 

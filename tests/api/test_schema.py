@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 
 import pytest
 import schemathesis
@@ -59,11 +61,20 @@ def daemon_headers(alpha) -> dict[str, str]:
 )
 def test_api_conforms_to_its_schema(case, daemon_headers, supervisor):
     """No 5xx and every response (errors included) as the schema describes it, for generated requests."""
-    if "contractId" in (case.path_parameters or {}):
+    if _is_uuid((case.path_parameters or {}).get("contractId")):
+        # A real supervisor instead of a random id; a deliberately malformed id (negative case) stays.
         case.path_parameters["contractId"] = str(supervisor.contract_id)
     # Every default check but positive_data_acceptance: ids in generated bodies (taskId, spawnedTaskIds)
     # name tasks that do not exist, which the services rightly refuse with 400.
     case.call_and_validate(headers=daemon_headers, excluded_checks=[positive_data_acceptance])
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return value is not None
 
 
 def test_schema_documents_auth_errors_and_enums(client, settings):
@@ -110,3 +121,89 @@ def test_docs_page_needs_no_other_host(client, settings):
         assert response.status_code == 200, asset
         assert response.getvalue(), asset
         response.close()
+
+
+@pytest.fixture
+def spec(client, settings) -> dict:
+    settings.SECURE_SSL_REDIRECT = False
+    return client.get("/api/schema/?format=json").json()
+
+
+def operations(spec: dict):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_every_operation_has_its_own_summary_and_description(spec):
+    for name, operation in operations(spec):
+        assert operation.get("summary"), name
+        assert operation.get("description") and "Base of the API's views" not in operation["description"], name
+
+
+def test_path_ids_are_uuids_and_bodies_are_required(spec):
+    for name, operation in operations(spec):
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                assert parameter["schema"] == {"type": "string", "format": "uuid"}, name
+        if "requestBody" in operation:
+            assert operation["requestBody"]["required"] is True, name
+
+
+def test_response_keys_always_present_are_required(spec):
+    schemas = spec["components"]["schemas"]
+    assert {"status", "isSupervisor", "parentTaskId", "daemonId"} <= set(schemas["Task"]["required"])
+    assert "status" in schemas["Contract"]["required"]
+    state = schemas["SupervisorState"]
+    assert "conversationHistory" in state["properties"] and "conversationHistory" not in state["required"]
+    assert state["properties"]["conversationHistory"]["items"] == {"$ref": "#/components/schemas/ConversationMessage"}
+    assert schemas["ConversationMessage"]["properties"]["role"]["type"] == "string"
+
+
+def test_each_enum_is_named_once_and_reused(spec):
+    schemas = spec["components"]["schemas"]
+    enums = [tuple(s["enum"]) for s in schemas.values() if "enum" in s]
+    assert len(enums) == len(set(enums))
+    named = set(enums)
+    for name, operation in operations(spec):
+        for values in re.findall(r'"enum": (\[[^\]]*\])', json.dumps(operation)):
+            assert tuple(json.loads(values)) not in named, f"{name} repeats a named enum inline"
+    state_ref = {"$ref": "#/components/schemas/SupervisorStateEnum"}
+    assert schemas["OverviewItem"]["properties"]["state"] == state_ref
+    previous = schemas["RestorationContext"]["properties"]["previousState"]["oneOf"]
+    assert previous == [state_ref, {"$ref": "#/components/schemas/NoPreviousStateEnum"}]
+    assert schemas["NoPreviousStateEnum"]["enum"] == ["none"]
+    stale = next(p for p in spec["paths"]["/api/v1/supervisors/"]["get"]["parameters"] if p["name"] == "stale")
+    assert stale["schema"] == {"type": "boolean"}
+    assert not [name for name in schemas if name.endswith("RequestRequest")]
+
+
+def test_staff_writes_document_the_csrf_header(spec):
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["csrfToken"] == {**schemes["csrfToken"], "type": "apiKey", "in": "header", "name": "X-CSRFToken"}
+    patch = spec["paths"]["/api/v1/contracts/{contractId}/supervisor/"]["patch"]
+    assert {"cookieAuth": [], "csrfToken": []} in patch["security"]
+    get = spec["paths"]["/api/v1/contracts/{contractId}/supervisor/"]["get"]
+    assert {"cookieAuth": []} in get["security"]
+
+
+def test_the_stale_filter_takes_true_and_false(alpha, supervisor):
+    assert [s["contractId"] for s in alpha.client.get("/api/v1/supervisors/?stale=false").json()] == [
+        str(supervisor.contract_id)
+    ]
+    assert alpha.client.get("/api/v1/supervisors/?stale=true").json() == []
+    assert alpha.client.get("/api/v1/supervisors/?stale=1").status_code == 400
+
+
+def test_every_operation_shows_an_example_request_and_response_that_fit_the_schema(spec):
+    """Examples a daemon author copies must be true: each validates against the schema it illustrates."""
+    from tests.api.contract import schema_problems
+
+    for name, operation in operations(spec):
+        bodies = [("request", operation["requestBody"])] if "requestBody" in operation else []
+        bodies += [(status, r) for status, r in operation["responses"].items() if status < "300" and "content" in r]
+        for where, body in bodies:
+            content = body["content"]["application/json"]
+            assert content.get("examples"), f"{name} {where}: no example"
+            for example in content["examples"].values():
+                assert schema_problems(content["schema"], example["value"]) == [], f"{name} {where}"

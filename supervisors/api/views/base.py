@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.views import APIView
 
+from supervisors.api.errors import missing_body
 from supervisors.api.serializers import ErrorSerializer
 
 ERROR_TEXT = {
-    400: "Invalid input (field errors keyed by camelCase name), or a NUL character in the body.",
-    401: "No API key, an unknown key or a revoked key.",
-    403: "A staff user without the Django permission this needs.",
-    404: "No such contract, supervisor, question or task, or not one of this daemon's.",
-    409: "The request does not fit the current state; `superseded`: this daemon no longer owns the supervisor, "
-    "or Supervisor-Epoch is not its current epoch (nothing was written).",
-    412: "If-Match does not match the current ETag.",
-    413: "The body is larger than API_MAX_BODY_BYTES.",
-    415: "The body is not application/json.",
-    429: "Too many requests; see Retry-After.",
+    400: "`invalid`: bad input, `fields` names each offending input (a body field by its camelCase path, a header "
+    'by its name, `""` for the body as a whole); `parse_error`: the body is not JSON.',
+    401: "`not_authenticated`: no API key, an unknown key or a revoked key (WWW-Authenticate: Bearer).",
+    403: "`permission_denied`: a staff user without the Django permission this needs, or a staff user on a "
+    "daemon-only endpoint.",
+    404: "`not_found`: no such contract, supervisor, question or task, or not one of this daemon's (a malformed "
+    "id in the path too).",
+    406: "`not_acceptable`: the Accept header does not take application/json (every answer is JSON).",
+    409: "The request does not fit the current state. `superseded`: this daemon no longer owns the supervisor, "
+    "or Supervisor-Epoch is not its current epoch (nothing was written). Also, where they apply: "
+    "`supervisor_completed`, `restored_concurrently`, `idempotency_key_reused`, `question_already_answered`, "
+    "`supervisor_exists`, `daemon_alive`, `manual_intervention_needed`, `failover_disabled`, `conflict`.",
+    412: "`precondition_failed`: If-Match does not match the current ETag (`fields`: If-Match).",
+    413: "`body_too_large`: the body is larger than API_MAX_BODY_BYTES.",
+    415: "`unsupported_media_type`: the body is not application/json.",
+    429: "`throttled`: too many requests; see Retry-After.",
+    503: "`database_unavailable`: the database is unreachable; nothing was written. Retry after Retry-After.",
 }
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Error responses for extend_schema; 400, 401, 403 and 429 are possible everywhere."""
-    wanted = sorted({400, 401, 403, 429, *codes})
+    """Error responses for extend_schema; 400, 401, 403, 406, 429 and 503 are possible everywhere."""
+    wanted = sorted({400, 401, 403, 406, 429, 503, *codes})
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code]) for code in wanted}
 
 
@@ -62,6 +72,17 @@ ETAG = OpenApiParameter(
     response=[200, 201],
     description="The state's version; send it back in If-Match to make a write conditional.",
 )
+
+
+def json_body(request) -> Any:
+    """The parsed body, refusing a request without one (400): every body the schema declares is required.
+
+    DRF hands an absent body over as ``{}``; for PATCH and the daemon heartbeat ``{}`` is valid, so an
+    absent body would otherwise pass where the schema (and a generated client) says a body is sent.
+    """
+    if request.stream is None:
+        raise missing_body()
+    return request.data
 
 
 def if_match(request) -> str | None:

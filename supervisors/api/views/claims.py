@@ -5,8 +5,8 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from supervisors.api import scoping
-from supervisors.api.serializers import ClaimRequestSerializer, ClaimResponseSerializer
+from supervisors.api import examples, scoping
+from supervisors.api.serializers import ClaimResponseSerializer, ClaimSerializer
 from supervisors.services.claims import ClaimFilters, claim_orphaned_supervisors
 
 from .base import BODY_ERRORS, ApiView, errors
@@ -18,7 +18,9 @@ class ClaimView(ApiView):
 
     @extend_schema(
         operation_id="supervisors_claim",
-        request=ClaimRequestSerializer,
+        summary="Claim orphaned supervisors",
+        examples=examples.CLAIM,
+        request=ClaimSerializer,
         responses={200: ClaimResponseSerializer, **errors(409, *BODY_ERRORS)},
         description=(
             "Take over up to `capacity` supervisors whose daemon is gone (by its lease; never completed ones, "
@@ -30,7 +32,7 @@ class ClaimView(ApiView):
         ),
     )
     def post(self, request) -> Response:
-        serializer = ClaimRequestSerializer(data=request.data)
+        serializer = ClaimSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         filters = ClaimFilters(

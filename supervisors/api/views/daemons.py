@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
+from supervisors.api import examples
 from supervisors.api.authentication import DaemonPrincipal
 from supervisors.api.lean import LeanDaemonPost
 from supervisors.api.serializers import (
@@ -19,7 +20,7 @@ from supervisors.models import Daemon
 from supervisors.services.ownership import is_daemon_gone, lease_expires_at, owned_supervisors
 from supervisors.services.state import HeartbeatItem, record_daemon_and_supervisor_heartbeats
 
-from .base import BODY_ERRORS, ApiView, errors
+from .base import BODY_ERRORS, ApiView, errors, json_body
 
 
 class DaemonMeView(ApiView):
@@ -27,6 +28,8 @@ class DaemonMeView(ApiView):
 
     @extend_schema(
         operation_id="daemon_me",
+        summary="The calling daemon",
+        examples=examples.DAEMON_ME,
         responses={200: DaemonMeSerializer, **errors()},
         description="The calling daemon: its id and name, its lease, and how many supervisors it owns.",
     )
@@ -48,9 +51,12 @@ class DaemonHeartbeatView(LeanDaemonPost, ApiView):
     """Daemons take the lean dispatch (supervisors.api.lean); staff get 403 through DRF."""
 
     daemon_only = True
+    body_required = True  # {} is a valid heartbeat; no body at all is not (the schema requires one)
 
     @extend_schema(
         operation_id="daemon_heartbeat",
+        summary="Daemon heartbeat",
+        examples=examples.DAEMON_HEARTBEAT,
         request=DaemonHeartbeatSerializer,
         responses={200: DaemonHeartbeatResponseSerializer, **errors(*BODY_ERRORS)},
         description=(
@@ -61,7 +67,7 @@ class DaemonHeartbeatView(LeanDaemonPost, ApiView):
         ),
     )
     def post(self, request) -> Response:
-        return Response(self.lean_post(request.user, request.data, meta=request.META))
+        return Response(self.lean_post(request.user, json_body(request), meta=request.META))
 
     def lean_post(self, principal: DaemonPrincipal, data: Any, *, meta: dict[str, Any]) -> dict[str, Any]:
         data = validate_daemon_heartbeat(data)

@@ -6,9 +6,9 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.serializers import (
-    AnswerRequestSerializer,
+    AnswerSerializer,
     AskQuestionResponseSerializer,
     PendingQuestionOutSerializer,
     PendingQuestionSerializer,
@@ -39,6 +39,8 @@ class QuestionsView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_questions_list",
+        summary="List pending questions",
+        examples=examples.QUESTIONS_LIST,
         responses={200: PendingQuestionOutSerializer(many=True), **errors(404)},
         description="The questions waiting for the human.",
     )
@@ -49,6 +51,8 @@ class QuestionsView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_ask",
+        summary="Ask the human a question",
+        examples=examples.QUESTION_ASK,
         parameters=[EPOCH],
         request=PendingQuestionSerializer,
         responses={
@@ -76,8 +80,12 @@ class QuestionView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_withdraw",
+        summary="Withdraw a pending question",
         parameters=[EPOCH],
-        responses={204: None, **fenced_write(404)},
+        responses={
+            204: OpenApiResponse(description="Withdrawn: the question is no longer pending (no body)."),
+            **fenced_write(404),
+        },
         description="Withdraw a pending question without an answer.",
     )
     def delete(self, request, contractId: str, questionId: str) -> Response:
@@ -94,15 +102,17 @@ class AnswerView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_question_answer",
+        summary="Answer a pending question",
+        examples=examples.QUESTION_ANSWER,
         parameters=[EPOCH],
-        request=AnswerRequestSerializer,
+        request=AnswerSerializer,
         responses={200: QuestionAnswerSerializer, **fenced_write(404, *BODY_ERRORS)},
         description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
-        serializer = AnswerRequestSerializer(data=request.data)
+        serializer = AnswerSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         answer = clear_pending_question(
             contract_uuid,
@@ -117,6 +127,8 @@ class AnswerView(ApiView):
 class AnswersView(ApiView):
     @extend_schema(
         operation_id="supervisor_answers_list",
+        summary="List answers not yet acknowledged",
+        examples=examples.ANSWERS_LIST,
         responses={200: QuestionAnswerSerializer(many=True), **errors(404)},
         description="Answers the daemon has not acknowledged yet, oldest first.",
     )
@@ -131,6 +143,8 @@ class AnswerAckView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_answer_ack",
+        summary="Acknowledge an answer",
+        examples=examples.ANSWER_ACK,
         parameters=[EPOCH],
         request=None,
         responses={200: QuestionAnswerSerializer, **fenced_write(404)},

@@ -13,7 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.serializers import RestorationContextSerializer, ResumeSerializer
 from supervisors.services.errors import InvalidInput
 from supervisors.services.restoration import RestorationResult
@@ -50,6 +50,8 @@ class ResumeView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_resume",
+        summary="Resume (restore) a supervisor",
+        examples=examples.RESUME,
         parameters=[IDEMPOTENCY_KEY],
         request=ResumeSerializer,
         responses={200: RestorationContextSerializer, **errors(404, 409, *BODY_ERRORS)},
@@ -72,7 +74,7 @@ class ResumeView(ApiView):
         if key is not None and not IDEMPOTENCY_KEY_RE.fullmatch(key):
             raise InvalidInput(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters.",
-                fields={"idempotency_key": ["1 to 255 visible ASCII characters."]},
+                fields={"Idempotency-Key": ["1 to 255 visible ASCII characters."]},
             )
         daemon = scoping.daemon_of(request)
         answer = resume_supervisor(

@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.authentication import DaemonPrincipal
 from supervisors.api.lean import LeanDaemonPost, compact_json
 from supervisors.api.serializers import (
@@ -36,7 +36,7 @@ from supervisors.services.state import (
 from supervisors.services.validation import validate_supervisor_state
 from supervisors.services.world import PendingCount
 
-from .base import BODY_ERRORS, EPOCH, ETAG, IF_MATCH, ApiView, errors, etag, fenced_write, if_match
+from .base import BODY_ERRORS, EPOCH, ETAG, IF_MATCH, ApiView, errors, etag, fenced_write, if_match, json_body
 
 OK_BODY = compact_json({"ok": True})
 
@@ -63,6 +63,8 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_get",
+        summary="Read a supervisor's state",
+        examples=examples.SUPERVISOR_GET,
         parameters=[INCLUDE, ETAG],
         responses={200: SupervisorStateSerializer, **errors(404)},
         description="The supervisor's state, with its version in the ETag header.",
@@ -80,6 +82,8 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_save",
+        summary="Save a supervisor's whole state",
+        examples=examples.SUPERVISOR_SAVE,
         parameters=[IF_MATCH, EPOCH, ETAG],
         request=SaveSupervisorStateSerializer,
         responses={
@@ -104,6 +108,8 @@ class SupervisorView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_update",
+        summary="Update some fields of a supervisor's state",
+        examples=examples.SUPERVISOR_UPDATE,
         parameters=[IF_MATCH, EPOCH, ETAG],
         request=UpdateSupervisorStateSerializer,
         responses={200: SupervisorStateSerializer, **fenced_write(404, 412, *BODY_ERRORS)},
@@ -111,7 +117,7 @@ class SupervisorView(ApiView):
     )
     def patch(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
-        serializer = UpdateSupervisorStateSerializer(data=request.data)
+        serializer = UpdateSupervisorStateSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
         if "pending_questions" in changes:
@@ -129,6 +135,8 @@ class HeartbeatView(LeanDaemonPost, ApiView):
 
     @extend_schema(
         operation_id="supervisor_heartbeat",
+        summary="Supervisor heartbeat",
+        examples=examples.SUPERVISOR_HEARTBEAT,
         parameters=[EPOCH],
         request=HeartbeatSerializer,
         responses={200: HeartbeatResponseSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -166,6 +174,8 @@ class SpawnedTaskView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_task_spawned",
+        summary="Record a spawned task",
+        examples=examples.TASK_SPAWNED,
         parameters=[EPOCH],
         request=SpawnedTaskSerializer,
         responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -187,6 +197,8 @@ class PhaseView(ApiView):
 
     @extend_schema(
         operation_id="supervisor_phase_changed",
+        summary="Record a phase change",
+        examples=examples.PHASE_CHANGED,
         parameters=[EPOCH],
         request=PhaseSerializer,
         responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
@@ -205,6 +217,8 @@ class PhaseView(ApiView):
 class ValidationView(ApiView):
     @extend_schema(
         operation_id="supervisor_validate",
+        summary="Validate a supervisor's state",
+        examples=examples.VALIDATE,
         responses={200: StateValidationResultSerializer, **errors(404)},
         description="What a restoration would find, without changing anything.",
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from supervisors.api import scoping
+from supervisors.api import examples, scoping
 from supervisors.api.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -37,6 +38,13 @@ class ContractsView(ApiView):
 
     @extend_schema(
         operation_id="contract_create",
+        summary="Create a contract",
+        examples=examples.CONTRACT_CREATE,
+        description=(
+            "Create a contract (a unit of work moving through phases) and get its `id`. Next, create its supervisor "
+            "task (`POST /api/v1/tasks/` with `isSupervisor: true`; without `daemonId` it runs on you), then save "
+            "the supervisor's state with `PUT contracts/{contractId}/supervisor/`. `status` defaults to `active`."
+        ),
         request=ContractSerializer,
         responses={201: ContractSerializer, **errors(*BODY_ERRORS)},
     )
@@ -50,7 +58,16 @@ class ContractsView(ApiView):
 class ContractView(ApiView):
     staff_permissions = {"GET": ["supervisors.view_contract"]}
 
-    @extend_schema(operation_id="contract_get", responses={200: ContractSerializer, **errors(404)})
+    @extend_schema(
+        operation_id="contract_get",
+        summary="Read a contract",
+        examples=examples.CONTRACT_GET,
+        description=(
+            "A contract you can see: one whose supervisor task runs on you, or one with no supervisor task yet. "
+            "Any other contract is 404, exactly as if it did not exist. Staff see every contract."
+        ),
+        responses={200: ContractSerializer, **errors(404)},
+    )
     def get(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         contract = scoping.visible_contracts(request).filter(pk=contract_uuid).first()
@@ -64,6 +81,8 @@ class TasksView(ApiView):
 
     @extend_schema(
         operation_id="task_create",
+        summary="Create a task",
+        examples=examples.TASK_CREATE,
         request=TaskSerializer,
         responses={201: TaskSerializer, **errors(404, 409, *BODY_ERRORS)},
         description=(
@@ -82,7 +101,16 @@ class TasksView(ApiView):
 class TaskView(ApiView):
     staff_permissions = {"GET": ["supervisors.view_task"]}
 
-    @extend_schema(operation_id="task_get", responses={200: TaskSerializer, **errors(404)})
+    @extend_schema(
+        operation_id="task_get",
+        summary="Read a task",
+        examples=examples.TASK_GET,
+        description=(
+            "A task you can see: one that runs on you, or any task of a contract you supervise; any other task is "
+            "404, exactly as if it did not exist. `completedAt` is set while the task is `done` or `failed`."
+        ),
+        responses={200: TaskSerializer, **errors(404)},
+    )
     def get(self, request, taskId: str) -> Response:
         task_uuid = scoping.parse_path_uuid(taskId, "taskId")
         task = scoping.visible_tasks(request).filter(pk=task_uuid).first()
@@ -96,6 +124,13 @@ class TaskStatusView(ApiView):
 
     @extend_schema(
         operation_id="task_status_update",
+        summary="Change a task's status",
+        examples=examples.TASK_STATUS,
+        description=(
+            "Report a task's new status: a task that runs on you, or any task of a contract you supervise (else "
+            "404). `done` and `failed` set `completedAt` (another status clears it); a supervisor waiting on the "
+            "task (its `pendingTaskIds`) learns at its next resume that it finished."
+        ),
         request=TaskStatusSerializer,
         responses={200: TaskSerializer, **errors(404, *BODY_ERRORS)},
     )
@@ -109,15 +144,29 @@ class TaskStatusView(ApiView):
         return Response(TaskSerializer(task).data)
 
 
+@extend_schema_field(OpenApiTypes.BOOL)
+class QueryBooleanField(serializers.Field):
+    """A boolean query parameter, spelt ``true`` or ``false`` (what generated clients send); else a 400."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if data not in ("true", "false"):
+            raise serializers.ValidationError("Must be true or false.")
+        return data == "true"
+
+
 class SupervisorFilterSerializer(PageParamsSerializer):
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
     phase = serializers.CharField(max_length=50, required=False, min_length=1)
-    stale = serializers.ChoiceField(choices=["true", "false"], required=False)
+    stale = QueryBooleanField(
+        required=False, help_text="true: only supervisors silent past the stale threshold; false: only the others."
+    )
 
 
 class SupervisorsView(ApiView):
     @extend_schema(
         operation_id="supervisors_list",
+        summary="List supervisors",
+        examples=examples.SUPERVISORS_LIST,
         parameters=[SupervisorFilterSerializer, *PAGE_HEADERS],
         responses={200: SupervisorStateSerializer(many=True), **errors()},
         description=f"The supervisors visible to the caller, filtered, by contract id. Paginated: `limit` "
@@ -132,7 +181,7 @@ class SupervisorsView(ApiView):
         if "phase" in data:
             queryset = queryset.filter(phase=data["phase"])
         if "stale" in data:
-            queryset = queryset.filter(stale_q()) if data["stale"] == "true" else queryset.exclude(stale_q())
+            queryset = queryset.filter(stale_q()) if data["stale"] else queryset.exclude(stale_q())
         return paginated(request, self, queryset, lambda rows: SupervisorStateSerializer(rows, many=True).data)
 
 
@@ -140,7 +189,7 @@ class OverviewItemSerializer(serializers.Serializer):
     contractId = serializers.UUIDField()
     contractName = serializers.CharField()
     supervisorId = serializers.UUIDField()
-    state = serializers.CharField()
+    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
     phase = serializers.CharField()
     question = PendingQuestionOutSerializer()
 
@@ -148,6 +197,8 @@ class OverviewItemSerializer(serializers.Serializer):
 class PendingQuestionsView(ApiView):
     @extend_schema(
         operation_id="supervisors_pending_questions",
+        summary="List pending questions across supervisors",
+        examples=examples.PENDING_QUESTIONS,
         parameters=[PageParamsSerializer, *PAGE_HEADERS],
         responses={200: OverviewItemSerializer(many=True), **errors()},
         description="The pending questions across the supervisors visible to the caller, oldest first. "
