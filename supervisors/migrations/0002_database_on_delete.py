@@ -41,14 +41,14 @@ FIND_CONSTRAINT = """
 """
 
 
-def set_rules(apps, schema_editor, *, with_rules: bool = True):
+def set_rules(apps, schema_editor, *, with_rules: bool = True, rules=RULES):
     if schema_editor.connection.vendor != "postgresql":
         return
     quote = schema_editor.quote_name
     codes = {"CASCADE": "c", "SET NULL": "n"}
     makimas = not with_rules and is_makima_database(schema_editor)
     with schema_editor.connection.cursor() as cursor:
-        for table, column, target, rule in RULES:
+        for table, column, target, rule in rules:
             if makimas and table in MAKIMA_TABLES:
                 continue  # makima's own rules: never ours to remove
             cursor.execute(FIND_CONSTRAINT, [table, column])

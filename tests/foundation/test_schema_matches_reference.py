@@ -213,3 +213,24 @@ def test_deleting_a_contract_in_sql_cascades_to_its_supervisor():
         cursor.execute("DELETE FROM contracts WHERE id = %s", [supervisor.contract_id])
     assert not SupervisorState.objects.filter(pk=supervisor.pk).exists()
     assert not SupervisorCheckpoint.objects.filter(supervisor_id=supervisor.pk).exists()
+
+
+def test_deleting_a_daemon_in_sql_takes_its_keys_and_keeps_the_history():
+    """makima deleting a daemon with plain SQL is not blocked by this project's rows that name it."""
+    from supervisors.models import Daemon, RestorationLog
+    from supervisors.services.actors import Actor
+    from supervisors.services.restoration import restore_supervisor
+    from supervisors.services.world import create_daemon_key
+    from tests.factories import make_daemon, make_supervisor
+
+    daemon = make_daemon("doomed")
+    key = create_daemon_key(daemon.id).api_key
+    supervisor = make_supervisor(daemon=daemon)
+    restore_supervisor(supervisor.contract_id, source="manual", actor=Actor.for_daemon(daemon))
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM daemons WHERE id = %s", [daemon.id])
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # Django's constraints are deferred: check them now
+    assert not Daemon.objects.filter(pk=daemon.pk).exists()
+    assert not type(key).objects.filter(pk=key.pk).exists()
+    log = RestorationLog.objects.get(supervisor=supervisor)
+    assert log.actor_daemon_id is None and log.actor_label
