@@ -241,7 +241,17 @@ def recovery_line(world: World) -> str:
     """Crash to claimed, per supervisor: the failover figures of a run."""
     from .report import percentile
 
-    times = [o.recovery_seconds for o in world.ledger.orphanings if o.recovery_seconds is not None]
+    def figures(orphanings: list) -> str:
+        times = [o.recovery_seconds for o in orphanings if o.recovery_seconds is not None]
+        if not times:
+            return "none"
+        return (
+            f"p50 {percentile(times, 0.5):.2f} s, p99 {percentile(times, 0.99):.2f} s, max {max(times):.2f} s "
+            f"({len(times)})"
+        )
+
+    orphanings = world.ledger.orphanings
+    times = [o.recovery_seconds for o in orphanings if o.recovery_seconds is not None]
     head = (
         f"failover: {len(world.ledger.orphanings)} supervisors orphaned, {len(times)} claimed "
         f"(claim every {world.config.claim_every:g} s, capacity {world.config.claim_capacity}, "
@@ -250,8 +260,9 @@ def recovery_line(world: World) -> str:
     if not times:
         return head
     return (
-        f"{head}; crash to recovery p50 {percentile(times, 0.5):.2f} s, p99 {percentile(times, 0.99):.2f} s, "
-        f"max {max(times):.2f} s"
+        f"{head}\n  crash to recovery: all {figures(orphanings)}; daemon fell silent (lease ran out) "
+        f"{figures([o for o in orphanings if o.silent])}; daemon said it left "
+        f"{figures([o for o in orphanings if not o.silent])}"
     )
 
 

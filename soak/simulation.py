@@ -246,15 +246,24 @@ class DaemonSim:
         self.started = False  # its supervisors exist (its first PUTs are done)
 
     # --- plumbing ---------------------------------------------------------------------
-    def call(self, method: str, template: str, contract: uuid.UUID | None = None, body=None, **kwargs):
-        """One request; a write to a supervisor carries the epoch this daemon believes current."""
+    def call(
+        self,
+        method: str,
+        template: str,
+        contract: uuid.UUID | None = None,
+        body=None,
+        client: Client | None = None,
+        **kwargs,
+    ):
+        """One request; a write to a supervisor carries the epoch this daemon believes current. ``client``: the
+        claim poller's own connection (a connection serves one thread)."""
         path = API + template.replace("{id}", str(contract) if contract else "")
         for name, value in kwargs.pop("path_values", {}).items():
             path = path.replace("{" + name + "}", str(value))
         epoch = self.epochs.get(contract) if contract else None
         if method != "GET" and template.startswith(SUP) and not template.endswith("resume/") and epoch is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Supervisor-Epoch": str(epoch)}
-        reply = self.client.request(method, path, body, endpoint=template, **kwargs)
+        reply = (client or self.client).request(method, path, body, endpoint=template, **kwargs)
         if reply.status == 409 and isinstance(reply.body, dict) and reply.body.get("code") == "superseded":
             with self.world.ledger.lock:
                 self.world.ledger.own_writes_refused.append(f"{method} {template} {contract}: {reply.body}")
@@ -392,9 +401,11 @@ class DaemonSim:
                     offered.add(qid)
                 self.acknowledge(contract, qid, answer["answer"], retries=2 if self.rng.random() < 0.1 else 1)
 
-    def acknowledge(self, contract: uuid.UUID, qid: str, text: str, *, retries: int = 1) -> None:
+    def acknowledge(
+        self, contract: uuid.UUID, qid: str, text: str, *, retries: int = 1, client: Client | None = None
+    ) -> None:
         for _ in range(retries):
-            ack = self.call("POST", SUP + "answers/{qid}/ack/", contract, path_values={"qid": qid})
+            ack = self.call("POST", SUP + "answers/{qid}/ack/", contract, client=client, path_values={"qid": qid})
             with self.world.ledger.lock:
                 if ack.ok:
                     self.world.ledger.received[qid] = text
@@ -619,9 +630,9 @@ class DaemonSim:
             self.world.ledger.claim_polls_nonempty += bool(reply.body["claimed"])
             self.world.ledger.claim_failed += reply.body["failed"]
         for context in reply.body["claimed"]:
-            self.take_claimed(uuid.UUID(context["contractId"]), context, claimed_at)
+            self.take_claimed(client, uuid.UUID(context["contractId"]), context, claimed_at)
 
-    def take_claimed(self, contract: uuid.UUID, context: dict, claimed_at: float) -> None:
+    def take_claimed(self, client: Client, contract: uuid.UUID, context: dict, claimed_at: float) -> None:
         """Make a claimed supervisor this daemon's, at the epoch the claim returned; check what came with it."""
         ledger = self.world.ledger
         with self.world.orphans_changed:
@@ -652,7 +663,7 @@ class DaemonSim:
                     ledger.orphanings.append(orphaning)
             self.world.orphans_changed.notify_all()
         for answer in context.get("pendingAnswers", []):
-            self.acknowledge(contract, answer["questionId"], answer["answer"])
+            self.acknowledge(contract, answer["questionId"], answer["answer"], client=client)
 
     def check_context(self, contract: uuid.UUID, context: dict) -> None:
         """The claim's restoration context holds the conversation and the questions the ledger knows of."""
