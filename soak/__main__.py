@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet-every", type=int, default=5, metavar="N", help="One daemon in N stops its own heartbeats; 0 = none."
     )
+    parser.add_argument(
+        "--claim-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="Each live daemon polls POST /supervisors/claim/ this often (failover of crashed daemons).",
+    )
+    parser.add_argument("--claim-capacity", type=int, default=5, help="The capacity each claim asks for.")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's).")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker.")
     parser.add_argument("--seed", type=int, default=None)
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         daemon_gone_after=args.daemon_gone_after,
         quiet_every=args.quiet_every,
+        claim_every=args.claim_every,
+        claim_capacity=args.claim_capacity,
     )
     result = run_soak(
         config,

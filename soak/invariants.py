@@ -134,6 +134,7 @@ def check_invariants(world: World) -> list[Check]:
     )
 
     checks += _ownership_checks(world, rows)
+    checks += _failover_checks(world, rows)
     checks.append(_no_5xx(recorder, faults=bool(world.config.kill_connections_every)))
     unexpected = [u for u in recorder.unexpected if not (u.status >= 500 or u.status == NO_ANSWER)]
     checks.append(
@@ -191,6 +192,78 @@ def _ownership_checks(world: World, rows: dict) -> list[Check]:
         f"{len(not_offered)} {_sample(not_offered)}",
     )
     return [fenced, live, answers]
+
+
+def _failover_checks(world: World, rows: dict) -> list[Check]:
+    """Issue 16: every supervisor a crash left behind runs again on a live daemon, within the bound, claimed
+    once, with its conversation and questions."""
+    ledger, bound = world.ledger, world.config.recovery_bound
+    orphanings = ledger.orphanings
+    unclaimed = [f"{o.contract} of {o.daemon}" for o in orphanings if o.claimed_at is None]
+    late = [
+        f"{o.contract} of {o.daemon} after {o.recovery_seconds:.1f} s"
+        for o in orphanings
+        if o.recovery_seconds is not None and o.recovery_seconds > bound
+    ]
+    # Where each claimed supervisor ended up: on a daemon that is not gone (the soak's final word on it).
+    gone_owners = [
+        f"{c} on {row.task.daemon.name}"
+        for c, row in rows.items()
+        if row.task.daemon is not None
+        and world.owner_sim[c].gone
+        and any(o.contract == c and o.claimed_by for o in orphanings)
+    ]
+    silent = sum(o.silent for o in orphanings)
+    recovered = Check(
+        "every orphaned supervisor running again on a live daemon within the bound",
+        not (unclaimed or late or gone_owners or ledger.claim_failed),
+        f"{len(orphanings)} orphaned ({silent} by a silent daemon, {len(orphanings) - silent} by one that left), "
+        f"bound {bound:g} s; unclaimed {len(unclaimed)} {_sample(unclaimed)}, late {len(late)} {_sample(late)}, "
+        f"on a gone daemon {len(gone_owners)}, failed in a claim {len(ledger.claim_failed)}",
+    )
+    once = Check(
+        "each orphaned supervisor claimed exactly once per crash, never from a live daemon",
+        not ledger.claims_not_orphaned,
+        f"{sum(o.claimed_at is not None for o in orphanings)} claimed in {ledger.claim_polls_nonempty} of "
+        f"{ledger.claim_polls} claim polls; claimed when not orphaned {len(ledger.claims_not_orphaned)} "
+        f"{_sample(ledger.claims_not_orphaned)}",
+    )
+    intact = Check(
+        "each claimed supervisor came back with its conversation and questions",
+        not ledger.claim_context_broken,
+        f"{ledger.claimed_with_history} claimed with messages, {ledger.claimed_with_questions} with questions; "
+        f"broken {len(ledger.claim_context_broken)} {_sample(ledger.claim_context_broken, 2)}",
+    )
+    return [recovered, once, intact]
+
+
+def recovery_line(world: World) -> str:
+    """Crash to claimed, per supervisor: the failover figures of a run."""
+    from .report import percentile
+
+    def figures(orphanings: list) -> str:
+        times = [o.recovery_seconds for o in orphanings if o.recovery_seconds is not None]
+        if not times:
+            return "none"
+        return (
+            f"p50 {percentile(times, 0.5):.2f} s, p99 {percentile(times, 0.99):.2f} s, max {max(times):.2f} s "
+            f"({len(times)})"
+        )
+
+    orphanings = world.ledger.orphanings
+    times = [o.recovery_seconds for o in orphanings if o.recovery_seconds is not None]
+    head = (
+        f"failover: {len(world.ledger.orphanings)} supervisors orphaned, {len(times)} claimed "
+        f"(claim every {world.config.claim_every:g} s, capacity {world.config.claim_capacity}, "
+        f"lease {world.config.daemon_gone_after} s, bound {world.config.recovery_bound:g} s)"
+    )
+    if not times:
+        return head
+    return (
+        f"{head}\n  crash to recovery: all {figures(orphanings)}; daemon fell silent (lease ran out) "
+        f"{figures([o for o in orphanings if o.silent])}; daemon said it left "
+        f"{figures([o for o in orphanings if not o.silent])}"
+    )
 
 
 def _has_marker(marker: str, row) -> bool:

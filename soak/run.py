@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .invariants import Check, check_invariants
+from .invariants import Check, check_invariants, recovery_line
 from .report import render
 from .server import GunicornServer
 from .simulation import SoakConfig, World, run_world, setup_world
@@ -63,7 +63,7 @@ def run_soak(
         f"soak {world.run_id}: {config.daemons} daemons x {config.supervisors_per_daemon} supervisors, "
         f"{config.seconds:g} s (+{elapsed - config.seconds:.1f} s drain), gunicorn "
         f"{server.env.get('GUNICORN_WORKERS', 'default')} workers x {server.env.get('GUNICORN_THREADS', '8')} threads; "
-        f"{world.ledger.crashes} crashes, {world.ledger.takeovers} takeovers; "
+        f"{world.ledger.crashes} crashes, {world.ledger.takeovers} supervisors claimed; "
         f"zombie writes refused {world.ledger.zombie_refused}/{world.ledger.zombie_writes}, "
         f"takeovers of live daemons refused {world.ledger.live_takeover_refused}/"
         f"{world.ledger.live_takeover_attempts} (lease {config.daemon_gone_after} s)"
@@ -74,6 +74,7 @@ def run_soak(
             else ""
         )
     )
+    title += "\n" + recovery_line(world)
     return SoakResult(checks, render(world.recorder, checks, title=title, seconds=elapsed), world)
 
 

@@ -12,10 +12,21 @@ it still writes to them with its old key and old epoch; every such write must
 be refused and none may land. A *quiet* daemon stops sending its own daemon
 heartbeat but keeps working (supervisor heartbeats and other writes keep its
 lease): other daemons try to take its supervisors over, and must never manage.
+
+Failover (issue 16). A daemon that crashes for good either says it leaves
+(``disconnected``) or just goes silent until its lease runs out; nobody in the
+soak hands its supervisors to anyone. Every live daemon polls
+``POST /supervisors/claim/`` every ``claim_every`` seconds with a capacity and
+works on what it got, at the epoch each claim returned. The ledger records,
+per orphaning (one supervisor left by one crash), who claimed it and when, so
+the checks can demand: claimed within the bound, by one live daemon, once,
+with the conversation and questions the ledger knows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import secrets
 import threading
@@ -65,7 +76,38 @@ class Ledger:
     live_takeovers: list[str] = field(default_factory=list)  # "contract from daemon": must stay empty
     #: A live owner's own write refused as superseded (its epoch was current): must stay empty.
     own_writes_refused: list[str] = field(default_factory=list)
+    #: The conversation digests a supervisor may hold: the last PATCH that got a 200, plus unsure ones since.
+    conversation: dict[uuid.UUID, set[str]] = field(default_factory=dict)
+    #: Every supervisor left by a crash, claimed or not (failover).
+    orphanings: list[Orphaning] = field(default_factory=list)
+    claim_polls: int = 0
+    claim_polls_nonempty: int = 0
+    claim_failed: list[str] = field(default_factory=list)  # contracts a claim answered in ``failed``
+    #: Claims of a supervisor that was not orphaned (its daemon alive, or already claimed for this crash).
+    claims_not_orphaned: list[str] = field(default_factory=list)
+    #: A claimed supervisor whose restoration context lost or invented a message or a question.
+    claim_context_broken: list[str] = field(default_factory=list)
+    #: Claimed supervisors that came back with messages, and with questions (pending or answered): the
+    #: context check compared something.
+    claimed_with_history: int = 0
+    claimed_with_questions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Orphaning:
+    """One supervisor left behind by one crash, and the claim that brought it back (if one did)."""
+
+    contract: uuid.UUID
+    daemon: str
+    crashed_at: float  # time.monotonic()
+    silent: bool  # the daemon said nothing (its lease ran out) rather than ``disconnected``
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+
+    @property
+    def recovery_seconds(self) -> float | None:
+        return None if self.claimed_at is None else self.claimed_at - self.crashed_at
 
 
 @dataclass
@@ -87,6 +129,19 @@ class SoakConfig:
     quiet_every: int = 5
     #: Requests a zombie sends to each supervisor taken over from its daemon.
     zombie_writes_per_supervisor: int = 5
+    #: Every live daemon asks ``POST /supervisors/claim/`` for orphans this often (seconds).
+    claim_every: float = 1.0
+    #: The ``capacity`` each claim asks for.
+    claim_capacity: int = 5
+    #: Of the crashes that leave supervisors behind, the share whose daemon goes silent (no ``disconnected``).
+    silent_share: float = 0.5
+    #: Added to lease + claim period for the recovery bound: CPU contention, lease renewal granularity.
+    recovery_slack: float = 5.0
+
+    @property
+    def recovery_bound(self) -> float:
+        """Crash to claimed: the lease must run out, then a claim poll comes round, plus slack."""
+        return self.daemon_gone_after + self.claim_every + self.recovery_slack
 
 
 @dataclass
@@ -106,7 +161,12 @@ class World:
         self.stop = threading.Event()
         # Serialises takeovers (and attempts on live daemons) with a daemon's going away and return.
         self.takeover_lock = threading.RLock()
-        self.orphans: dict[uuid.UUID, DaemonSim] = {}  # contract -> the gone daemon it belongs to
+        #: Notified whenever a claim takes orphans: a crashed daemon waits on it before it comes back.
+        self.orphans_changed = threading.Condition(self.takeover_lock)
+        self.orphans: dict[uuid.UUID, Orphaning] = {}  # contract -> its open orphaning
+        self.owner_sim: dict[uuid.UUID, DaemonSim] = {}  # contract -> the daemon the soak believes owns it
+        #: Set once traffic stopped and nothing is orphaned any more (or the bound passed): claim pollers end.
+        self.claims_done = threading.Event()
         self.sims: list[DaemonSim] = []
         self.run_id = secrets.token_hex(3)
         #: Written into every zombie write (activity, phase, question), so a landed one shows in the database.
@@ -142,10 +202,13 @@ def setup_world(world: World, *, staff_password: str | None = None) -> tuple[lis
             )
             sim.supervisors[contract.id] = task.id
             world.ledger.owner[contract.id] = daemon.name
+            world.owner_sim[contract.id] = sim
         identities.append(identity)
         world.sims.append(sim)
     if len(world.sims) > 1:
         world.sims[0].forced_takeover_at = world.config.seconds / 3
+    if len(world.sims) > 2:  # and one goes silent early, so every run has a claim after a lease ran out
+        world.sims[-1].forced_takeover_at, world.sims[-1].forced_silent = world.config.seconds / 5, True
     if world.config.quiet_every:
         for sim in world.sims[1 :: world.config.quiet_every]:
             sim.quiet_after = world.config.seconds / 4
@@ -170,6 +233,9 @@ class DaemonSim:
         self.client: Client | None = None
         #: Seconds into the run at which this daemon goes away for a while, so a takeover surely happens.
         self.forced_takeover_at: float | None = None
+        self.forced_silent = False
+        #: Down after a crash (restarting, or gone): its claim poller sends nothing.
+        self.down = False
         #: Seconds into the run after which this daemon sends no daemon heartbeat any more (a quiet daemon).
         self.quiet_after: float | None = None
         self.quiet = False
@@ -180,15 +246,24 @@ class DaemonSim:
         self.started = False  # its supervisors exist (its first PUTs are done)
 
     # --- plumbing ---------------------------------------------------------------------
-    def call(self, method: str, template: str, contract: uuid.UUID | None = None, body=None, **kwargs):
-        """One request; a write to a supervisor carries the epoch this daemon believes current."""
+    def call(
+        self,
+        method: str,
+        template: str,
+        contract: uuid.UUID | None = None,
+        body=None,
+        client: Client | None = None,
+        **kwargs,
+    ):
+        """One request; a write to a supervisor carries the epoch this daemon believes current. ``client``: the
+        claim poller's own connection (a connection serves one thread)."""
         path = API + template.replace("{id}", str(contract) if contract else "")
         for name, value in kwargs.pop("path_values", {}).items():
             path = path.replace("{" + name + "}", str(value))
         epoch = self.epochs.get(contract) if contract else None
         if method != "GET" and template.startswith(SUP) and not template.endswith("resume/") and epoch is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Supervisor-Epoch": str(epoch)}
-        reply = self.client.request(method, path, body, endpoint=template, **kwargs)
+        reply = (client or self.client).request(method, path, body, endpoint=template, **kwargs)
         if reply.status == 409 and isinstance(reply.body, dict) and reply.body.get("code") == "superseded":
             with self.world.ledger.lock:
                 self.world.ledger.own_writes_refused.append(f"{method} {template} {contract}: {reply.body}")
@@ -233,13 +308,10 @@ class DaemonSim:
                     self.quiet_after, self.quiet = None, True
                 if self.forced_takeover_at is not None and time.monotonic() - started >= self.forced_takeover_at:
                     self.forced_takeover_at = None
-                    self.crash(takeover=True)
+                    self.crash(takeover=True, silent=self.forced_silent)
                     continue
                 if self.rng.random() < self.world.config.crash_probability:
                     self.crash(takeover=False if self.quiet else None)
-                    continue
-                if self.world.orphans and self.rng.random() < 0.3:
-                    self.take_over()
                     continue
                 self.rng.choices(funcs, weights)[0]()
         finally:
@@ -329,9 +401,11 @@ class DaemonSim:
                     offered.add(qid)
                 self.acknowledge(contract, qid, answer["answer"], retries=2 if self.rng.random() < 0.1 else 1)
 
-    def acknowledge(self, contract: uuid.UUID, qid: str, text: str, *, retries: int = 1) -> None:
+    def acknowledge(
+        self, contract: uuid.UUID, qid: str, text: str, *, retries: int = 1, client: Client | None = None
+    ) -> None:
         for _ in range(retries):
-            ack = self.call("POST", SUP + "answers/{qid}/ack/", contract, path_values={"qid": qid})
+            ack = self.call("POST", SUP + "answers/{qid}/ack/", contract, client=client, path_values={"qid": qid})
             with self.world.ledger.lock:
                 if ack.ok:
                     self.world.ledger.received[qid] = text
@@ -347,7 +421,12 @@ class DaemonSim:
             history = [
                 {"role": "user", "content": "x" * self.rng.randint(10, 2000)} for _ in range(self.rng.randint(1, 20))
             ]
-            self.call("PATCH", SUP, contract, {"conversationHistory": history, "currentActivity": "reading"})
+            reply = self.call("PATCH", SUP, contract, {"conversationHistory": history, "currentActivity": "reading"})
+            with self.world.ledger.lock:
+                if reply.ok:
+                    self.world.ledger.conversation[contract] = {digest(history)}
+                elif reply.status >= 500 or reply.status == NO_ANSWER:
+                    self.world.ledger.conversation.setdefault(contract, {digest([])}).add(digest(history))
 
     def finish_task(self) -> None:
         contract = self.pick()
@@ -403,37 +482,58 @@ class DaemonSim:
             self.acknowledge(contract, qid, text)
         return reply
 
-    def crash(self, *, takeover: bool | None = None) -> None:
-        """The daemon process dies: it forgets its tasks and comes back (daemon_restart), or is gone long
-        enough for others to take its supervisors over (task_reassignment); then its old process, a zombie,
-        still writes to what was taken over."""
+    def crash(self, *, takeover: bool | None = None, silent: bool | None = None) -> None:
+        """The daemon process dies: it forgets its tasks and comes back at once (daemon_restart), or is gone
+        for good: it says it leaves (``disconnected``) or just falls silent until its lease runs out, and
+        only the claim endpoint brings its supervisors back, on the daemons that poll it. When every one of
+        them is claimed, its old process, a zombie, still writes to them, and a new process of the daemon
+        starts empty-handed (it may claim others' orphans later)."""
         with self.world.ledger.lock:
             self.world.ledger.crashes += 1
         self.tasks.clear()
         self.client.close()
+        self.down = True
         if takeover if takeover is not None else self.rng.random() < self.world.config.takeover_share:
+            if silent is None:
+                silent = self.rng.random() < self.world.config.silent_share
             with self.world.takeover_lock:  # gone before it says so: nobody tries it as a live daemon from now
                 self.gone = True
-            self.daemon_heartbeat(status="disconnected")
-            with self.world.takeover_lock:
-                for contract in self.supervisors:
-                    self.world.orphans[contract] = self
-            self.world.stop.wait(self.rng.uniform(0.5, 2.0))
-            with self.world.takeover_lock:  # back: what nobody took over is still ours
-                for contract in [c for c, owner in self.world.orphans.items() if owner is self]:
-                    del self.world.orphans[contract]
+            if not silent:
+                self.daemon_heartbeat(status="disconnected")
+            self.orphan_mine(silent=silent)
+            bound = self.world.config.recovery_bound + 5
+            with self.world.orphans_changed:  # back only once its supervisors run elsewhere (bounded)
+                self.world.orphans_changed.wait_for(lambda: not self.orphaned_of_mine(), timeout=bound)
                 lost, self.lost = self.lost, {}
             self.epochs.clear()
             self.zombie(lost)
             with self.world.takeover_lock:
+                # What nobody claimed within the bound (a broken promise, already on record) is still ours.
+                for contract in self.orphaned_of_mine():
+                    del self.world.orphans[contract]
                 self.daemon_heartbeat()
                 self.gone = False
         else:
             self.epochs.clear()
             self.world.stop.wait(self.rng.uniform(0.1, 0.5))
             self.daemon_heartbeat()
+        self.down = False
         for contract in self.mine():
             self.resume(contract, "daemon_restart")
+
+    def orphan_mine(self, *, silent: bool) -> None:
+        """Every supervisor of this (gone) daemon is orphaned from now: one open orphaning each."""
+        now = time.monotonic()
+        with self.world.takeover_lock:
+            for contract in self.supervisors:
+                orphaning = Orphaning(contract, self.identity.name, now, silent)
+                self.world.orphans[contract] = orphaning
+                with self.world.ledger.lock:
+                    self.world.ledger.orphanings.append(orphaning)
+
+    def orphaned_of_mine(self) -> list[uuid.UUID]:
+        with self.world.takeover_lock:
+            return [c for c in self.supervisors if c in self.world.orphans]
 
     def zombie(self, lost: dict[uuid.UUID, int | None]) -> None:
         """The crashed process, still running: it writes to the supervisors taken over from it, with its old
@@ -502,18 +602,94 @@ class DaemonSim:
         finally:
             client.close()
 
-    def take_over(self) -> None:
-        with self.world.takeover_lock:
-            if not self.world.orphans or self.gone:
-                return
-            contract = self.rng.choice(list(self.world.orphans))
-            previous = self.world.orphans.pop(contract)
-            if self.resume(contract, "task_reassignment"):
-                self.supervisors[contract] = previous.supervisors.pop(contract)
-                previous.lost[contract] = previous.epochs.pop(contract, None)
-                with self.world.ledger.lock:
-                    self.world.ledger.takeovers += 1
-                    self.world.ledger.owner[contract] = self.identity.name
+    # --- failover: claiming orphans -------------------------------------------------------
+    def poll_claims(self) -> None:
+        """The daemon's claim loop (its own thread and connection): every ``claim_every`` seconds, unless it is
+        down, ask for up to ``claim_capacity`` orphans; it goes on after the traffic stops until nothing is
+        orphaned, so every crash is recovered."""
+        client = self.world.client({"Authorization": f"Bearer {self.identity.key}"})
+        contracts = list(self.world.ledger.owner)
+        # Only this run's supervisors: an earlier run in the same database leaves orphans of its own.
+        body = {"capacity": self.world.config.claim_capacity}
+        if len(contracts) <= 1000:
+            body["contractIds"] = [str(c) for c in contracts]
+        try:
+            while not self.world.claims_done.wait(self.rng.uniform(0.5, 1.5) * self.world.config.claim_every):
+                if not self.down and self.started:
+                    self.claim(client, body)
+        finally:
+            client.close()
+
+    def claim(self, client: Client, body: dict) -> None:
+        reply = client.request("POST", f"{API}/supervisors/claim/", body, endpoint="/supervisors/claim/")
+        claimed_at = time.monotonic()
+        if not reply.ok:
+            return
+        with self.world.ledger.lock:
+            self.world.ledger.claim_polls += 1
+            self.world.ledger.claim_polls_nonempty += bool(reply.body["claimed"])
+            self.world.ledger.claim_failed += reply.body["failed"]
+        for context in reply.body["claimed"]:
+            self.take_claimed(client, uuid.UUID(context["contractId"]), context, claimed_at)
+
+    def take_claimed(self, client: Client, contract: uuid.UUID, context: dict, claimed_at: float) -> None:
+        """Make a claimed supervisor this daemon's, at the epoch the claim returned; check what came with it."""
+        ledger = self.world.ledger
+        with self.world.orphans_changed:
+            orphaning = self.world.orphans.pop(contract, None)
+            previous = self.world.owner_sim[contract]
+            if orphaning is None or not previous.gone:
+                with ledger.lock:
+                    ledger.claims_not_orphaned.append(
+                        f"{contract} by {self.identity.name} from {previous.identity.name} "
+                        f"({'alive' if not previous.gone else 'already claimed'})"
+                    )
+            else:
+                orphaning.claimed_by, orphaning.claimed_at = self.identity.name, claimed_at
+            self.check_context(contract, context)
+            self.supervisors[contract] = previous.supervisors.pop(contract)
+            previous.lost[contract] = previous.epochs.pop(contract, None)
+            self.epochs[contract] = context["restorationCount"]
+            self.world.owner_sim[contract] = self
+            with ledger.lock:
+                ledger.takeovers += 1
+                ledger.resumes[contract] += 1
+                ledger.resumes_by_source["task_reassignment"] += 1
+                ledger.owner[contract] = self.identity.name
+            if self.gone:  # it crashed while the claim was on its way: orphaned again, by this crash
+                orphaning = Orphaning(contract, self.identity.name, claimed_at, silent=False)
+                self.world.orphans[contract] = orphaning
+                with ledger.lock:
+                    ledger.orphanings.append(orphaning)
+            self.world.orphans_changed.notify_all()
+        for answer in context.get("pendingAnswers", []):
+            self.acknowledge(contract, answer["questionId"], answer["answer"], client=client)
+
+    def check_context(self, contract: uuid.UUID, context: dict) -> None:
+        """The claim's restoration context holds the conversation and the questions the ledger knows of."""
+        ledger = self.world.ledger
+        with ledger.lock:
+            histories = ledger.conversation.get(contract, {digest([])})
+            asked = {q for q, c in ledger.asked.items() if c == contract}
+            acknowledged = set(ledger.received)
+            unsure = set(ledger.ask_unsure)
+        problems = []
+        if digest(context["conversationHistory"]) not in histories:
+            problems.append(f"conversation of {len(context['conversationHistory'])} messages is not the last written")
+        pending = {str(q["id"]) for q in context["pendingQuestions"]}
+        answered = {a["questionId"] for a in context.get("pendingAnswers", [])}
+        lost = asked - pending - answered - acknowledged
+        # A question answered and acknowledged earlier may not come back; one the soak never asked may not either.
+        unknown = pending - asked - unsure
+        if lost:
+            problems.append(f"questions lost: {_first(lost)}")
+        if unknown:
+            problems.append(f"questions unknown: {_first(unknown)}")
+        with ledger.lock:
+            ledger.claimed_with_history += bool(context["conversationHistory"])
+            ledger.claimed_with_questions += bool(pending | answered)
+            if problems:
+                ledger.claim_context_broken.append(f"{contract}: {'; '.join(problems)}")
 
     def try_takeover_of_live(self) -> None:
         """Try to take over a supervisor whose daemon is alive (mostly a quiet one's): must be a 404."""
@@ -543,6 +719,17 @@ class DaemonSim:
                     self.world.ledger.live_takeovers.append(f"{contract} from {owner.identity.name}")
                     self.world.ledger.resumes[contract] += 1
                     self.world.ledger.resumes_by_source["task_reassignment"] += 1
+
+
+def digest(history: list) -> str:
+    """A conversation's fingerprint: its messages' roles and contents, in order."""
+    messages = [(m.get("role"), m.get("content")) if isinstance(m, dict) else m for m in history]
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+
+
+def _first(items: set[str], n: int = 3) -> str:
+    ordered = sorted(items)
+    return ", ".join(ordered[:n]) + (f" (+{len(ordered) - n} more)" if len(ordered) > n else "")
 
 
 class Human:
@@ -606,17 +793,26 @@ def run_world(world: World, session_key: str) -> None:
     """Run every daemon and the human until ``seconds`` have passed, then let daemons pick up the last answers."""
     rng = random.Random(world.config.seed)
     threads = [threading.Thread(target=sim.run, name=sim.identity.name, daemon=True) for sim in world.sims]
+    pollers = [
+        threading.Thread(target=sim.poll_claims, name=f"{sim.identity.name}-claims", daemon=True) for sim in world.sims
+    ]
     for number in range(world.config.humans):
         human = Human(world, session_key, random.Random(rng.random()))
         threads.append(threading.Thread(target=human.run, name=f"human-{number}", daemon=True))
-    for thread in threads:
+    for thread in threads + pollers:
         thread.start()
     world.stop.wait(world.config.seconds)
     world.stop.set()
+    # Daemons gone at the stop come back once their supervisors are claimed: claims go on till then (bounded).
+    with world.orphans_changed:
+        world.orphans_changed.wait_for(lambda: not world.orphans, timeout=world.config.recovery_bound + 5)
     hard_stop = time.monotonic() + 30
     for thread in threads:
         thread.join(timeout=max(0.1, hard_stop - time.monotonic()))
-    stuck = [t.name for t in threads if t.is_alive()]
+    world.claims_done.set()
+    for thread in pollers:
+        thread.join(timeout=max(0.1, hard_stop - time.monotonic()))
+    stuck = [t.name for t in threads + pollers if t.is_alive()]
     if stuck:
         raise RuntimeError(f"threads still running after the hard stop: {', '.join(stuck)}")
     # Drain: each daemon picks up and acknowledges every answer still waiting for it. What is not

@@ -1,5 +1,8 @@
 """A short soak (10 daemons, 15 s) in the suite, so CI keeps the invariants; ``python -m soak`` is the full run.
 
+Daemons that crash for good are brought back only by the claim endpoint (issue 16): the others poll it
+every second, and each orphaned supervisor must run again on a live daemon within lease + poll + slack.
+
 Two of the ten daemons are quiet (their own heartbeats stop, their other requests go on) and
 the service's lease is 5 s, so a lease kept only by daemon heartbeats would let them be taken over.
 """
@@ -39,6 +42,15 @@ def test_ten_daemons_for_fifteen_seconds_lose_nothing(live_database_url, tmp_pat
     assert ledger.answered and ledger.received
     assert ledger.resumes_by_source["daemon_restart"] > 0
     assert ledger.takeovers > 0 and ledger.resumes_by_source["task_reassignment"] == ledger.takeovers
+    # Failover: crashed daemons' supervisors came back through claims only, both after a daemon said it
+    # left and after one fell silent until its lease ran out; each within the bound, once, with what it held.
+    orphanings = ledger.orphanings
+    assert orphanings and all(o.claimed_by is not None for o in orphanings)
+    assert {o.silent for o in orphanings} == {True, False}
+    assert max(o.recovery_seconds for o in orphanings) <= config.recovery_bound
+    assert ledger.takeovers == len(orphanings) and not ledger.claims_not_orphaned
+    assert ledger.claimed_with_history > 0 and ledger.claimed_with_questions > 0
+    assert not ledger.claim_context_broken
     # Zombies wrote after their supervisors were taken over, and were refused every time.
     assert ledger.zombie_writes > 0 and ledger.zombie_refused == ledger.zombie_writes
     # Daemons tried to take over supervisors of live daemons (quiet ones among them), and never managed.
