@@ -241,6 +241,8 @@ TASKS = {"default": {"BACKEND": _TASK_BACKENDS.get(TASKS_BACKEND, TASKS_BACKEND)
 WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=15)
 #: Most contract ids one watchdog run keeps in its record (WatchdogRun.interrupted_contract_ids).
 WATCHDOG_RECORDED_IDS = env.int("WATCHDOG_RECORDED_IDS", default=200)
+#: Watchdog runs older than this many days are deleted (by the watchdog itself).
+WATCHDOG_KEEP_RUNS_DAYS = env.int("WATCHDOG_KEEP_RUNS_DAYS", default=7)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -199,6 +199,9 @@ def run_watchdog(*, now: datetime | None = None) -> WatchdogReport:
                 stale=report.stale,
             )
             report.run_id = run.pk
+            # The record of runs stays small: one DELETE of the runs older than WATCHDOG_KEEP_RUNS_DAYS.
+            keep = timedelta(days=settings.WATCHDOG_KEEP_RUNS_DAYS)
+            WatchdogRun.objects.filter(started_at__lt=report.started_at - keep).delete()
     except Exception as exc:
         WatchdogRun.objects.create(started_at=report.started_at, finished_at=timezone.now(), error=repr(exc)[:2000])
         logger.exception("watchdog run failed; nothing it would have changed was changed")
