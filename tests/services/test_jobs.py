@@ -97,6 +97,11 @@ def database_url() -> str:
 
 
 def start_worker() -> subprocess.Popen:
+    return start("db_worker", "--no-startup-delay", "--no-reload", "--interval", "0.2")
+
+
+def start(*command: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``manage.py <command>`` as a child process in its own session, on the live test database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(
         {
@@ -106,11 +111,16 @@ def start_worker() -> subprocess.Popen:
             "DEBUG": "false",
             "TASKS_BACKEND": "database",
             "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
         }
     )
-    command = [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--no-reload", "--interval", "0.2"]
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -150,3 +160,31 @@ def test_a_real_worker_process_runs_an_enqueued_watchdog_job(settings):
     assert Daemon.objects.get(pk=crashed.pk).status == DaemonStatus.DISCONNECTED
     run = WatchdogRun.objects.get()
     assert (run.supervisors_interrupted, run.daemons_marked_gone) == (2, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_a_scheduler_and_a_worker_running_a_crash_is_noticed_without_anyone_asking(settings):
+    """Nobody enqueues anything: the scheduler does, every second here, and the worker runs the watchdog."""
+    settings.TASKS = DATABASE_BACKEND
+    orphans = fleet(crashed_daemon(), ["working", "waiting_for_tasks"], "orphan")
+    kept = fleet(live_daemon(), ["working"], "kept")
+    processes = [
+        start("run_scheduler", "--tick", "0.2", extra_env={"WATCHDOG_INTERVAL_SECONDS": "1"}),
+        start_worker(),
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while states_of(orphans) != ["interrupted", "interrupted"]:
+            assert all(p.poll() is None for p in processes), [stop(p) for p in processes]
+            assert time.monotonic() < deadline, "the watchdog did not run within 20 s"
+            time.sleep(0.1)
+        # It keeps running, one run per interval, finding nothing more to do.
+        while WatchdogRun.objects.count() < 2:
+            assert time.monotonic() < deadline, "the watchdog did not run a second time"
+            time.sleep(0.1)
+    finally:
+        outputs = [stop(p) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert states_of(kept) == ["working"]
+    assert sum(WatchdogRun.objects.values_list("supervisors_interrupted", flat=True)) == 2
+    assert not DBTaskResult.objects.filter(status="FAILED").exists()
