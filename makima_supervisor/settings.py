@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs page works offline
+    "django_tasks",  # Django's tasks framework (the backport of django.tasks): background jobs
+    "django_tasks_db",  # its database backend: the queue is a table, workers are `manage.py db_worker`
     "supervisors",
 ]
 
@@ -219,6 +221,28 @@ SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", def
 SUPERVISOR_MAX_TASK_IDS = env.int("SUPERVISOR_MAX_TASK_IDS", default=10_000)
 #: Most pending questions a whole-list write (PUT/PATCH pendingQuestions) may carry; read at start-up.
 SUPERVISOR_MAX_PENDING_QUESTIONS = env.int("SUPERVISOR_MAX_PENDING_QUESTIONS", default=100)
+
+# --- Background jobs (Django's tasks framework; README "Background jobs") -------
+#: Where jobs go: database (a table; `manage.py db_worker` runs them, on as many machines as
+#: wanted), immediate (run in the caller at once: tests, a one-off shell), dummy (kept, never
+#: run), or a backend's dotted path (e.g. an RQ or Celery backend, when the database is not enough).
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="database")
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+    "dummy": "django_tasks.backends.dummy.DummyBackend",
+}
+if TASKS_BACKEND not in _TASK_BACKENDS and "." not in TASKS_BACKEND:
+    raise ImproperlyConfigured(
+        f"TASKS_BACKEND={TASKS_BACKEND!r}: use database, immediate, dummy or a backend class's dotted path."
+    )
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS.get(TASKS_BACKEND, TASKS_BACKEND)}}
+#: How often the watchdog runs (run_scheduler enqueues it): marks gone daemons, interrupts their supervisors.
+WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=15)
+#: Most contract ids one watchdog run keeps in its record (WatchdogRun.interrupted_contract_ids).
+WATCHDOG_RECORDED_IDS = env.int("WATCHDOG_RECORDED_IDS", default=200)
+#: Watchdog runs older than this many days are deleted (by the watchdog itself).
+WATCHDOG_KEEP_RUNS_DAYS = env.int("WATCHDOG_KEEP_RUNS_DAYS", default=7)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation

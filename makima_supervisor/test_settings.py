@@ -7,6 +7,8 @@ The database still comes from DATABASE_URL, so the same suite runs on SQLite
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+# Jobs run in the test's own process at once; the tests of real workers switch to the database backend.
+os.environ.setdefault("TASKS_BACKEND", "immediate")
 
 from makima_supervisor.settings import *  # noqa: F403
 

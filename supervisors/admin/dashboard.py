@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -22,6 +23,7 @@ from supervisors.selectors import (
     stale_supervisors,
     supervisors_by_state,
 )
+from supervisors.services.watchdog import last_watchdog_run
 
 from .display import bar, state_badge
 
@@ -76,6 +78,7 @@ def dashboard_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         "restorations": restoration_rows,
         "restorations_total": sum(r["n"] for r in restorations),
         "restorations_by_outcome": restoration_counts(restorations),
+        "watchdog": watchdog_panel(now),
         "media": model_admin.media,
     }
     return TemplateResponse(request, "admin/supervisors/supervisorstate/dashboard.html", context)
@@ -87,3 +90,21 @@ def restoration_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     for row in rows:
         counts[row["outcome"]] = counts.get(row["outcome"], 0) + row["n"]
     return counts
+
+
+def watchdog_panel(now) -> dict[str, Any] | None:
+    """The last watchdog run and what it found (one query); ``overdue`` when no run for three intervals.
+
+    Overdue means no worker or no scheduler is running: staff then know the
+    failover they rely on is not happening.
+    """
+    run = last_watchdog_run()
+    if run is None:
+        return None
+    interval = timedelta(seconds=settings.WATCHDOG_INTERVAL_SECONDS)
+    return {
+        "run": run,
+        "interrupted": run.interrupted[:20],
+        "more": max(0, run.supervisors_interrupted - 20),
+        "overdue": run.started_at < now - 3 * interval,
+    }

@@ -2,6 +2,7 @@
 
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
+from .jobs import PeriodicJob, WatchdogRun
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -13,10 +14,12 @@ __all__ = [
     "Daemon",
     "DaemonApiKey",
     "IdempotencyKey",
+    "PeriodicJob",
     "QuestionAnswer",
     "RateCounter",
     "RestorationLog",
     "SupervisorCheckpoint",
     "SupervisorState",
     "Task",
+    "WatchdogRun",
 ]

@@ -1,0 +1,25 @@
+"""Background jobs: thin wrappers, ids in, one service call, a JSON-able summary out (STYLE.md, section 3).
+
+They run on Django's tasks framework (the ``django-tasks`` backport): by
+default queued in the database and run by ``manage.py db_worker`` processes
+(README, "Background jobs"). Periodic ones are enqueued by
+``manage.py run_scheduler`` (``supervisors.services.scheduler``).
+"""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from supervisors.services.watchdog import run_watchdog
+
+
+@task()
+def watchdog() -> dict[str, int]:
+    """Mark gone daemons, interrupt their running supervisors, count the stale ones (the watchdog service)."""
+    report = run_watchdog()
+    return {
+        "run_id": report.run_id or 0,
+        "daemons_marked_gone": len(report.daemons_marked_gone),
+        "supervisors_interrupted": report.supervisors_interrupted,
+        "stale": report.stale,
+    }
