@@ -6,6 +6,7 @@ one surface refuses is refused by all of them with the same message.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -244,6 +245,49 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+NUL_MESSAGE = "Text must not contain the NUL character (\\u0000)."
+
+
 def validate_no_nul(value: Any) -> None:
     if contains_nul(value):
-        raise ValidationError("Text must not contain the NUL character (\\u0000).", code="nul_character")
+        raise ValidationError(NUL_MESSAGE, code="nul_character")
+
+
+#: A UTF-16 surrogate code point on its own. JSON can carry one (``"\\ud800"`` is a valid escape), Python
+#: keeps it in a str, but it is not Unicode: it cannot be encoded as UTF-8, so PostgreSQL's text and jsonb
+#: cannot hold it (a database error) and SQLite would store bytes no reader can decode.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+SURROGATE_MESSAGE = "Text must not contain a lone UTF-16 surrogate (\\ud800 to \\udfff): it is not Unicode."
+
+
+def has_surrogate(text: str) -> bool:
+    return _LONE_SURROGATE.search(text) is not None
+
+
+def surrogate_path(value: Any) -> tuple[str | int, ...] | None:
+    """Where a lone surrogate sits in ``value`` (keys and values, any depth), or None; iterative.
+
+    The path names the containers down to the offending value; for a key it
+    stops at the object holding the key, so the bad text is never echoed.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if has_surrogate(item):
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and has_surrogate(key):
+                    return path
+                stack.append((child, (*path, key)))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, (*path, index)) for index, child in enumerate(item))
+    return None
+
+
+def validate_no_surrogate(value: Any) -> None:
+    """Refuse text that cannot be stored: a lone surrogate anywhere in ``value`` (keys included)."""
+    if surrogate_path(value) is not None:
+        raise ValidationError(SURROGATE_MESSAGE, code="surrogate_character")

@@ -1,22 +1,28 @@
-"""JSON in, strictly: JSON only (415 otherwise), no NUL character anywhere, no absurd nesting.
+"""JSON in, strictly: JSON only (415 otherwise), no NUL character or lone surrogate anywhere, no absurd nesting.
 
-PostgreSQL's jsonb and text cannot hold ``\\u0000``; refusing it here turns what
-would be a database error (a 500) into a clear 400 on every endpoint at once.
+PostgreSQL's jsonb and text cannot hold ``\\u0000`` nor a lone UTF-16 surrogate
+(``\\ud800``: a valid JSON escape that is not Unicode); refusing them here turns
+what would be a database error (a 500) into a clear 400 on every endpoint at once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
-from supervisors.validators import MAX_JSON_DEPTH, contains_nul, json_too_deep
+from supervisors.validators import MAX_JSON_DEPTH, SURROGATE_MESSAGE, contains_nul, json_too_deep, surrogate_path
+
+#: A surrogate can only arrive escaped (as raw bytes it is not UTF-8); pairs (an emoji escaped by an
+#: ASCII-only encoder) match too, and the scan of the parsed data then finds nothing.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, refusing NUL characters and non-finite numbers."""
+    """DRF's JSON parser, refusing NUL characters, lone surrogates and non-finite numbers."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
@@ -42,6 +48,11 @@ class StrictJSONParser(JSONParser):
                 {"non_field_errors": ["The body contains a NUL character (\\u0000), which cannot be stored."]},
                 code="nul_character",
             )
+        if _SURROGATE_ESCAPE.search(text) and (path := surrogate_path(data)) is not None:
+            # Named by its path in the body (``conversationHistory.3.content``), never echoed: the
+            # answer could not be encoded either.
+            where = ".".join(str(part) for part in path) or "non_field_errors"
+            raise ValidationError({where: [SURROGATE_MESSAGE]}, code="surrogate_character")
         return data
 
 

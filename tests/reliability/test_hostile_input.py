@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -164,3 +166,26 @@ def test_errors_for_huge_arrays_stay_small(world, settings):
     assert len(response.content) < len(case.payload()), (
         f"a {len(case.payload())} byte request got a {len(response.content)} byte answer"
     )
+
+
+def test_a_lone_surrogate_is_a_400_naming_where_it_is_and_a_surrogate_pair_is_just_text(world, settings):
+    """``"\\ud800"`` parses in Python but is not Unicode: named by its path, never echoed, never stored."""
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    history = [{"role": "user", "content": [{"type": "text", "text": "ok"}, {"type": "text", "text": "a\ud800"}]}]
+    response = client.patch(url, json.dumps({"conversationHistory": history}), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["fields"]) == ["conversationHistory.0.content.1.text"]
+    assert "surrogate" in response.json()["message"]
+    response = client.patch(url, b'{"currentActivity": "x", "\\udc00": 1}', content_type="application/json")
+    assert response.status_code == 400 and "surrogate" in response.json()["message"]
+    supervisor.refresh_from_db()
+    assert supervisor.current_activity != "x"
+
+    emoji = "done \U0001f600"  # json.dumps escapes it as the pair \\ud83d\\ude00
+    response = client.patch(url, json.dumps({"currentActivity": emoji}), content_type="application/json")
+    assert response.status_code == 200, response.content
+    supervisor.refresh_from_db()
+    assert supervisor.current_activity == emoji
