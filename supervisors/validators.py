@@ -6,6 +6,7 @@ one surface refuses is refused by all of them with the same message.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -107,6 +108,28 @@ def validate_conversation_history(value: Any) -> None:
                 code="invalid_message",
                 params={"index": index},
             )
+
+
+def max_conversation_messages() -> int:
+    """SUPERVISOR_MAX_CONVERSATION_MESSAGES, read per call so an operator's change needs no schema rebuild."""
+    return getattr(settings, "SUPERVISOR_MAX_CONVERSATION_MESSAGES", 100_000)
+
+
+def validate_conversation_length(value: Any) -> None:
+    """At most SUPERVISOR_MAX_CONVERSATION_MESSAGES messages, checked before any message is looked at.
+
+    Separate from :func:`validate_conversation_history` on purpose: that one is
+    also the restoration's judgement of a stored row (which makima itself may
+    have written), while this bound applies to what this service accepts.
+    """
+    maximum = max_conversation_messages()
+    if isinstance(value, list) and len(value) > maximum:
+        raise ValidationError(
+            "A conversation history may hold at most %(max)s messages, not %(count)s; "
+            "keep the newest ones (or raise SUPERVISOR_MAX_CONVERSATION_MESSAGES).",
+            code="too_many_messages",
+            params={"max": maximum, "count": len(value)},
+        )
 
 
 def clean_pending_question(value: Any) -> dict[str, Any]:
@@ -229,8 +252,16 @@ def contains_nul(value: Any) -> bool:
     """Whether a string anywhere in ``value`` (keys included) holds U+0000.
 
     PostgreSQL's text and jsonb cannot store it; refusing it at the boundary
-    turns what would be a database error (a 500) into a clear 400.
+    turns what would be a database error (a 500) into a clear 400. The search
+    runs over the JSON text (C speed; megabytes of JSON hold millions of
+    values); only a hit, which may be an escaped backslash, is confirmed by a
+    walk.
     """
+    if isinstance(value, str):
+        return "\x00" in value
+    text = as_json_text(value)
+    if text is not None and "\\u0000" not in text:
+        return False
     stack = [value]
     while stack:
         item = stack.pop()
@@ -243,6 +274,14 @@ def contains_nul(value: Any) -> bool:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return False
+
+
+def as_json_text(value: Any) -> str | None:
+    """``value`` as JSON text, non-ASCII kept as is (lone surrogates included); None if it is not plain JSON."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 NUL_MESSAGE = "Text must not contain the NUL character (\\u0000)."
@@ -271,6 +310,11 @@ def surrogate_path(value: Any) -> tuple[str | int, ...] | None:
     The path names the containers down to the offending value; for a key it
     stops at the object holding the key, so the bad text is never echoed.
     """
+    if isinstance(value, str):
+        return () if has_surrogate(value) else None
+    text = as_json_text(value)
+    if text is not None and not has_surrogate(text):  # C speed; the walk below runs only on a hit
+        return None
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
         item, path = stack.pop()

@@ -25,6 +25,7 @@ from supervisors.validators import (
     capped,
     clean_pending_question,
     validate_conversation_history,
+    validate_conversation_length,
     validate_json_depth,
     validate_list_length,
     validate_no_nul,
@@ -149,6 +150,8 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
             check(field, validate_no_nul, values[field], errors)
             check(field, validate_no_surrogate, values[field], errors)
     if "conversation_history" in values:
+        check("conversation_history", validate_conversation_length, values["conversation_history"], errors)
+    if "conversation_history" in values and "conversation_history" not in errors:  # no walk over a refused one
         check("conversation_history", validate_conversation_history, values["conversation_history"], errors)
         check("conversation_history", validate_no_nul, values["conversation_history"], errors)
         check("conversation_history", validate_no_surrogate, values["conversation_history"], errors)

@@ -21,6 +21,17 @@ MANY_ITEMS = list(range(10_001))
 LONE_HIGH = "before\ud800after"
 LONE_LOW = "\udfff"
 REVERSED_PAIR = "\udc00\ud800"
+#: A 30 MB conversation of 1,000,000 tiny messages (under API_MAX_BODY_BYTES): ten times
+#: SUPERVISOR_MAX_CONVERSATION_MESSAGES. It took 12-17 s to PATCH before the limit.
+MILLION_MESSAGES = json.dumps(
+    {"conversationHistory": [{"role": "user", "content": "x"}] * 1_000_000}, separators=(",", ":")
+).encode()
+
+
+def million_messages_put(full: dict[str, Any]) -> bytes:
+    """The PUT body: ``full`` with the million messages (spliced as bytes, not encoded again)."""
+    head = json.dumps({k: v for k, v in full.items() if k != "conversationHistory"}).encode()
+    return head[:-1] + b", " + MILLION_MESSAGES[1:]
 
 
 @dataclass
@@ -240,6 +251,8 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
             "pendingQuestions": "questions",
         },
     )
+    cases.append(Case("PATCH supervisor: 1,000,000 messages", "PATCH", sup, raw=MILLION_MESSAGES))
+    cases.append(Case("PUT supervisor: 1,000,000 messages", "PUT", sup, raw=million_messages_put(full)))
     cases.append(Case("PATCH supervisor: stale If-Match", "PATCH", sup, patch, headers={"If-Match": f'"{SQL}"'}))
     beat = {"state": "working", "currentActivity": "x", "progress": 5}
     cases += body_cases("heartbeat", "POST", sup + "heartbeat/", beat)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.test import Client
@@ -22,7 +23,7 @@ from supervisors.services.questions import add_supervisor_pending_question
 from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
 from tests.factories import make_contract, make_daemon, make_question, make_supervisor, make_task
 
-from .hostile import DEEP, DEEP_OBJECT, HTML, SQL, Case, corpus
+from .hostile import DEEP, DEEP_OBJECT, HTML, MILLION_MESSAGES, SQL, Case, corpus
 
 #: Every table a request could write to. API key last-use stamps and rate counters are bookkeeping of the
 #: request itself, not data, and are left out.
@@ -189,3 +190,35 @@ def test_a_lone_surrogate_is_a_400_naming_where_it_is_and_a_surrogate_pair_is_ju
     assert response.status_code == 200, response.content
     supervisor.refresh_from_db()
     assert supervisor.current_activity == emoji
+
+
+def test_a_million_message_conversation_is_refused_quickly_naming_the_limit(world, settings):
+    """Ten times SUPERVISOR_MAX_CONVERSATION_MESSAGES: a 400 after the parse, before any walk or query."""
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    started = time.process_time()
+    response = client.patch(url, MILLION_MESSAGES, content_type="application/json")
+    spent = time.process_time() - started
+    assert response.status_code == 400, response.content[:500]
+    body = response.json()
+    assert list(body["fields"]) == ["conversationHistory"]
+    assert "at most 100000 messages, not 1000000" in body["message"]
+    assert len(response.content) < 1000
+    assert spent < 5, f"{spent:.1f} s of CPU to refuse it"  # generous: shared CI machines; ~1 s alone
+
+
+def test_the_message_limit_is_a_setting(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SUPERVISOR_MAX_CONVERSATION_MESSAGES = 3
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    history = [{"role": "user", "content": str(i)} for i in range(4)]
+    response = client.patch(url, {"conversationHistory": history}, content_type="application/json")
+    assert response.status_code == 400 and "at most 3 messages, not 4" in response.json()["message"]
+    response = client.patch(url, {"conversationHistory": history[:3]}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    supervisor.refresh_from_db()
+    assert supervisor.conversation_history == history[:3]
