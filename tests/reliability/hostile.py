@@ -384,3 +384,53 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
     ]:
         cases.append(Case(f"auth: {label}", "POST", sup + "heartbeat/", beat, headers={"Authorization": value}))
     return cases
+
+
+#: Command lines no command may answer with a traceback: each is a one-line error on stderr, exit code 2.
+#: ``\udcff`` is what Python makes of a byte that is not UTF-8 in argv (surrogateescape).
+NOT_UTF8 = "\udcff\udcfe"
+COMMAND_CASES: list[list[str]] = [
+    *(
+        [command, *args]
+        for command in ("restore_supervisors", "validate_supervisors")
+        for args in (
+            ["--stale", "--stale-after", "99999999999"],
+            ["--stale", "--stale-after", "-1"],
+            ["--stale", "--stale-after", "1e9"],
+            ["--stale", "--stale-after", TOO_MANY_DIGITS],
+            ["--all", "--batch-size", "99999999999999999999999"],
+            ["--all", "--batch-size", "0"],
+            ["--all", "--batch-size", "abc"],
+            ["--all", "--batch-size", ""],
+            ["--contract", "not-a-uuid"],
+            ["--contract", ""],
+            ["--contract", NOT_UTF8],
+            ["--state", "WORKING"],
+            ["--state", NOT_UTF8],
+            ["--daemon", NOT_UTF8],
+            ["--daemon", ""],
+            ["--daemon", SQL],
+            [],
+            ["--all", "--unknown-option"],
+            ["--all", NOT_UTF8],
+            ["--stale-after", "60", "--all"],
+        )
+    ),
+    ["restore_supervisors", "--all", "--source", "nope"],
+    ["restore_supervisors", "--all", "--reason", NOT_UTF8],
+    ["restore_supervisors", "--all", "--reason", "half a pair \ud800"],
+    ["restore_supervisors", "--all", "--not-restored-since", "2026-13-45T00:00:00+00:00"],
+    ["restore_supervisors", "--all", "--not-restored-since", "99999-01-01T00:00:00+00:00"],
+    ["restore_supervisors", "--all", "--not-restored-since", "2026-01-01T00:00:00"],
+    ["restore_supervisors", "--all", "--not-restored-since", ""],
+    ["create_daemon_key"],
+    ["create_daemon_key", ""],
+    ["create_daemon_key", NOT_UTF8, "--create-daemon"],
+    ["create_daemon_key", "hostile-daemon", "--create-daemon", "--name", NOT_UTF8],
+    ["create_daemon_key", "--revoke", "99999999999999999999999"],
+    ["create_daemon_key", "--revoke", "-1"],
+    ["create_daemon_key", "--revoke", "one"],
+    ["seed_demo", "--reset=yes"],
+    ["seed_demo", "extra"],
+    ["ensure_admin", "--username", NOT_UTF8],
+]

@@ -6,10 +6,12 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from supervisors.management.base import ProjectCommand
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Create (or reset the password of) a superuser and print the login. For development: it refuses to run "
         "with DEBUG off unless --password is given. Example: manage.py ensure_admin --username admin"
