@@ -59,6 +59,7 @@ def cases(task_id: str) -> list[tuple[str, str, str, Callable[[], bytes]]]:
     base = {"taskId": task_id, "phase": "plan", "state": "working"}
     pad = "x" * (fill(limit, 300, most) - 30)  # messages sized to fill the body at the limit
     dense = fill(limit, 300, 2)  # "0," per element
+    per_message = fill(limit, 300, most) // 2 - 10
     return [
         ("most messages, tiny", "PUT", "", lambda: encode({**base, "conversationHistory": [{"role": "u"}] * most})),
         (
@@ -78,7 +79,7 @@ def cases(task_id: str) -> list[tuple[str, str, str, Callable[[], bytes]]]:
             "PUT",
             "",
             lambda: encode(
-                {**base, "conversationHistory": [{"role": "u", "c": [0] * (fill(limit, 300, most) // 2 - 10)} for _ in range(most)]}
+                {**base, "conversationHistory": [{"role": "u", "c": [0] * per_message} for _ in range(most)]}
             ),
         ),
         (

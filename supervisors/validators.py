@@ -52,16 +52,36 @@ def capped(messages: list[str], limit: int = MAX_REPORTED_ERRORS) -> list[str]:
 
 
 def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects in ``value`` nest deeper than ``limit``; iterative, so any depth is safe."""
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while stack:
-        node, depth = stack.pop()
+    """Whether arrays and objects in ``value`` nest deeper than ``limit``; iterative, so any depth is safe.
+
+    Level by level, and most of the work at C speed: a container whose children
+    are all scalars is settled by one ``set(map(type, ...))``, and empty
+    containers count for their level without being visited. A body can hold
+    millions of values; a Python step per value cost seconds (docs/persistence.md).
+    """
+    level = [value] if isinstance(value, (dict, list, tuple)) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
+        deeper: list[Any] = []
+        reached = False
+        for node in level:
+            children = list(node.values()) if isinstance(node, dict) else node
+            kinds = set(map(type, children))
+            if kinds.isdisjoint(_CONTAINERS) and not any(issubclass(k, (dict, list, tuple)) for k in kinds):
+                continue
+            containers = [c for c in children if isinstance(c, (dict, list, tuple))]
+            reached = True
+            deeper.extend(c for c in containers if c)
+        if reached and not deeper and depth + 1 > limit:
+            return True
+        level = deeper
     return False
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def validate_json_depth(value: Any) -> None:

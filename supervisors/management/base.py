@@ -74,5 +74,6 @@ class ProjectCommand(BaseCommand):
             values = value if isinstance(value, (list, tuple)) else [value]
             for item in values:
                 if (problem := unusable_text(item)) is not None:
-                    raise CommandError(f"The value given for {name.replace('_', '-')} {problem}.", returncode=EXIT_USAGE)
+                    given = name.replace("_", "-")
+                    raise CommandError(f"The value given for {given} {problem}.", returncode=EXIT_USAGE)
         return super().execute(*args, **options)
