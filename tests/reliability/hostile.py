@@ -433,4 +433,7 @@ COMMAND_CASES: list[list[str]] = [
     ["seed_demo", "--reset=yes"],
     ["seed_demo", "extra"],
     ["ensure_admin", "--username", NOT_UTF8],
+    ["ensure_admin", "--username", "", "--password", "correct-horse-battery-staple-42"],
+    ["ensure_admin", "--username", "admin", "--password", "admin"],
+    ["ensure_admin", "--username", "admin"],
 ]
