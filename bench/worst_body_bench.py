@@ -150,6 +150,7 @@ def main() -> None:
         f"SUPERVISOR_MAX_CONVERSATION_MESSAGES={settings.SUPERVISOR_MAX_CONVERSATION_MESSAGES} "
         f"database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
     )
+    client.get(url)  # warm up: URL resolution, first queries
     print(f"| {'case':40} | method | status | body MB | CPU s | wall s |")
     print(f"| {'-' * 40} | ------ | ------ | ------- | ----- | ------ |")
     for label, method, tail, make in cases(task_id):

@@ -34,6 +34,7 @@ from supervisors.validators import (
     validate_phase,
     validate_progress,
     validate_state,
+    validate_storable_json,
 )
 
 from .errors import Conflict, InvalidInput, NotFound
@@ -153,12 +154,10 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
         check("conversation_history", validate_conversation_length, values["conversation_history"], errors)
     if "conversation_history" in values and "conversation_history" not in errors:  # no walk over a refused one
         check("conversation_history", validate_conversation_history, values["conversation_history"], errors)
-        check("conversation_history", validate_no_nul, values["conversation_history"], errors)
-        check("conversation_history", validate_no_surrogate, values["conversation_history"], errors)
+        check("conversation_history", validate_storable_json, values["conversation_history"], errors)
         check("conversation_history", validate_json_depth, values["conversation_history"], errors)
     if "pending_questions" in values:
-        check("pending_questions", validate_no_nul, values["pending_questions"], errors)
-        check("pending_questions", validate_no_surrogate, values["pending_questions"], errors)
+        check("pending_questions", validate_storable_json, values["pending_questions"], errors)
         check("pending_questions", validate_json_depth, values["pending_questions"], errors)
 
 
