@@ -229,6 +229,10 @@ SUPERVISOR_MAX_CONVERSATION_MESSAGES = env.int("SUPERVISOR_MAX_CONVERSATION_MESS
 #: histories must fit; Django's own limit is raised to match so it never cuts first.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+#: Most JSON values (numbers, strings, objects, ...) one request body may hold (413 above it), counted
+#: before parsing. Bytes alone do not bound the CPU a body costs: 32 MB of `0,0,0,...` is 16 million
+#: values, seconds of parsing and checking; a value costs ~0.3 us (docs/persistence.md).
+API_MAX_JSON_VALUES = env.int("API_MAX_JSON_VALUES", default=1_000_000)
 #: How long a looked-up API key is trusted without asking the database again:
 #: a revoked key is refused at most this many seconds after revocation.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=5)

@@ -11,7 +11,9 @@ import json
 import re
 from typing import Any
 
-from rest_framework.exceptions import ParseError, ValidationError
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 from supervisors.validators import MAX_JSON_DEPTH, SURROGATE_MESSAGE, contains_nul, json_too_deep, surrogate_path
@@ -21,6 +23,42 @@ from supervisors.validators import MAX_JSON_DEPTH, SURROGATE_MESSAGE, contains_n
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+#: Bytes scanned at a time when counting outside strings: bounds the pieces a split makes.
+_CHUNK = 1 << 20
+
+
+class TooManyValues(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "body_too_large"
+    default_detail = "The request body holds too many JSON values."
+
+
+def count_values_over(raw: bytes, budget: int) -> int | None:
+    """The number of separators between JSON values in ``raw`` when it exceeds ``budget``, else None.
+
+    Counted on the bytes, before parsing, at C speed: commas first (an upper
+    bound, since text holds commas too), and only when that is over the budget,
+    the commas outside string literals (exact for valid JSON; a body that is
+    not JSON fails the parse anyway).
+    """
+    if raw.count(b",") <= budget:
+        return None
+    structural = _commas_outside_strings(raw)
+    return structural if structural > budget else None
+
+
+def _commas_outside_strings(raw: bytes) -> int:
+    """Escapes dropped (``\\\\`` first, then ``\\"``), every other ``"`` opens or closes a string."""
+    cleaned = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
+    inside, count = False, 0
+    for start in range(0, len(cleaned), _CHUNK):
+        pieces = cleaned[start : start + _CHUNK].split(b'"')
+        count += b"".join(pieces[1::2] if inside else pieces[0::2]).count(b",")
+        if len(pieces) % 2 == 0:  # an odd number of quotes in this chunk: the next starts on the other side
+            inside = not inside
+    return count
+
+
 class StrictJSONParser(JSONParser):
     """DRF's JSON parser, refusing NUL characters, lone surrogates and non-finite numbers."""
 
@@ -28,6 +66,12 @@ class StrictJSONParser(JSONParser):
         raw = stream.read() if stream is not None else b""
         if not raw:
             return {}
+        budget = settings.API_MAX_JSON_VALUES
+        if (count := count_values_over(raw, budget)) is not None:
+            raise TooManyValues(
+                f"The request body holds about {count} JSON values; at most {budget} are accepted "
+                "(API_MAX_JSON_VALUES)."
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -28,6 +28,10 @@ MILLION_MESSAGES = json.dumps(
 ).encode()
 
 
+#: 6 MB of values: over API_MAX_JSON_VALUES (1,000,000), refused before parsing.
+DENSE_NUMBERS = b'{"conversationHistory": [{"role": "user", "c": [' + b"0," * 3_000_000 + b"0]}]}"
+
+
 def million_messages_put(full: dict[str, Any]) -> bytes:
     """The PUT body: ``full`` with the million messages (spliced as bytes, not encoded again)."""
     head = json.dumps({k: v for k, v in full.items() if k != "conversationHistory"}).encode()
@@ -252,6 +256,8 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
         },
     )
     cases.append(Case("PATCH supervisor: 1,000,000 messages", "PATCH", sup, raw=MILLION_MESSAGES))
+    cases.append(Case("PATCH supervisor: 3,000,000 numbers", "PATCH", sup, raw=DENSE_NUMBERS))
+    cases.append(Case("heartbeat: 3,000,000 numbers", "POST", sup + "heartbeat/", raw=DENSE_NUMBERS))
     cases.append(Case("PUT supervisor: 1,000,000 messages", "PUT", sup, raw=million_messages_put(full)))
     cases.append(Case("PATCH supervisor: stale If-Match", "PATCH", sup, patch, headers={"If-Match": f'"{SQL}"'}))
     beat = {"state": "working", "currentActivity": "x", "progress": 5}
