@@ -56,6 +56,7 @@ def cases(task_id: str) -> list[tuple[str, str, str, Callable[[], bytes]]]:
     """(label, method, path tail, body factory): the bodies, largest and densest first."""
     limit = settings.API_MAX_BODY_BYTES
     most = settings.SUPERVISOR_MAX_CONVERSATION_MESSAGES
+    values = settings.API_MAX_JSON_VALUES
     base = {"taskId": task_id, "phase": "plan", "state": "working"}
     pad = "x" * (fill(limit, 300, most) - 30)  # messages sized to fill the body at the limit
     dense = fill(limit, 300, 2)  # "0," per element
@@ -97,6 +98,35 @@ def cases(task_id: str) -> list[tuple[str, str, str, Callable[[], bytes]]]:
             ),
         ),
         ("PATCH most messages, tiny", "PATCH", "", lambda: encode({"conversationHistory": [{"role": "u"}] * most})),
+        (
+            "numbers at the value limit",
+            "PUT",
+            "",
+            lambda: encode({**base, "conversationHistory": [{"role": "u", "c": [0] * (values - 20)}]}),
+        ),
+        (
+            "empty objects at the value limit",
+            "PUT",
+            "",
+            lambda: encode({**base, "conversationHistory": [{"role": "u", "c": [{}] * (values - 20)}]}),
+        ),
+        (
+            "most messages at the value limit",
+            "PUT",
+            "",
+            lambda: encode(
+                {
+                    **base,
+                    "conversationHistory": [{"role": "u", "c": [0] * (values // most - 3)} for _ in range(most)],
+                }
+            ),
+        ),
+        (
+            "PATCH numbers at the value limit",
+            "PATCH",
+            "",
+            lambda: encode({"conversationHistory": [{"role": "u", "c": [0] * (values - 20)}]}),
+        ),
         (
             "PATCH one message of dense numbers",
             "PATCH",
@@ -148,6 +178,7 @@ def main() -> None:
     print(
         f"API_MAX_BODY_BYTES={settings.API_MAX_BODY_BYTES} "
         f"SUPERVISOR_MAX_CONVERSATION_MESSAGES={settings.SUPERVISOR_MAX_CONVERSATION_MESSAGES} "
+        f"API_MAX_JSON_VALUES={settings.API_MAX_JSON_VALUES} "
         f"database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
     )
     client.get(url)  # warm up: URL resolution, first queries
