@@ -132,7 +132,7 @@ def validate_conversation_history(value: Any) -> None:
 
 def max_conversation_messages() -> int:
     """SUPERVISOR_MAX_CONVERSATION_MESSAGES, read per call so an operator's change needs no schema rebuild."""
-    return getattr(settings, "SUPERVISOR_MAX_CONVERSATION_MESSAGES", 100_000)
+    return getattr(settings, "SUPERVISOR_MAX_CONVERSATION_MESSAGES", 50_000)
 
 
 def validate_conversation_length(value: Any) -> None:

@@ -21,8 +21,8 @@ MANY_ITEMS = list(range(10_001))
 LONE_HIGH = "before\ud800after"
 LONE_LOW = "\udfff"
 REVERSED_PAIR = "\udc00\ud800"
-#: A 30 MB conversation of 1,000,000 tiny messages (under API_MAX_BODY_BYTES): ten times
-#: SUPERVISOR_MAX_CONVERSATION_MESSAGES. It took 12-17 s to PATCH before the limit.
+#: A 30 MB conversation of 1,000,000 tiny messages (under API_MAX_BODY_BYTES): 20 times
+#: SUPERVISOR_MAX_CONVERSATION_MESSAGES, 2,000,000 values. It took 12-17 s to PATCH before the limits.
 MILLION_MESSAGES = json.dumps(
     {"conversationHistory": [{"role": "user", "content": "x"}] * 1_000_000}, separators=(",", ":")
 ).encode()
