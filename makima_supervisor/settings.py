@@ -221,6 +221,10 @@ SUPERVISOR_CHECKPOINT_RETENTION = env.int("SUPERVISOR_CHECKPOINT_RETENTION", def
 SUPERVISOR_MAX_TASK_IDS = env.int("SUPERVISOR_MAX_TASK_IDS", default=10_000)
 #: Most pending questions a whole-list write (PUT/PATCH pendingQuestions) may carry; read at start-up.
 SUPERVISOR_MAX_PENDING_QUESTIONS = env.int("SUPERVISOR_MAX_PENDING_QUESTIONS", default=100)
+#: Most messages a conversation history may hold when it is written (400 above it). Real conversations
+#: hold hundreds to a few thousand. 50,000, not 100,000: at 100,000 a PUT of that many messages filling
+#: the body cost 1.2 s of CPU, at 50,000 0.84 s (docs/persistence.md, "The worst accepted body").
+SUPERVISOR_MAX_CONVERSATION_MESSAGES = env.int("SUPERVISOR_MAX_CONVERSATION_MESSAGES", default=50_000)
 
 # --- Background jobs (Django's tasks framework; README "Background jobs") -------
 #: Where jobs go: database (a table; `manage.py db_worker` runs them, on as many machines as
@@ -249,6 +253,10 @@ WATCHDOG_KEEP_RUNS_DAYS = env.int("WATCHDOG_KEEP_RUNS_DAYS", default=7)
 #: histories must fit; Django's own limit is raised to match so it never cuts first.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+#: Most JSON values (numbers, strings, objects, ...) one request body may hold (413 above it), counted
+#: before parsing. Bytes alone do not bound the CPU a body costs: 32 MB of `0,0,0,...` is 16 million
+#: values, seconds of parsing and checking; a value costs ~0.3 us (docs/persistence.md).
+API_MAX_JSON_VALUES = env.int("API_MAX_JSON_VALUES", default=1_000_000)
 #: How long a looked-up API key is trusted without asking the database again:
 #: a revoked key is refused at most this many seconds after revocation.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=5)

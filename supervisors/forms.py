@@ -1,4 +1,4 @@
-"""Form fields shared by the admin's forms."""
+"""Form fields and the form base shared by the admin's forms."""
 
 from __future__ import annotations
 
@@ -6,8 +6,47 @@ import json
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
 
 from supervisors.fields import parse_uuid_list
+from supervisors.validators import SURROGATE_MESSAGE, surrogate_path
+
+
+class StorableJSONField(forms.JSONField):
+    """A JSON form field that refuses lone surrogates, and shows the text as typed when it does.
+
+    Django's JSONField re-renders valid JSON from the parsed value with
+    ``ensure_ascii=False``: a ``"\\ud800"`` escape would come back as a raw
+    surrogate that the page cannot encode (a 500 while showing the error).
+    """
+
+    def to_python(self, value):
+        converted = super().to_python(value)
+        if surrogate_path(converted) is not None:
+            raise ValidationError(SURROGATE_MESSAGE, code="surrogate_character")
+        return converted
+
+    def bound_data(self, data, initial):
+        bound = super().bound_data(data, initial)
+        if isinstance(data, str) and surrogate_path(bound) is not None:
+            return InvalidJSONInput(data)
+        return bound
+
+
+class StorableForm(forms.Form):
+    """A form whose every value can be stored: a lone surrogate is a form error on its field, not a 500.
+
+    A JSON field's text can carry ``"\\ud800"``, which parses into a str that
+    neither PostgreSQL nor a UTF-8 page can hold; plain text fields are covered
+    too, for callers that bind a form to data that did not come from a browser.
+    """
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name, value in list(data.items()):
+            if surrogate_path(value) is not None:
+                self.add_error(name, SURROGATE_MESSAGE)
+        return data
 
 
 class UUIDListFormField(forms.CharField):

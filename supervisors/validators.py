@@ -6,6 +6,8 @@ one surface refuses is refused by all of them with the same message.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any
 
@@ -50,16 +52,36 @@ def capped(messages: list[str], limit: int = MAX_REPORTED_ERRORS) -> list[str]:
 
 
 def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects in ``value`` nest deeper than ``limit``; iterative, so any depth is safe."""
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while stack:
-        node, depth = stack.pop()
+    """Whether arrays and objects in ``value`` nest deeper than ``limit``; iterative, so any depth is safe.
+
+    Level by level, and most of the work at C speed: a container whose children
+    are all scalars is settled by one ``set(map(type, ...))``, and empty
+    containers count for their level without being visited. A body can hold
+    millions of values; a Python step per value cost seconds (docs/persistence.md).
+    """
+    level = [value] if isinstance(value, (dict, list, tuple)) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, (dict, list)):
-                stack.append((child, depth + 1))
+        deeper: list[Any] = []
+        reached = False
+        for node in level:
+            children = list(node.values()) if isinstance(node, dict) else node
+            kinds = set(map(type, children))
+            if kinds.isdisjoint(_CONTAINERS) and not any(issubclass(k, (dict, list, tuple)) for k in kinds):
+                continue
+            containers = [c for c in children if isinstance(c, (dict, list, tuple))]
+            reached = True
+            deeper.extend(c for c in containers if c)
+        if reached and not deeper and depth + 1 > limit:
+            return True
+        level = deeper
     return False
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def validate_json_depth(value: Any) -> None:
@@ -106,6 +128,28 @@ def validate_conversation_history(value: Any) -> None:
                 code="invalid_message",
                 params={"index": index},
             )
+
+
+def max_conversation_messages() -> int:
+    """SUPERVISOR_MAX_CONVERSATION_MESSAGES, read per call so an operator's change needs no schema rebuild."""
+    return getattr(settings, "SUPERVISOR_MAX_CONVERSATION_MESSAGES", 50_000)
+
+
+def validate_conversation_length(value: Any) -> None:
+    """At most SUPERVISOR_MAX_CONVERSATION_MESSAGES messages, checked before any message is looked at.
+
+    Separate from :func:`validate_conversation_history` on purpose: that one is
+    also the restoration's judgement of a stored row (which makima itself may
+    have written), while this bound applies to what this service accepts.
+    """
+    maximum = max_conversation_messages()
+    if isinstance(value, list) and len(value) > maximum:
+        raise ValidationError(
+            "A conversation history may hold at most %(max)s messages, not %(count)s; "
+            "keep the newest ones (or raise SUPERVISOR_MAX_CONVERSATION_MESSAGES).",
+            code="too_many_messages",
+            params={"max": maximum, "count": len(value)},
+        )
 
 
 def clean_pending_question(value: Any) -> dict[str, Any]:
@@ -228,8 +272,16 @@ def contains_nul(value: Any) -> bool:
     """Whether a string anywhere in ``value`` (keys included) holds U+0000.
 
     PostgreSQL's text and jsonb cannot store it; refusing it at the boundary
-    turns what would be a database error (a 500) into a clear 400.
+    turns what would be a database error (a 500) into a clear 400. The search
+    runs over the JSON text (C speed; megabytes of JSON hold millions of
+    values); only a hit, which may be an escaped backslash, is confirmed by a
+    walk.
     """
+    if isinstance(value, str):
+        return "\x00" in value
+    text = as_json_text(value)
+    if text is not None and "\\u0000" not in text:
+        return False
     stack = [value]
     while stack:
         item = stack.pop()
@@ -244,6 +296,76 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
+def as_json_text(value: Any) -> str | None:
+    """``value`` as JSON text, non-ASCII kept as is (lone surrogates included); None if it is not plain JSON."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+NUL_MESSAGE = "Text must not contain the NUL character (\\u0000)."
+
+
 def validate_no_nul(value: Any) -> None:
     if contains_nul(value):
-        raise ValidationError("Text must not contain the NUL character (\\u0000).", code="nul_character")
+        raise ValidationError(NUL_MESSAGE, code="nul_character")
+
+
+#: A UTF-16 surrogate code point on its own. JSON can carry one (``"\\ud800"`` is a valid escape), Python
+#: keeps it in a str, but it is not Unicode: it cannot be encoded as UTF-8, so PostgreSQL's text and jsonb
+#: cannot hold it (a database error) and SQLite would store bytes no reader can decode.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+SURROGATE_MESSAGE = "Text must not contain a lone UTF-16 surrogate (\\ud800 to \\udfff): it is not Unicode."
+
+
+def has_surrogate(text: str) -> bool:
+    return _LONE_SURROGATE.search(text) is not None
+
+
+def surrogate_path(value: Any) -> tuple[str | int, ...] | None:
+    """Where a lone surrogate sits in ``value`` (keys and values, any depth), or None; iterative.
+
+    The path names the containers down to the offending value; for a key it
+    stops at the object holding the key, so the bad text is never echoed.
+    """
+    if isinstance(value, str):
+        return () if has_surrogate(value) else None
+    text = as_json_text(value)
+    if text is not None and not has_surrogate(text):  # C speed; the walk below runs only on a hit
+        return None
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if has_surrogate(item):
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and has_surrogate(key):
+                    return path
+                stack.append((child, (*path, key)))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, (*path, index)) for index, child in enumerate(item))
+    return None
+
+
+def validate_no_surrogate(value: Any) -> None:
+    """Refuse text that cannot be stored: a lone surrogate anywhere in ``value`` (keys included)."""
+    if surrogate_path(value) is not None:
+        raise ValidationError(SURROGATE_MESSAGE, code="surrogate_character")
+
+
+def validate_storable_json(value: Any) -> None:
+    """Free JSON that PostgreSQL can hold: no NUL, no lone surrogate, anywhere (keys included).
+
+    One JSON encoding answers both questions at C speed; only a hit is walked.
+    A conversation can hold millions of values, and each extra pass over them
+    is CPU every write pays (docs/persistence.md, "The worst accepted body").
+    """
+    text = as_json_text(value)
+    if text is not None and "\\u0000" not in text and not has_surrogate(text):
+        return
+    validate_no_nul(value)
+    validate_no_surrogate(value)

@@ -29,6 +29,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from supervisors.enums import RESTORED_OUTCOMES, RecoveryAction, RestorationOutcome, RestorationSource
+from supervisors.forms import StorableForm
 from supervisors.models import SupervisorCheckpoint, SupervisorState
 from supervisors.selectors import SupervisorSelection
 from supervisors.services.actors import Actor
@@ -71,7 +72,7 @@ MODES = {
 }
 
 
-class ReasonForm(forms.Form):
+class ReasonForm(StorableForm):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
         max_length=2000,

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from supervisors.enums import SupervisorStatus
-from supervisors.forms import UUIDListFormField
+from supervisors.forms import StorableForm, StorableJSONField, UUIDListFormField
 from supervisors.models import SupervisorState
 from supervisors.services.state import state_version
 
@@ -24,7 +24,7 @@ CORRECTABLE_FIELDS = (
 )
 
 
-class CorrectionForm(forms.Form):
+class CorrectionForm(StorableForm):
     """Correct a supervisor's fields through ``update_supervisor_detailed_state``.
 
     Only the fields that differ from what the page showed are sent, with the
@@ -42,7 +42,7 @@ class CorrectionForm(forms.Form):
     pending_task_ids = UUIDListFormField(
         required=False, help_text="One task id per line; each must be among the spawned tasks."
     )
-    pending_questions = forms.JSONField(
+    pending_questions = StorableJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
         help_text="A JSON array of PendingQuestion objects (camelCase).",
@@ -78,7 +78,7 @@ class CorrectionForm(forms.Form):
         return changed
 
 
-class AnswerForm(forms.Form):
+class AnswerForm(StorableForm):
     """Answer one pending question: a choice, or a typed answer (which wins when both are given)."""
 
     contract_id = forms.UUIDField(widget=forms.HiddenInput)
@@ -89,6 +89,8 @@ class AnswerForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if self.errors:
+            return data
         text = (data.get("answer") or "").strip() or (data.get("choice") or "").strip()
         if not text:
             raise forms.ValidationError("Pick a choice or type an answer.")

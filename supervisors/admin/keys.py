@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
+from supervisors.forms import StorableForm
 from supervisors.models import Daemon, DaemonApiKey
 from supervisors.services.errors import ServiceError
 from supervisors.services.world import create_daemon_key, revoke_daemon_key
@@ -35,7 +36,7 @@ REVOKE_PERMISSION = "supervisors.change_daemonapikey"
 PREVIEW_LIMIT = 50
 
 
-class IssueKeyForm(forms.Form):
+class IssueKeyForm(StorableForm):
     name = forms.CharField(
         max_length=100,
         required=False,

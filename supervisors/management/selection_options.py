@@ -6,9 +6,10 @@ import argparse
 import uuid
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from supervisors.enums import SupervisorStatus
+from supervisors.management.base import ProjectCommand, bounded_int
 from supervisors.models import Daemon
 from supervisors.selectors import SupervisorSelection
 
@@ -20,14 +21,10 @@ def _contract_id(value: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"{value!r} is not a contract id (a UUID)") from None
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
-    return number
+#: --stale-after: ten years, far beyond any threshold that makes sense, and far from timedelta's limits.
+MAX_STALE_AFTER_SECONDS = 10 * 365 * 24 * 3600
+#: --batch-size: a batch is one transaction holding its rows' locks; past this it is an outage of its own.
+MAX_BATCH_SIZE = 10_000
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +55,7 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--stale-after",
-        type=_positive_int,
+        type=bounded_int(1, MAX_STALE_AFTER_SECONDS, "number of seconds"),
         metavar="SECONDS",
         help="The stale threshold for --stale (default: the SUPERVISOR_STALE_AFTER_SECONDS setting).",
     )
@@ -80,10 +77,11 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--all", action="store_true", help="Every supervisor (must be asked for explicitly).")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=bounded_int(1, MAX_BATCH_SIZE, "batch size"),
         default=200,
         metavar="N",
-        help="Supervisors read, locked and written together in one transaction (default 200).",
+        help=f"Supervisors read, locked and written together in one transaction (default 200, at most "
+        f"{MAX_BATCH_SIZE}).",
     )
     parser.add_argument("--json", action="store_true", help="Print a machine-readable summary as JSON on stdout.")
 
@@ -127,7 +125,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples in the epilog as written."""
 
 
-class SelectionCommand(BaseCommand):
+class SelectionCommand(ProjectCommand):
     """A command over a selection of supervisors: the selection options, and ``examples`` under --help."""
 
     examples = ""

@@ -25,13 +25,16 @@ from supervisors.validators import (
     capped,
     clean_pending_question,
     validate_conversation_history,
+    validate_conversation_length,
     validate_json_depth,
     validate_list_length,
     validate_no_nul,
+    validate_no_surrogate,
     validate_optional_text,
     validate_phase,
     validate_progress,
     validate_state,
+    validate_storable_json,
 )
 
 from .errors import Conflict, InvalidInput, NotFound
@@ -141,16 +144,20 @@ def clean_scalar_fields(values: dict[str, Any], errors: dict[str, list[str]]) ->
     if "phase" in values:
         check("phase", validate_phase, values["phase"], errors)
         check("phase", validate_no_nul, values["phase"], errors)
+        check("phase", validate_no_surrogate, values["phase"], errors)
     for field in ("current_activity", "error_message"):
         if field in values:
             check(field, validate_optional_text, values[field], errors)
             check(field, validate_no_nul, values[field], errors)
+            check(field, validate_no_surrogate, values[field], errors)
     if "conversation_history" in values:
+        check("conversation_history", validate_conversation_length, values["conversation_history"], errors)
+    if "conversation_history" in values and "conversation_history" not in errors:  # no walk over a refused one
         check("conversation_history", validate_conversation_history, values["conversation_history"], errors)
-        check("conversation_history", validate_no_nul, values["conversation_history"], errors)
+        check("conversation_history", validate_storable_json, values["conversation_history"], errors)
         check("conversation_history", validate_json_depth, values["conversation_history"], errors)
     if "pending_questions" in values:
-        check("pending_questions", validate_no_nul, values["pending_questions"], errors)
+        check("pending_questions", validate_storable_json, values["pending_questions"], errors)
         check("pending_questions", validate_json_depth, values["pending_questions"], errors)
 
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from supervisors.enums import ActorKind, SavePoint, SupervisorStatus
 from supervisors.models import QuestionAnswer, SupervisorState
-from supervisors.validators import clean_pending_question, contains_nul
+from supervisors.validators import SURROGATE_MESSAGE, clean_pending_question, contains_nul, surrogate_path
 
 from .actors import Actor
 from .errors import Conflict, InvalidInput, NotFound
@@ -78,6 +78,8 @@ def add_supervisor_pending_question(
         errors = {_SNAKE.get(key, key): list(msgs) for key, msgs in exc.message_dict.items()}
     if contains_nul(given):
         errors.setdefault("question", []).append("Text must not contain the NUL character (\\u0000).")
+    if surrogate_path(given) is not None:
+        errors.setdefault("question", []).append(SURROGATE_MESSAGE)
     raise_if(errors)
 
     with transaction.atomic():
@@ -161,6 +163,8 @@ def clear_pending_question(
             f"The answer must be at most {MAX_ANSWER_LENGTH} characters without NUL.",
             fields={"answer": ["Too long or contains NUL."]},
         )
+    if surrogate_path(answer) is not None:
+        raise InvalidInput(f"The answer is not Unicode. {SURROGATE_MESSAGE}", fields={"answer": [SURROGATE_MESSAGE]})
     with transaction.atomic():
         supervisor = lock_supervisor(contract_uuid, fence=fence)
         asked = _take_pending(supervisor, question_uuid)

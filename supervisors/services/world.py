@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from supervisors.enums import TERMINAL_TASK_STATUSES, ContractStatus, DaemonStatus, TaskStatus
 from supervisors.models import Contract, Daemon, DaemonApiKey, IdempotencyKey, Task
+from supervisors.validators import NUL_MESSAGE, SURROGATE_MESSAGE, has_surrogate
 
 from .errors import Conflict, InvalidInput, NotFound
 from .hot_cursor import hot_cursor
@@ -43,6 +44,15 @@ def _check_text(name: str, value: Any, *, max_length: int | None = None, require
             f"{name} is longer than {max_length} characters.",
             fields={name: [f"At most {max_length} characters."]},
         )
+    _check_storable(name, value)
+
+
+def _check_storable(name: str, value: str) -> None:
+    """Text PostgreSQL can hold: no NUL, no lone surrogate (InvalidInput naming ``name``, never a 500)."""
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL character.", fields={name: [NUL_MESSAGE]})
+    if has_surrogate(value):
+        raise InvalidInput(f"{name} is not Unicode. {SURROGATE_MESSAGE}", fields={name: [SURROGATE_MESSAGE]})
 
 
 def create_contract(*, name: str, phase: str, status: str = ContractStatus.ACTIVE) -> Contract:
@@ -157,6 +167,7 @@ def create_daemon_key(daemon_id: uuid.UUID, *, name: str = "") -> IssuedKey:
     """A new key ``mks_<prefix>_<secret>`` for a daemon; only its SHA-256 is stored."""
     if not Daemon.objects.filter(pk=daemon_id).exists():
         raise NotFound(f"Daemon {daemon_id} does not exist.", fields={"daemon": ["Not found."]})
+    _check_storable("name", name)
     prefix = secrets.token_hex(4)
     raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = DaemonApiKey.objects.create(daemon_id=daemon_id, name=name[:100], prefix=prefix, key_hash=hash_key(raw))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from supervisors.admin.forms import AnswerForm
 from supervisors.models import SupervisorState
 from supervisors.services.state import update_supervisor_phase
 from tests.factories import make_contract, make_supervisor
@@ -119,6 +122,25 @@ def test_a_pending_task_that_was_never_spawned_is_refused_with_the_field_named(a
     assert response.context["form"].errors.get("pending_task_ids")
     alpha.refresh_from_db()
     assert alpha.pending_task_ids == []
+
+
+def test_a_lone_surrogate_in_a_correction_is_a_form_error_and_changes_nothing(admin_client, world):
+    """``"\\ud800"`` is valid JSON but not Unicode: the form names the field instead of a 500."""
+    beta = world["beta"]
+    url = reverse("admin:supervisors_supervisorstate_correct", args=[beta.pk])
+    form = admin_client.get(url).context["form"]
+    data = form_data(form)
+    data["pending_questions"] = data["pending_questions"].replace('"question": "', '"question": "\\ud800', 1)
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "surrogate" in " ".join(response.context["form"].errors["pending_questions"])
+    assert SupervisorState.objects.get(pk=beta.pk).pending_questions == beta.pending_questions
+
+
+def test_a_lone_surrogate_in_an_answer_is_a_form_error():
+    form = AnswerForm({"contract_id": uuid.uuid4(), "question_id": uuid.uuid4(), "answer": "yes\ud800"})
+    assert not form.is_valid()
+    assert "surrogate" in " ".join(form.errors["answer"])
 
 
 def page_query_count(client, supervisor) -> int:

@@ -90,6 +90,11 @@ def test_full_save_for_unknown_contract_is_not_found(db):
         ({"spawned_task_ids": [str(uuid.uuid4())]}, "spawned_task_ids"),
         ({"current_activity": "nul\x00here"}, "current_activity"),
         ({"phase": "a\x00b"}, "phase"),
+        ({"phase": "a\ud800b"}, "phase"),
+        ({"error_message": "\udfff"}, "error_message"),
+        ({"conversation_history": [{"role": "user", "content": [{"text": "\ud800"}]}]}, "conversation_history"),
+        ({"conversation_history": [{"role": "user", "\udc00": 1}]}, "conversation_history"),
+        ({"conversation_history": [{"role": "user"}] * 50_001}, "conversation_history"),
     ],
 )
 def test_full_save_refuses_bad_input_and_writes_nothing(supervisor, overrides, field):

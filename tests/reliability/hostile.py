@@ -17,6 +17,25 @@ MANY = list(range(100_000))
 #: Inside list fields: one past the default maximum of task ids (SUPERVISOR_MAX_TASK_IDS), which keeps the
 #: corpus fast. The 100,000-element case of those fields is test_errors_for_huge_arrays_stay_small.
 MANY_ITEMS = list(range(10_001))
+#: Lone UTF-16 surrogates: valid JSON escapes (json.dumps writes them as ``\\ud800``) that are not Unicode.
+LONE_HIGH = "before\ud800after"
+LONE_LOW = "\udfff"
+REVERSED_PAIR = "\udc00\ud800"
+#: A 30 MB conversation of 1,000,000 tiny messages (under API_MAX_BODY_BYTES): 20 times
+#: SUPERVISOR_MAX_CONVERSATION_MESSAGES, 2,000,000 values. It took 12-17 s to PATCH before the limits.
+MILLION_MESSAGES = json.dumps(
+    {"conversationHistory": [{"role": "user", "content": "x"}] * 1_000_000}, separators=(",", ":")
+).encode()
+
+
+#: 6 MB of values: over API_MAX_JSON_VALUES (1,000,000), refused before parsing.
+DENSE_NUMBERS = b'{"conversationHistory": [{"role": "user", "c": [' + b"0," * 3_000_000 + b"0]}]}"
+
+
+def million_messages_put(full: dict[str, Any]) -> bytes:
+    """The PUT body: ``full`` with the million messages (spliced as bytes, not encoded again)."""
+    head = json.dumps({k: v for k, v in full.items() if k != "conversationHistory"}).encode()
+    return head[:-1] + b", " + MILLION_MESSAGES[1:]
 
 
 @dataclass
@@ -45,14 +64,30 @@ def _bad_values(kind: str) -> list[tuple[str, Any]]:
         values = [*common, ("sql", SQL), ("html", HTML), ("number", 12345), ("bool", True)]
         return values if kind == "uuid_nullable" else [*values, ("null", None)]
     if kind == "enum":
-        return [*common, ("sql", SQL), ("html", HTML), ("upper case", "WORKING"), ("number", 1), ("null", None)]
+        return [
+            *common,
+            ("sql", SQL),
+            ("html", HTML),
+            ("upper case", "WORKING"),
+            ("number", 1),
+            ("null", None),
+            ("surrogate", LONE_LOW),
+        ]
     if kind == "int":
         return [*common, ("huge", HUGE_INT), ("negative", -1), ("over", 101), ("float", 50.5), ("bool", True)]
     if kind in ("text", "limited"):
-        values = [*common, ("nul", "before\x00after"), ("bool", False)]
+        values = [*common, ("nul", "before\x00after"), ("surrogate", LONE_HIGH), ("bool", False)]
         return [*values, ("too long", "x" * 100_001)] if kind == "limited" else values
     if kind == "list_text":
-        return [("string", SQL), ("object", {}), ("nested", [[]]), ("objects", [{}]), ("huge", MANY), ("nulls", [None])]
+        return [
+            ("string", SQL),
+            ("object", {}),
+            ("nested", [[]]),
+            ("objects", [{}]),
+            ("huge", MANY),
+            ("nulls", [None]),
+            ("surrogate", ["yes", REVERSED_PAIR]),
+        ]
     if kind == "list_uuid":
         return [
             ("string", SQL),
@@ -60,11 +95,25 @@ def _bad_values(kind: str) -> list[tuple[str, Any]]:
             ("numbers", [1, 2]),
             ("huge array", MANY_ITEMS),
             ("html items", [HTML]),
+            ("surrogate items", [LONE_HIGH]),
         ]
     if kind == "history":
-        return [("string", HTML), ("object", {"role": "user"}), ("no role", [{"content": SQL}]), ("huge", MANY_ITEMS)]
+        return [
+            ("string", HTML),
+            ("object", {"role": "user"}),
+            ("no role", [{"content": SQL}]),
+            ("huge", MANY_ITEMS),
+            ("surrogate in a value", [{"role": "user", "content": [{"text": LONE_HIGH}]}]),
+            ("surrogate in a key", [{"role": "user", LONE_LOW: "x"}]),
+        ]
     if kind == "questions":
-        return [("string", SQL), ("items not objects", [SQL]), ("huge", MANY_ITEMS), ("bad item", [{"id": SQL}])]
+        return [
+            ("string", SQL),
+            ("items not objects", [SQL]),
+            ("huge", MANY_ITEMS),
+            ("bad item", [{"id": SQL}]),
+            ("surrogate", [{"id": str(uuid.uuid4()), "question": LONE_HIGH, "askedAt": "2026-01-01T00:00:00Z"}]),
+        ]
     if kind == "bool":
         return [("string", "maybe"), ("number", 2), ("object", {}), ("array", [True])]
     raise ValueError(kind)
@@ -81,6 +130,12 @@ def field_cases(name: str, method: str, path: str, valid: dict[str, Any], kinds:
     return cases
 
 
+def _with_first(valid: dict[str, Any], value: Any) -> dict[str, Any]:
+    """``valid`` with its first field's value replaced: a field the endpoint knows."""
+    first = next(iter(valid))
+    return {**valid, first: value}
+
+
 def body_cases(name: str, method: str, path: str, valid: dict[str, Any], **kw) -> list[Case]:
     """What every endpoint with a body must refuse, whatever its fields."""
     return [
@@ -93,6 +148,30 @@ def body_cases(name: str, method: str, path: str, valid: dict[str, Any], **kw) -
         Case(f"{name}: invalid UTF-8", method, path, raw=b'{"phase": "\xff\xfe\xc3\x28"}', **kw),
         Case(f"{name}: NUL escaped", method, path, raw=json.dumps({**valid, "x": "\x00"}).encode(), **kw),
         Case(f"{name}: NUL in a key", method, path, raw=b'{"ph\\u0000ase": "plan"}', **kw),
+        Case(
+            f"{name}: lone surrogate escaped",
+            method,
+            path,
+            raw=json.dumps(_with_first(valid, LONE_HIGH)).encode(),
+            **kw,
+        ),
+        Case(f"{name}: lone surrogate in a key", method, path, raw=b'{"ph\\udc00ase": "plan"}', **kw),
+        Case(
+            f"{name}: surrogate key nested",
+            method,
+            path,
+            raw=json.dumps({**valid, "x": [{LONE_LOW: 1}]}).encode(),
+            **kw,
+        ),
+        Case(
+            f"{name}: reversed surrogate pair",
+            method,
+            path,
+            raw=json.dumps({**valid, "x": REVERSED_PAIR}).encode(),
+            **kw,
+        ),
+        Case(f"{name}: a JSON string of a surrogate", method, path, raw=b'"\\ud800"', **kw),
+        Case(f"{name}: surrogate as UTF-8 bytes", method, path, raw=b'{"phase": "\xed\xa0\x80"}', **kw),
         Case(f"{name}: NaN", method, path, raw=b'{"progress": NaN}', **kw),
         Case(f"{name}: Infinity", method, path, raw=b'{"progress": -Infinity}', **kw),
         Case(f"{name}: too many digits", method, path, raw=b'{"progress": ' + TOO_MANY_DIGITS.encode() + b"}", **kw),
@@ -129,6 +208,7 @@ def path_cases(name: str, method: str, template: str, body: Any = None, **kw) ->
         ("number", "12345"),
         ("unknown uuid", str(uuid.uuid4())),
         ("long", "a" * 300),
+        ("surrogate as UTF-8", "%ED%A0%80"),
     ]
     return [Case(f"{name}: path {label}", method, template.format(id=value), body, **kw) for label, value in ids]
 
@@ -175,6 +255,10 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
             "pendingQuestions": "questions",
         },
     )
+    cases.append(Case("PATCH supervisor: 1,000,000 messages", "PATCH", sup, raw=MILLION_MESSAGES))
+    cases.append(Case("PATCH supervisor: 3,000,000 numbers", "PATCH", sup, raw=DENSE_NUMBERS))
+    cases.append(Case("heartbeat: 3,000,000 numbers", "POST", sup + "heartbeat/", raw=DENSE_NUMBERS))
+    cases.append(Case("PUT supervisor: 1,000,000 messages", "PUT", sup, raw=million_messages_put(full)))
     cases.append(Case("PATCH supervisor: stale If-Match", "PATCH", sup, patch, headers={"If-Match": f'"{SQL}"'}))
     beat = {"state": "working", "currentActivity": "x", "progress": 5}
     cases += body_cases("heartbeat", "POST", sup + "heartbeat/", beat)
@@ -287,7 +371,14 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
     cases += path_cases("POST task status", "POST", "/api/v1/tasks/{id}/status/", {"status": "done"})
 
     # Hostile query strings.
-    for query in [f"state={SQL}", f"state={HTML}", "stale=perhaps", "phase=" + "p" * 500, "state=%00"]:
+    for query in [
+        f"state={SQL}",
+        f"state={HTML}",
+        "stale=perhaps",
+        "phase=" + "p" * 500,
+        "state=%00",
+        "state=%ED%A0%80",
+    ]:
         cases.append(Case(f"GET supervisors: ?{query[:20]}", "GET", f"/api/v1/supervisors/?{query}"))
     # Hostile credentials.
     for label, value in [
@@ -299,3 +390,56 @@ def corpus(contract_id: uuid.UUID, question_id: uuid.UUID, task_id: uuid.UUID) -
     ]:
         cases.append(Case(f"auth: {label}", "POST", sup + "heartbeat/", beat, headers={"Authorization": value}))
     return cases
+
+
+#: Command lines no command may answer with a traceback: each is a one-line error on stderr, exit code 2.
+#: ``\udcff`` is what Python makes of a byte that is not UTF-8 in argv (surrogateescape).
+NOT_UTF8 = "\udcff\udcfe"
+COMMAND_CASES: list[list[str]] = [
+    *(
+        [command, *args]
+        for command in ("restore_supervisors", "validate_supervisors")
+        for args in (
+            ["--stale", "--stale-after", "99999999999"],
+            ["--stale", "--stale-after", "-1"],
+            ["--stale", "--stale-after", "1e9"],
+            ["--stale", "--stale-after", TOO_MANY_DIGITS],
+            ["--all", "--batch-size", "99999999999999999999999"],
+            ["--all", "--batch-size", "0"],
+            ["--all", "--batch-size", "abc"],
+            ["--all", "--batch-size", ""],
+            ["--contract", "not-a-uuid"],
+            ["--contract", ""],
+            ["--contract", NOT_UTF8],
+            ["--state", "WORKING"],
+            ["--state", NOT_UTF8],
+            ["--daemon", NOT_UTF8],
+            ["--daemon", ""],
+            ["--daemon", SQL],
+            [],
+            ["--all", "--unknown-option"],
+            ["--all", NOT_UTF8],
+            ["--stale-after", "60", "--all"],
+        )
+    ),
+    ["restore_supervisors", "--all", "--source", "nope"],
+    ["restore_supervisors", "--all", "--reason", NOT_UTF8],
+    ["restore_supervisors", "--all", "--reason", "half a pair \ud800"],
+    ["restore_supervisors", "--all", "--not-restored-since", "2026-13-45T00:00:00+00:00"],
+    ["restore_supervisors", "--all", "--not-restored-since", "99999-01-01T00:00:00+00:00"],
+    ["restore_supervisors", "--all", "--not-restored-since", "2026-01-01T00:00:00"],
+    ["restore_supervisors", "--all", "--not-restored-since", ""],
+    ["create_daemon_key"],
+    ["create_daemon_key", ""],
+    ["create_daemon_key", NOT_UTF8, "--create-daemon"],
+    ["create_daemon_key", "hostile-daemon", "--create-daemon", "--name", NOT_UTF8],
+    ["create_daemon_key", "--revoke", "99999999999999999999999"],
+    ["create_daemon_key", "--revoke", "-1"],
+    ["create_daemon_key", "--revoke", "one"],
+    ["seed_demo", "--reset=yes"],
+    ["seed_demo", "extra"],
+    ["ensure_admin", "--username", NOT_UTF8],
+    ["ensure_admin", "--username", "", "--password", "correct-horse-battery-staple-42"],
+    ["ensure_admin", "--username", "admin", "--password", "admin"],
+    ["ensure_admin", "--username", "admin"],
+]

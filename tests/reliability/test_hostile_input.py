@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 from django.test import Client
 
@@ -20,7 +23,7 @@ from supervisors.services.questions import add_supervisor_pending_question
 from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
 from tests.factories import make_contract, make_daemon, make_question, make_supervisor, make_task
 
-from .hostile import DEEP, DEEP_OBJECT, HTML, SQL, Case, corpus
+from .hostile import DEEP, DEEP_OBJECT, DENSE_NUMBERS, HTML, MILLION_MESSAGES, SQL, Case, corpus
 
 #: Every table a request could write to. API key last-use stamps and rate counters are bookkeeping of the
 #: request itself, not data, and are left out.
@@ -164,3 +167,113 @@ def test_errors_for_huge_arrays_stay_small(world, settings):
     assert len(response.content) < len(case.payload()), (
         f"a {len(case.payload())} byte request got a {len(response.content)} byte answer"
     )
+
+
+def test_a_lone_surrogate_is_a_400_naming_where_it_is_and_a_surrogate_pair_is_just_text(world, settings):
+    """``"\\ud800"`` parses in Python but is not Unicode: named by its path, never echoed, never stored."""
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    history = [{"role": "user", "content": [{"type": "text", "text": "ok"}, {"type": "text", "text": "a\ud800"}]}]
+    response = client.patch(url, json.dumps({"conversationHistory": history}), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["fields"]) == ["conversationHistory.0.content.1.text"]
+    assert "surrogate" in response.json()["message"]
+    response = client.patch(url, b'{"currentActivity": "x", "\\udc00": 1}', content_type="application/json")
+    assert response.status_code == 400 and "surrogate" in response.json()["message"]
+    supervisor.refresh_from_db()
+    assert supervisor.current_activity != "x"
+
+    emoji = "done \U0001f600"  # json.dumps escapes it as the pair \\ud83d\\ude00
+    response = client.patch(url, json.dumps({"currentActivity": emoji}), content_type="application/json")
+    assert response.status_code == 200, response.content
+    supervisor.refresh_from_db()
+    assert supervisor.current_activity == emoji
+
+
+def test_a_million_message_conversation_is_refused_before_parsing(world, settings):
+    """20 times SUPERVISOR_MAX_CONVERSATION_MESSAGES in 30 MB: 2,000,000 values, a 413 from the count alone."""
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    started = time.process_time()
+    response = client.patch(url, MILLION_MESSAGES, content_type="application/json")
+    spent = time.process_time() - started
+    assert response.status_code == 413, response.content[:500]
+    assert response.json()["code"] == "body_too_large" and len(response.content) < 1000
+    assert spent < 1, f"{spent:.1f} s of CPU to refuse it"
+
+
+def test_one_message_over_the_limit_is_a_400_naming_conversation_history(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    body = json.dumps({"conversationHistory": [{"role": "u"}] * 50_001})
+    response = client.patch(url, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:500]
+    assert list(response.json()["fields"]) == ["conversationHistory"]
+    assert "at most 50000 messages, not 50001" in response.json()["message"]
+    supervisor.refresh_from_db()
+    assert supervisor.conversation_history != [{"role": "u"}] * 50_001
+
+
+def test_the_message_limit_is_a_setting(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SUPERVISOR_MAX_CONVERSATION_MESSAGES = 3
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    history = [{"role": "user", "content": str(i)} for i in range(4)]
+    response = client.patch(url, {"conversationHistory": history}, content_type="application/json")
+    assert response.status_code == 400 and "at most 3 messages, not 4" in response.json()["message"]
+    response = client.patch(url, {"conversationHistory": history[:3]}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    supervisor.refresh_from_db()
+    assert supervisor.conversation_history == history[:3]
+
+
+def test_a_body_of_too_many_values_is_a_413_before_parsing_and_commas_in_text_do_not_count(world, settings):
+    """Bytes alone do not bound the CPU a body costs; the number of JSON values does (API_MAX_JSON_VALUES)."""
+    settings.SECURE_SSL_REDIRECT = False
+    client, _cases = world
+    supervisor = SupervisorState.objects.get()
+    url = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/"
+    started = time.process_time()
+    response = client.patch(url, DENSE_NUMBERS, content_type="application/json")
+    assert time.process_time() - started < 1
+    assert response.status_code == 413, response.content[:500]
+    assert response.json()["code"] == "body_too_large" and "API_MAX_JSON_VALUES" in response.json()["message"]
+
+    settings.API_MAX_JSON_VALUES = 10
+    prose = [{"role": "user", "content": 'a, b, c, d, e, f, g, h, i, j, k, l, \\", m, n'}]
+    response = client.patch(url, json.dumps({"conversationHistory": prose}), content_type="application/json")
+    assert response.status_code == 200, response.content
+    many = [{"role": "user", "n": i} for i in range(6)]
+    response = client.patch(url, json.dumps({"conversationHistory": many}), content_type="application/json")
+    assert response.status_code == 413
+    supervisor.refresh_from_db()
+    assert supervisor.conversation_history == prose
+
+
+#: "A few kB": an error names at most MAX_REPORTED_ERRORS elements and never echoes a huge value.
+MAX_ERROR_BODY_BYTES = 4096
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the API's error cap (supervisors/api: choices as a bounded list, no echo of huge invalid "
+    "choices, a size cap in errors.py); owned by the apicontract branch",
+)
+def test_every_error_body_stays_within_a_few_kilobytes(world, settings):
+    settings.SECURE_SSL_REDIRECT = False
+    settings.API_THROTTLE_RATE_PER_MINUTE = 0
+    client, cases = world
+    large = []
+    for case in cases:
+        response = send(client, case)
+        if response.status_code >= 400 and len(response.content) > MAX_ERROR_BODY_BYTES:
+            large.append(f"{case.name}: {len(response.content)} bytes")
+    assert not large, f"{len(large)} error bodies over {MAX_ERROR_BODY_BYTES} bytes:\n" + "\n".join(large)

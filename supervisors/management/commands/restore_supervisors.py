@@ -188,9 +188,12 @@ def preview_line(result: RestorationResult) -> str:
 
 
 def _timestamp(value: str | None) -> datetime | None:
-    if not value:
+    if value is None:
         return None
-    parsed = parse_datetime(value)
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:  # well formed but impossible (month 13): the same usage error as any other
+        parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise CommandError(
             f"--not-restored-since {value!r} is not an ISO 8601 time with a time zone.", returncode=EXIT_USAGE

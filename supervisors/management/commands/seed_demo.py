@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from supervisors.demo import seed_demo
+from supervisors.management.base import ProjectCommand
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Create demo contracts, daemons, tasks and supervisors in every state: some with pending questions, "
         "some waiting on tasks, one with a conversation history of several MB, a stale one, and an inconsistent "

@@ -8,6 +8,7 @@ from supervisors.enums import RecoveryAction, RestorationSource
 from supervisors.models import Daemon
 from supervisors.services.actors import Actor
 from supervisors.services.errors import InvalidInput
+from supervisors.validators import NUL_MESSAGE, SURROGATE_MESSAGE, has_surrogate
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class RestoreOptions:
                 f"Unknown recovery action {self.force_action!r}.",
                 fields={"force_action": [f"{self.force_action!r} is not a recovery action."]},
             )
+        if "\x00" in self.reason or has_surrogate(self.reason):
+            problem = NUL_MESSAGE if "\x00" in self.reason else SURROGATE_MESSAGE
+            raise InvalidInput(f"The reason cannot be stored. {problem}", fields={"reason": [problem]})
         if self.checkpoint_id is not None and self.force_action not in (None, RecoveryAction.USE_CHECKPOINT):
             raise InvalidInput(
                 "A checkpoint to restore from cannot be combined with another recovery action.",
