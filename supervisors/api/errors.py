@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from supervisors.services.errors import InvalidInput, ServiceError
+from supervisors.validators import MAX_REPORTED_ERRORS
 
 from .parsers import BodyFieldsError
 
@@ -51,8 +52,45 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+#: An error body stays a few kB whatever the request: the summary and each message are shortened,
+#: and fields and messages are listed until this many characters, then counted.
+MAX_SUMMARY_CHARS = 1000
+MAX_MESSAGE_CHARS = 200
+FIELDS_BUDGET_CHARS = 2500
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _capped_fields(fields: dict[str, list[str]]) -> tuple[dict[str, list[str]], int]:
+    """The fields that fit the budget (each message shortened), and how many fields were left out."""
+    kept: dict[str, list[str]] = {}
+    used = 0
+    for index, (name, messages) in enumerate(fields.items()):
+        short_name = _shortened(name, MAX_MESSAGE_CHARS)
+        shown: list[str] = []
+        for message in messages:
+            text = _shortened(str(message), MAX_MESSAGE_CHARS)
+            if used + len(short_name) + len(text) > FIELDS_BUDGET_CHARS and (shown or kept):
+                break
+            shown.append(text)
+            used += len(text)
+        if not shown:
+            return kept, len(fields) - index
+        if len(shown) < len(messages):
+            shown.append(f"and {len(messages) - len(shown)} more")
+        kept[short_name] = shown
+        used += len(short_name)
+    return kept, 0
+
+
 def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "fields": fields or {}}
+    """The one error shape, capped: a request with 100,000 bad values gets a readable answer, not megabytes."""
+    kept, left_out = _capped_fields(fields or {})
+    if left_out:
+        message = f"{message} (and {left_out} more fields)"
+    return {"code": code, "message": _shortened(message, MAX_SUMMARY_CHARS), "fields": kept}
 
 
 def error_response(status_code: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
@@ -121,7 +159,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         message = "The request is invalid: " + "; ".join(
-            f"{name}: {' '.join(msgs)}" if name else " ".join(msgs) for name, msgs in fields.items()
+            f"{name}: {' '.join(msgs[:3])}" if name else " ".join(msgs[:3])
+            for name, msgs in list(fields.items())[:MAX_REPORTED_ERRORS]
         )
         code = "invalid"
     else:

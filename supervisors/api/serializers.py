@@ -202,7 +202,7 @@ class PendingQuestionSerializer(StrictSerializer):
 
     id = StrictUUIDField(required=False, help_text="Generated when omitted.")
     question = StrictCharField(max_length=10_000, trim_whitespace=False)
-    choices = serializers.ListField(
+    choices = BoundedListField(
         child=StrictCharField(max_length=1_000, trim_whitespace=False), max_length=50, default=list
     )
     context = StrictCharField(allow_null=True, allow_blank=True, required=False, default=None, trim_whitespace=False)

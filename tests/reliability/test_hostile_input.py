@@ -262,11 +262,6 @@ def test_a_body_of_too_many_values_is_a_413_before_parsing_and_commas_in_text_do
 MAX_ERROR_BODY_BYTES = 4096
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the API's error cap (supervisors/api: choices as a bounded list, no echo of huge invalid "
-    "choices, a size cap in errors.py); owned by the apicontract branch",
-)
 def test_every_error_body_stays_within_a_few_kilobytes(world, settings):
     settings.SECURE_SSL_REDIRECT = False
     settings.API_THROTTLE_RATE_PER_MINUTE = 0
