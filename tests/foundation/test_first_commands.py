@@ -73,3 +73,54 @@ def test_a_development_env_is_not_read_when_secret_key_is_in_the_environment(fre
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_run_command_serves_and_the_readme_commands_work_beside_it(fresh_checkout: Path, tmp_path: Path):
+    """./scripts/serve in a fresh checkout with nothing exported: a login printed, the service up, then the
+    README's commands typed in another shell of the same kind work, and stopping serve stops everything."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    from soak.server import free_port
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serve = subprocess.Popen(
+            ["scripts/serve"],
+            cwd=fresh_checkout,
+            env=clean_environment(ADDRESS=f"127.0.0.1:{port}"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        status, deadline = None, time.monotonic() + 150
+        while status != 200 and time.monotonic() < deadline:
+            assert serve.poll() is None, log.read_text()
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200, log.read_text()
+        printed = log.read_text()
+        assert "Login: admin" in printed and "Password: " in printed
+        for command in (
+            ["restore_supervisors", "--help"],
+            ["create_daemon_key", "daemon-7", "--create-daemon"],
+            ["restore_supervisors", "--state", "interrupted", "--dry-run"],
+            ["restore_supervisors", "--orphaned", "--dry-run", "--json"],
+        ):
+            result = run(fresh_checkout, ".venv/bin/python", "manage.py", *command)
+            assert result.returncode in (0, 3), f"manage.py {' '.join(command)}: {result.stderr}"  # 3: needs a person
+        admin = urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)
+        assert admin.status == 200
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=10)
