@@ -59,9 +59,10 @@ class ResumeView(ApiView):
             "Run the restoration protocol and return the SupervisorRestorationContext. A daemon may resume its own "
             "supervisors, and with source `task_reassignment` one whose daemon is gone (disconnected or silent past "
             "DAEMON_GONE_AFTER_SECONDS): the supervisor task then moves to it. Two concurrent resumes never restore "
-            "twice: the later one gets 409 `restored_concurrently`, or the first answer with the same Idempotency-Key. "
-            "Without an Idempotency-Key, a resume within API_RESUME_DEBOUNCE_SECONDS (default 5) of the last "
-            "restoration is treated as a duplicate (409)."
+            "twice: one that finds the supervisor restored after it arrived gets 409 `restored_concurrently`, or the "
+            "first answer with the same Idempotency-Key. There is no time window: a resume that does not overlap "
+            "another restores again and starts a new epoch (`restorationCount`, to send as `Supervisor-Epoch`). The "
+            "context carries the answers not yet acknowledged (`pendingAnswers`) and the `outcome`."
         ),
     )
     def post(self, request, contractId: str) -> Response:
