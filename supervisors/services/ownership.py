@@ -108,12 +108,20 @@ def supervisor_task_owner(supervisor: SupervisorState) -> tuple[bool, uuid.UUID 
     return bool(is_supervisor and contract_id == supervisor.contract_id), daemon_id
 
 
-def orphaned_q() -> Q:
-    """Supervisors whose owner is gone (by the lease), or that have none: what failover may take over."""
-    gone = Daemon.objects.filter(daemon_gone_q()).values("pk")
-    return Q(task__is_supervisor=True, task__contract_id=F("contract_id")) & (
-        Q(task__daemon__isnull=True) | Q(task__daemon_id__in=gone)
+def orphaned_q(now: datetime | None = None) -> Q:
+    """Supervisors whose owner is gone (by the lease), or that have none: what failover may take over.
+
+    One subquery on the row's own task (no join), so the same condition serves
+    a locking SELECT (claims), an UPDATE (the watchdog) and a listing.
+    """
+    gone = Daemon.objects.filter(daemon_gone_q(now)).values("pk")
+    orphaned_task = Task.objects.filter(
+        Q(daemon__isnull=True) | Q(daemon_id__in=gone),
+        pk=OuterRef("task_id"),
+        is_supervisor=True,
+        contract_id=OuterRef("contract_id"),
     )
+    return Q(Exists(orphaned_task))
 
 
 def epoch_unchanged_q() -> Q:

@@ -36,7 +36,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import QuerySet
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -45,7 +45,7 @@ from supervisors.models import Daemon, SupervisorState, Task, WatchdogRun
 from supervisors.selectors import stale_supervisors
 
 from .actors import Actor
-from .ownership import daemon_gone_q, epoch_unchanged_q, gone_after
+from .ownership import daemon_gone_q, epoch_unchanged_q, gone_after, orphaned_q
 
 logger = logging.getLogger("supervisors.watchdog")
 
@@ -112,19 +112,8 @@ def mark_gone_daemons_disconnected(now: datetime) -> list[str]:
 
 
 def interruptible_orphans(now: datetime) -> QuerySet[SupervisorState]:
-    """Active supervisors whose owner (the daemon of their supervisor task) is gone, or that have none.
-
-    :func:`supervisors.services.ownership.orphaned_q`, restricted to the
-    running states and written as subqueries, so an UPDATE can use it.
-    """
-    gone_daemons = Daemon.objects.filter(daemon_gone_q(now)).values("pk")
-    orphaned_task = Task.objects.filter(
-        Q(daemon__isnull=True) | Q(daemon_id__in=gone_daemons),
-        pk=OuterRef("task_id"),
-        is_supervisor=True,
-        contract_id=OuterRef("contract_id"),
-    )
-    return SupervisorState.objects.filter(Exists(orphaned_task), state__in=INTERRUPTIBLE_STATES)
+    """Active supervisors whose owner (the daemon of their supervisor task) is gone, or that have none."""
+    return SupervisorState.objects.filter(orphaned_q(now), state__in=INTERRUPTIBLE_STATES)
 
 
 def interrupt_orphaned_supervisors(now: datetime) -> list[tuple[Any, Any]]:
