@@ -306,3 +306,14 @@ def test_makima_deleting_a_supervisor_takes_its_events_and_a_deleted_daemon_leav
         cursor.execute("DELETE FROM supervisor_states WHERE id = %s", [supervisor.pk])
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     assert not SupervisorEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_the_prune_job_runs_on_the_scheduler(settings, supervisor, django_capture_on_commit_callbacks):
+    from supervisors.services.scheduler import enqueue_due_jobs
+
+    settings.SUPERVISOR_EVENTS_KEEP = 10
+    with transaction.atomic():
+        record_events([NewEvent(supervisor.id, EventKind.STATE_UPDATED, Actor.system()) for _ in range(12)])
+    with django_capture_on_commit_callbacks(execute=True):  # the immediate backend runs the job at once
+        assert "prune_supervisor_events" in enqueue_due_jobs()
+    assert [e.sequence for e in events_of(supervisor)][:1] == [3]
