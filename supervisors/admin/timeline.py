@@ -76,8 +76,15 @@ def row_of(event: SupervisorEvent, now: datetime) -> EventRow:
         text=describe(event),
         actor=event.actor_label or event.get_actor_kind_display(),
         when=readable(event.occurred_at),
-        age=f"{timesince(event.occurred_at, now)} ago",
+        age=age(event.occurred_at, now),
     )
+
+
+def age(moment: datetime, now: datetime) -> str:
+    """How long ago, in words ("under a minute ago", "3 hours, 2 minutes ago")."""
+    if (now - moment).total_seconds() < 60:
+        return "under a minute ago"
+    return f"{timesince(moment, now)} ago"
 
 
 def readable(moment: datetime | None) -> str:
