@@ -98,7 +98,8 @@ def record_events(events: Iterable[NewEvent]) -> int:
     """Record events in ONE INSERT, whatever their number; returns how many were written.
 
     Call inside the change's transaction with the supervisors' rows locked.
-    Events of a supervisor that does not exist are dropped; an event whose
+    Events of a supervisor that does not exist are dropped, a daemon actor that
+    no longer exists is recorded by its label only; an event whose
     ``dedupe_key`` that supervisor already has is not written again.
     """
     events = list(events)
@@ -162,8 +163,9 @@ def _insert_sql() -> str:
             f"INSERT INTO {t['events']} ({_COLUMNS}) "
             f"SELECT (j.v->>'id')::uuid, s.id, s.contract_id, {_next_sequence()} + (j.v->>'offset')::integer, "
             "j.v->>'kind', (j.v->>'occurred_at')::timestamptz, j.v->>'actor_kind', "
-            "COALESCE(j.v->>'actor_label', 'daemon:' || d.name, ''), (j.v->>'actor_user_id')::bigint, "
-            "(j.v->>'actor_daemon_id')::uuid, j.v->'details', j.v->>'dedupe_key' "
+            "COALESCE(j.v->>'actor_label', 'daemon:' || d.name, 'daemon:' || (j.v->>'actor_daemon_id'), ''), "
+            "(j.v->>'actor_user_id')::bigint, "
+            "d.id, j.v->'details', j.v->>'dedupe_key' "
             "FROM jsonb_array_elements(%s::jsonb) AS j(v) "
             f"JOIN {t['states']} s ON s.id = (j.v->>'supervisor_id')::uuid "
             f"LEFT JOIN {t['daemons']} d ON d.id = (j.v->>'actor_daemon_id')::uuid "
@@ -176,8 +178,9 @@ def _insert_sql() -> str:
     return (
         f"INSERT INTO {t['events']} ({_COLUMNS}) "
         f"SELECT {get('id')}, s.id, s.contract_id, {_next_sequence()} + {get('offset')}, {get('kind')}, "
-        f"{get('occurred_at')}, {get('actor_kind')}, COALESCE({get('actor_label')}, 'daemon:' || d.name, ''), "
-        f"{get('actor_user_id')}, {get('actor_daemon_id')}, json(json_extract(j.value, '$.details')), "
+        f"{get('occurred_at')}, {get('actor_kind')}, "
+        f"COALESCE({get('actor_label')}, 'daemon:' || d.name, 'daemon:' || {get('actor_daemon_id')}, ''), "
+        f"{get('actor_user_id')}, d.id, json(json_extract(j.value, '$.details')), "
         f"{get('dedupe_key')} "
         f"FROM json_each(%s) AS j JOIN {t['states']} s ON s.id = {get('supervisor_id')} "
         f"LEFT JOIN {t['daemons']} d ON d.id = {get('actor_daemon_id')} "

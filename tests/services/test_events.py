@@ -317,3 +317,12 @@ def test_the_prune_job_runs_on_the_scheduler(settings, supervisor, django_captur
     with django_capture_on_commit_callbacks(execute=True):  # the immediate backend runs the job at once
         assert "prune_supervisor_events" in enqueue_due_jobs()
     assert [e.sequence for e in events_of(supervisor)][:1] == [3]
+
+
+def test_a_daemon_deleted_before_the_event_is_named_by_its_id(supervisor):
+    gone = uuid.uuid4()
+    with transaction.atomic():
+        record_events([NewEvent(supervisor.id, EventKind.PHASE_CHANGED, Actor.for_daemon_id(gone))])
+    event = only_event(supervisor)
+    assert event.actor_daemon_id is None
+    assert event.actor_label in (f"daemon:{gone}", f"daemon:{gone.hex}")  # SQLite keeps a UUID as 32 hex digits
