@@ -35,6 +35,8 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from supervisors.enums import ActorKind, EventKind
@@ -276,32 +278,44 @@ def record_stale_episodes(*, now: datetime, actor: Actor) -> int:
     _in_transaction()
     t = _tables()
     threshold = int(settings.SUPERVISOR_STALE_AFTER_SECONDS)
-    stale = stale_supervisors(now).order_by()
-    if connection.features.has_select_for_update_skip_locked:
-        stale = stale.select_for_update(skip_locked=True, of=("self",))
-    stale_sql, stale_params = stale.values("id").query.sql_with_params()
     when = SupervisorEvent._meta.get_field("occurred_at").get_db_prep_value(now, connection)
     if connection.vendor == "postgresql":
-        key = "'stale:' || to_char(s.last_activity AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
         details = (
             f"jsonb_build_object('lastActivity', s.last_activity, 'state', s.state, 'staleAfterSeconds', {threshold})"
         )
         when_sql = "%s::timestamptz"
     else:
-        key = "'stale:' || s.last_activity"
         details = f"json_object('lastActivity', s.last_activity, 'state', s.state, 'staleAfterSeconds', {threshold})"
         when_sql = "%s"
+    # Only silences not yet recorded are candidates (and locked): the supervisors that stay silent
+    # for hours cost an index probe per run, not a row lock.
+    unrecorded = RawSQL(
+        f"NOT EXISTS (SELECT 1 FROM {t['events']} x WHERE x.supervisor_id = {t['states']}.id "
+        f"AND x.dedupe_key = {_stale_key(t['states'])})",
+        [],
+        output_field=BooleanField(),
+    )
+    stale = stale_supervisors(now).order_by().filter(unrecorded)
+    if connection.features.has_select_for_update_skip_locked:
+        stale = stale.select_for_update(skip_locked=True, of=("self",))
+    stale_sql, stale_params = stale.values("id").query.sql_with_params()
     sql = (
         f"INSERT INTO {t['events']} ({_COLUMNS}) "
         f"SELECT {_new_id_sql()}, s.id, s.contract_id, {_next_sequence()} + 1, %s, {when_sql}, %s, %s, NULL, NULL, "
-        f"{details}, {key} "
+        f"{details}, {_stale_key('s')} "
         f"FROM {t['states']} s WHERE s.id IN ({stale_sql}) "
-        f"AND NOT EXISTS (SELECT 1 FROM {t['events']} x WHERE x.supervisor_id = s.id AND x.dedupe_key = {key}) "
         "ON CONFLICT (supervisor_id, dedupe_key) DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [EventKind.STALE.value, when, str(actor.kind), actor.label, *stale_params])
         return cursor.rowcount
+
+
+def _stale_key(alias: str) -> str:
+    """SQL for a stale episode's ``dedupe_key``: ``stale:`` and the silent supervisor's ``last_activity``."""
+    if connection.vendor == "postgresql":
+        return f"'stale:' || to_char({alias}.last_activity AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    return f"'stale:' || {alias}.last_activity"
 
 
 # --- retention -----------------------------------------------------------------------------------------
