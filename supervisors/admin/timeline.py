@@ -211,7 +211,7 @@ def _kinds(values: list[str]) -> tuple[list[str], list[str]]:
 def timeline_view(model_admin: SupervisorStateAdmin, request: HttpRequest, object_id: str) -> TemplateResponse:
     """``.../supervisorstate/<id>/timeline/?kind=...&page=N``."""
     supervisor = model_admin._object_or_404(request, object_id)
-    wanted = request.GET.getlist("kind")[:50]
+    wanted = [k for k in request.GET.getlist("kind")[:50] if k != ""]
     kinds, unknown = _kinds(wanted)
     number, page_problem = _page_number(request.GET.get("page"))
     problems = []

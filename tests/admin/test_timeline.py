@@ -160,3 +160,10 @@ def test_an_unknown_supervisor_is_404(client, boss):
     response = client.get(reverse("admin:supervisors_supervisorstate_timeline", args=["not-a-uuid"]))
     assert response.status_code == 404
     assert SupervisorEvent.objects.count() == 0
+
+
+def test_a_question_holding_markup_is_shown_as_text(client, boss, supervisor):
+    add_supervisor_pending_question(supervisor.contract_id, make_question("Merge <script>alert(1)</script>?"))
+    html = client.get(url(supervisor), {"kind": ""}).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
+    assert "Unknown event kind" not in html
