@@ -1,4 +1,4 @@
-"""Benchmark of the admin over 100,000 supervisors: the list page and a supervisor page with a 5 MB history.
+"""Benchmark of the admin over 100,000 supervisors: the list page, a supervisor page with a 5 MB history, its timeline.
 
 Run (PostgreSQL; the rows stay in that database for the next run):
 
@@ -119,6 +119,24 @@ def big_supervisor() -> SupervisorState:
     )
 
 
+def with_timeline(supervisor: SupervisorState, events: int = 1000) -> SupervisorState:
+    """The supervisor with ``events`` timeline events (phase changes), recorded in one statement."""
+    from supervisors.enums import EventKind
+    from supervisors.models import SupervisorEvent
+    from supervisors.services.actors import Actor
+    from supervisors.services.events import NewEvent, record_events
+
+    have = SupervisorEvent.objects.filter(supervisor=supervisor).count()
+    with transaction.atomic():
+        record_events(
+            [
+                NewEvent(supervisor.id, EventKind.PHASE_CHANGED, Actor.system("bench"), {"from": "a", "to": "b"})
+                for _ in range(max(0, events - have))
+            ]
+        )
+    return supervisor
+
+
 def measure(client: Client, url: str, repeat: int) -> tuple[float, float, int, int]:
     client.get(url, secure=True)  # warm caches and the connection
     times = []
@@ -158,7 +176,7 @@ def main() -> None:
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
     call_command("migrate", verbosity=0)
     seed(args.rows)
-    big = big_supervisor()
+    big = with_timeline(big_supervisor())
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE supervisor_states")
@@ -191,6 +209,11 @@ def main() -> None:
         ("supervisor page, 5 MB history, page 1", page),
         ("supervisor page, 5 MB history, page 150", f"{page}?cpage=150"),
         ("dashboard", reverse("admin:supervisors_supervisorstate_dashboard")),
+        ("timeline, 1,000 events, page 1", reverse("admin:supervisors_supervisorstate_timeline", args=[big.pk])),
+        (
+            "timeline, 1,000 events, page 20, one kind",
+            reverse("admin:supervisors_supervisorstate_timeline", args=[big.pk]) + "?page=20&kind=phase_changed",
+        ),
     ]
     print(f"\n{'page':<44} {'median ms':>10} {'best ms':>9} {'queries':>8} {'KB':>7}")
     for label, url in pages:

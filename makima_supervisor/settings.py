@@ -247,6 +247,10 @@ WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=15)
 WATCHDOG_RECORDED_IDS = env.int("WATCHDOG_RECORDED_IDS", default=200)
 #: Watchdog runs older than this many days are deleted (by the watchdog itself).
 WATCHDOG_KEEP_RUNS_DAYS = env.int("WATCHDOG_KEEP_RUNS_DAYS", default=7)
+# A supervisor's timeline (supervisor_events): the newest SUPERVISOR_EVENTS_KEEP events of each
+# supervisor are kept; a periodic job prunes the older ones every SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS.
+SUPERVISOR_EVENTS_KEEP = env.int("SUPERVISOR_EVENTS_KEEP", default=1000)
+SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS = env.int("SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS", default=3600)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation

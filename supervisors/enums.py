@@ -159,3 +159,30 @@ class ActorKind(models.TextChoices):
     DAEMON = "daemon", "Daemon"
     COMMAND = "command", "Management command"
     SYSTEM = "system", "System"
+
+
+class EventKind(models.TextChoices):
+    """``supervisor_events.kind``: what happened to a supervisor (its timeline; a later outbox's source).
+
+    Values are stable names: a notification consumer may match on them.
+    Heartbeats are not events.
+    """
+
+    CREATED = "created", "Supervisor created"
+    STATE_SAVED = "state_saved", "Full state saved"
+    STATE_UPDATED = "state_updated", "State updated"
+    CORRECTED = "corrected", "Corrected by staff"
+    TASK_SPAWNED = "task_spawned", "Task spawned"
+    PHASE_CHANGED = "phase_changed", "Phase changed"
+    QUESTION_ASKED = "question_asked", "Question asked"
+    QUESTION_ANSWERED = "question_answered", "Question answered"
+    QUESTION_WITHDRAWN = "question_withdrawn", "Question withdrawn"
+    ANSWER_ACKNOWLEDGED = "answer_acknowledged", "Answer acknowledged"
+    QUESTIONS_REDELIVERED = "questions_redelivered", "Questions re-delivered"
+    RESTORED = "restored", "Restored"
+    CHECKPOINT_RESTORED = "checkpoint_restored", "Restored from a checkpoint by staff"
+    TAKEN_OVER = "taken_over", "Taken over by another daemon"
+    CLAIMED = "claimed", "Claimed by a daemon"
+    RESTORATION_REFUSED = "restoration_refused", "Restoration refused"
+    INTERRUPTED = "interrupted", "Interrupted by the watchdog"
+    STALE = "stale", "Silent longer than the stale threshold"

@@ -23,3 +23,11 @@ def watchdog() -> dict[str, int]:
         "supervisors_interrupted": report.supervisors_interrupted,
         "stale": report.stale,
     }
+
+
+@task()
+def prune_supervisor_events() -> dict[str, int]:
+    """Keep the newest SUPERVISOR_EVENTS_KEEP events of each supervisor (one DELETE)."""
+    from supervisors.services.events import prune_supervisor_events as prune
+
+    return {"events_deleted": prune()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import ACTIVE_STATES
-from supervisors.models import QuestionAnswer, RestorationLog, SupervisorState
+from supervisors.models import QuestionAnswer, RestorationLog, SupervisorEvent, SupervisorState
 from supervisors.services.ownership import orphaned_q
 
 # --- Persistence: questions and answers ---------------------------------------
@@ -344,3 +344,30 @@ def restorations_since(since: datetime) -> list[dict[str, Any]]:
         .annotate(n=Count("id"))
         .order_by("source", "outcome")
     )
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """One page of a supervisor's events, newest first, and how many match in all (None: not counted)."""
+
+    events: list[SupervisorEvent]
+    total: int | None
+
+
+def supervisor_timeline(
+    supervisor_id: uuid.UUID, *, kinds: Sequence[str] = (), offset: int = 0, limit: int = 50, count: bool = True
+) -> TimelinePage:
+    """A supervisor's events (of ``kinds``, or all), newest first: two queries (one without ``count``).
+
+    Retention bounds a supervisor's events (``SUPERVISOR_EVENTS_KEEP``), so the
+    count reads at most that many index entries. An offset past the end reads
+    nothing more.
+    """
+    events = SupervisorEvent.objects.filter(supervisor_id=supervisor_id)
+    if kinds:
+        events = events.filter(kind__in=list(kinds))
+    total = events.count() if count else None
+    if total is not None and offset >= total:
+        return TimelinePage([], total)
+    page = list(events.select_related("actor_user").order_by("-sequence")[offset : offset + limit])
+    return TimelinePage(page, total)

@@ -26,12 +26,13 @@ from django.utils.timesince import timesince
 from supervisors.enums import RecoveryAction
 from supervisors.models import Contract, SupervisorCheckpoint, SupervisorState, Task
 from supervisors.selectors import conversation_page, is_stale
+from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import checkpoint_issues
 from supervisors.services.errors import InvalidInput, PreconditionFailed, ServiceError
 from supervisors.services.state import update_supervisor_detailed_state
 from supervisors.services.validation import validate_supervisor_state
 
-from . import dashboard, questions
+from . import dashboard, questions, timeline
 from .actions import (
     ACTIONS,
     MODES,
@@ -287,6 +288,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             "can_answer": can_answer,
             "can_correct": self.has_correct_permission(request),
             "answer_url": reverse("admin:supervisors_supervisorstate_questions"),
+            "recent_events": timeline.recent_events(obj),
         }
 
     # --- extra views -------------------------------------------------------------------------
@@ -301,6 +303,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             path("<path:object_id>/validate/", wrap(self.validate_view), name=name + "validate"),
             path("<path:object_id>/redeliver/", wrap(self.redeliver_view), name=name + "redeliver"),
             path("<path:object_id>/correct/", wrap(self.correct_view), name=name + "correct"),
+            path("<path:object_id>/timeline/", wrap(self.timeline_view), name=name + "timeline"),
             *super().get_urls(),
         ]
 
@@ -309,6 +312,9 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
 
     def dashboard_view(self, request: HttpRequest):
         return dashboard.dashboard_view(self, request)
+
+    def timeline_view(self, request: HttpRequest, object_id: str):
+        return timeline.timeline_view(self, request, object_id)
 
     def _object_or_404(self, request: HttpRequest, object_id: str) -> SupervisorState:
         if not self.has_view_permission(request):
@@ -382,7 +388,10 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
                 return HttpResponseRedirect(self._change_url(obj))
             try:
                 update_supervisor_detailed_state(
-                    obj.contract_id, changes, expected_version=form.cleaned_data["version"]
+                    obj.contract_id,
+                    changes,
+                    expected_version=form.cleaned_data["version"],
+                    actor=Actor.staff(request.user),
                 )
             except PreconditionFailed:
                 form.add_error(

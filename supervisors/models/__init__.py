@@ -1,6 +1,7 @@
 """The app's models, split by what they hold; import them from here."""
 
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
+from .events import SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, WatchdogRun
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
@@ -19,6 +20,7 @@ __all__ = [
     "RateCounter",
     "RestorationLog",
     "SupervisorCheckpoint",
+    "SupervisorEvent",
     "SupervisorState",
     "Task",
     "WatchdogRun",

@@ -8,9 +8,11 @@ from django.db import models
 class WatchdogRun(models.Model):
     """One run of the watchdog and what it found: the admin's dashboard shows the last one.
 
-    There is no per-supervisor event table yet, so the contracts a run
-    interrupted are kept here (capped by ``WATCHDOG_RECORDED_IDS``) and logged;
-    an interruption is not a restoration and stays out of the restoration log.
+    Each interrupted supervisor also gets an ``interrupted`` event in its
+    timeline (``SupervisorEvent``); the run keeps the first
+    ``WATCHDOG_RECORDED_IDS`` contracts it interrupted, with the reason, for
+    the dashboard. An interruption is not a restoration and stays out of the
+    restoration log.
     """
 
     started_at = models.DateTimeField()

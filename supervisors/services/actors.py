@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from supervisors.enums import ActorKind
 
@@ -21,6 +22,8 @@ class Actor:
     user: AbstractBaseUser | None = None
     daemon: Daemon | None = None
     label: str = ""
+    #: The daemon's id when only that is known (a fenced write): its name is looked up where it is recorded.
+    daemon_id: UUID | None = None
 
     @classmethod
     def staff(cls, user: AbstractBaseUser) -> Actor:
@@ -28,7 +31,12 @@ class Actor:
 
     @classmethod
     def for_daemon(cls, daemon: Daemon) -> Actor:
-        return cls(ActorKind.DAEMON, daemon=daemon, label=f"daemon:{daemon.name}")
+        return cls(ActorKind.DAEMON, daemon=daemon, label=f"daemon:{daemon.name}", daemon_id=daemon.id)
+
+    @classmethod
+    def for_daemon_id(cls, daemon_id: UUID) -> Actor:
+        """A daemon known by id only (a fenced write): events record its name without an extra query."""
+        return cls(ActorKind.DAEMON, daemon_id=daemon_id)
 
     @classmethod
     def command(cls, name: str) -> Actor:
@@ -39,4 +47,6 @@ class Actor:
         return cls(ActorKind.SYSTEM, label=label)
 
     def __str__(self) -> str:
-        return self.label or self.kind
+        if self.label:
+            return self.label
+        return f"daemon:{self.daemon_id}" if self.daemon_id is not None else str(self.kind)

@@ -113,7 +113,11 @@ def claim_orphaned_supervisors(
     if not orphans.exists():  # the common answer to a poll: one indexed query, no transaction, no lock
         return Claimed(results=[], failed=[])
     options = RestoreOptions(
-        source=RestorationSource.TASK_REASSIGNMENT, actor=actor, reason=CLAIM_REASON, assign_to_daemon=claimer
+        source=RestorationSource.TASK_REASSIGNMENT,
+        actor=actor,
+        reason=CLAIM_REASON,
+        assign_to_daemon=claimer,
+        via_claim=True,
     )
     with transaction.atomic():
         rows = list(

@@ -27,12 +27,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from supervisors.enums import ActorKind, SavePoint, SupervisorStatus
+from supervisors.enums import ActorKind, EventKind, SavePoint, SupervisorStatus
 from supervisors.models import QuestionAnswer, SupervisorState
 from supervisors.validators import SURROGATE_MESSAGE, clean_pending_question, contains_nul, surrogate_path
 
 from .actors import Actor
 from .errors import Conflict, InvalidInput, NotFound
+from .events import actor_of, record_event, short
 from .inputs import lock_supervisor, parse_uuid, raise_if
 from .ownership import UNFENCED, Fence
 from .signals import question_answered, question_asked, send_on_commit
@@ -54,13 +55,14 @@ def _state_after_last_question(supervisor: SupervisorState) -> str:
 
 
 def add_supervisor_pending_question(
-    contract_id: uuid.UUID | str, question: dict[str, Any], *, fence: Fence = UNFENCED
+    contract_id: uuid.UUID | str, question: dict[str, Any], *, fence: Fence = UNFENCED, actor: Actor | None = None
 ) -> tuple[SupervisorState, dict[str, Any], bool]:
     """Add a question (camelCase PendingQuestion; ``id`` and ``askedAt`` optional) to the pending ones.
 
     Returns the supervisor, the question as stored, and whether it was added
     (False for an idempotent re-ask). Takes a ``question_asked`` checkpoint and
-    sends ``question_asked`` after commit when it was added.
+    sends ``question_asked`` after commit when it was added, and records a
+    ``question_asked`` event (the question's id, type and text cut short).
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     if not isinstance(question, dict):
@@ -106,6 +108,16 @@ def add_supervisor_pending_question(
             changed.append("state")
         supervisor.save(update_fields=[*changed, *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.QUESTION_ASKED)
+        record_event(
+            supervisor.pk,
+            EventKind.QUESTION_ASKED,
+            actor=actor_of(actor, fence),
+            details={
+                "questionId": asked["id"],
+                "questionType": asked.get("questionType"),
+                "question": short(asked.get("question")),
+            },
+        )
         send_on_commit(question_asked, contract_id=contract_uuid, supervisor_id=supervisor.pk, question=asked)
     return supervisor, asked, True
 
@@ -179,6 +191,16 @@ def clear_pending_question(
         supervisor.state = _state_after_last_question(supervisor)
         supervisor.save(update_fields=["pending_questions", "state", *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.QUESTION_ANSWERED)
+        record_event(
+            supervisor.pk,
+            EventKind.QUESTION_ANSWERED,
+            actor=actor,
+            details={
+                "questionId": str(question_uuid),
+                "question": short(asked.get("question")),
+                "answeredBy": str(actor),
+            },
+        )
         send_on_commit(
             question_answered,
             contract_id=contract_uuid,
@@ -204,28 +226,42 @@ def remove_supervisor_pending_question(
     question_uuid = parse_uuid(question_id, "question_id")
     with transaction.atomic():
         supervisor = lock_supervisor(contract_uuid, fence=fence)
-        _take_pending(supervisor, question_uuid)
+        withdrawn = _take_pending(supervisor, question_uuid)
         supervisor.state = _state_after_last_question(supervisor)
         supervisor.save(update_fields=["pending_questions", "state", *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.QUESTION_WITHDRAWN)
+        record_event(
+            supervisor.pk,
+            EventKind.QUESTION_WITHDRAWN,
+            actor=actor,
+            details={"questionId": str(question_uuid), "question": short(withdrawn.get("question"))},
+        )
     return supervisor
 
 
 def acknowledge_answer(
-    contract_id: uuid.UUID | str, question_id: uuid.UUID | str, *, fence: Fence = UNFENCED
+    contract_id: uuid.UUID | str, question_id: uuid.UUID | str, *, fence: Fence = UNFENCED, actor: Actor | None = None
 ) -> QuestionAnswer:
     """The daemon received the answer: mark it acknowledged (idempotent); NotFound when there is no answer.
 
     Under the supervisor's row lock, so an acknowledgement from a daemon that
     was just taken over from never lands (the answer then travels with the new
     owner's resume). One UPDATE (only the first acknowledgement sets the time), then a read.
+    The first acknowledgement records an ``answer_acknowledged`` event; repeats record nothing.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     question_uuid = parse_uuid(question_id, "question_id")
     answers = QuestionAnswer.objects.filter(supervisor__contract_id=contract_uuid, question_id=question_uuid)
     with transaction.atomic():
-        lock_supervisor(contract_uuid, fence=fence, defer_task_ids=True)
-        answers.filter(acknowledged_at__isnull=True).update(acknowledged_at=timezone.now())
+        supervisor = lock_supervisor(contract_uuid, fence=fence, defer_task_ids=True)
+        acknowledged = answers.filter(acknowledged_at__isnull=True).update(acknowledged_at=timezone.now())
+        if acknowledged:
+            record_event(
+                supervisor.pk,
+                EventKind.ANSWER_ACKNOWLEDGED,
+                actor=actor_of(actor, fence),
+                details={"questionId": str(question_uuid)},
+            )
         record = answers.first()
     if record is None:
         raise NotFound(

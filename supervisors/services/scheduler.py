@@ -42,7 +42,14 @@ def periodic_jobs() -> list[Periodic]:
     """Every periodic job of the service; the job modules are imported here, not at start-up."""
     from supervisors import jobs
 
-    return [Periodic("watchdog", lambda: jobs.watchdog, lambda: settings.WATCHDOG_INTERVAL_SECONDS)]
+    return [
+        Periodic("watchdog", lambda: jobs.watchdog, lambda: settings.WATCHDOG_INTERVAL_SECONDS),
+        Periodic(
+            "prune_supervisor_events",
+            lambda: jobs.prune_supervisor_events,
+            lambda: settings.SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS,
+        ),
+    ]
 
 
 def enqueue_due_jobs(now: datetime | None = None) -> list[str]:

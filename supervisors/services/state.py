@@ -25,14 +25,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from supervisors.enums import DaemonStatus, RestorationSource, SavePoint, SupervisorStatus
+from supervisors.enums import ActorKind, DaemonStatus, EventKind, RestorationSource, SavePoint, SupervisorStatus
 from supervisors.models import Contract, SupervisorState, Task
 from supervisors.validators import MAX_TEXT_LENGTH
 
 from . import heartbeat_sql
+from .actors import Actor
 from .arrays import UUIDArrayAppend, UUIDArrayContains
 from .checkpoints import take_checkpoint
 from .errors import InvalidInput, NotFound, PreconditionFailed
+from .events import actor_of, record_event
 from .inputs import (
     check_task_ids,
     clean_questions,
@@ -178,8 +180,12 @@ def save_supervisor_state_full(
     error_message: str | None = None,
     expected_version: str | None = None,
     fence: Fence = UNFENCED,
+    actor: Actor | None = None,
 ) -> SupervisorState:
     """Save the whole state of a contract's supervisor, creating it if the contract has none (UPSERT).
+
+    Records a ``created`` or ``state_saved`` event (``actor``: who saved;
+    default the fence's daemon) in the save's transaction.
 
     ``fence``: a daemon saves only a supervisor it owns (:func:`~.ownership.check_fence`),
     and creates one only on the contract's supervisor task assigned to it;
@@ -248,16 +254,37 @@ def save_supervisor_state_full(
                 supervisor = lock_supervisor(contract_uuid, fence=fence)
             else:
                 finish_save_point(supervisor, SavePoint.STATE_SAVED)
+                record_event(
+                    supervisor.pk, EventKind.CREATED, actor=actor_of(actor, fence), details=_saved_details(supervisor)
+                )
                 return supervisor
         else:
             check_fence(supervisor, fence)
         _check_version(supervisor, expected_version)
         refuse_answered_questions(supervisor, values["pending_questions"])
+        before = {"state": supervisor.state, "phase": supervisor.phase}
         for field, value in values.items():
             setattr(supervisor, field, value)
         supervisor.save(update_fields=[*values, *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.STATE_SAVED)
+        record_event(
+            supervisor.pk,
+            EventKind.STATE_SAVED,
+            actor=actor_of(actor, fence),
+            details=_saved_details(supervisor, before),
+        )
     return supervisor
+
+
+def _saved_details(supervisor: SupervisorState, before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A save's event details: the state and phase (with what they were, when they changed), the counts."""
+    details: dict[str, Any] = {"state": supervisor.state, "phase": supervisor.phase}
+    for field, value in (before or {}).items():
+        if value != details[field]:
+            details[f"{field}Before"] = value
+    questions = supervisor.pending_questions
+    details["pendingQuestions"] = len(questions) if isinstance(questions, list) else 0
+    return details
 
 
 def update_supervisor_detailed_state(
@@ -266,8 +293,12 @@ def update_supervisor_detailed_state(
     *,
     expected_version: str | None = None,
     fence: Fence = UNFENCED,
+    actor: Actor | None = None,
 ) -> SupervisorState:
     """Change only the given fields of the supervisor's state (the seed's UpdateSupervisorStateRequest).
+
+    Records a ``state_updated`` event, or ``corrected`` when ``actor`` is a
+    staff user (the admin's "Correct fields"), naming the fields changed.
 
     Guarantees: keys are the request's fields (snake_case model names), each
     value is checked as in the full save, and the rules across fields hold on
@@ -305,10 +336,18 @@ def update_supervisor_detailed_state(
                 contract_uuid, spawned, pending, errors, check_spawned=values.get("spawned_task_ids", [])
             )
             raise_if(errors)
+        before = {f: getattr(supervisor, f) for f in ("state", "phase") if f in values}
         for field, value in values.items():
             setattr(supervisor, field, value)
         supervisor.save(update_fields=[*values, *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.STATE_UPDATED)
+        who = actor_of(actor, fence)
+        details: dict[str, Any] = {"fields": sorted(values)}
+        for field, value in before.items():
+            if value != values[field]:
+                details[field] = {"from": value, "to": values[field]}
+        kind = EventKind.CORRECTED if who.kind == ActorKind.STAFF else EventKind.STATE_UPDATED
+        record_event(supervisor.pk, kind, actor=who, details=details)
     return supervisor
 
 
@@ -477,7 +516,12 @@ def record_daemon_and_supervisor_heartbeats(
 
 
 def add_supervisor_spawned_task(
-    contract_id: uuid.UUID | str, task_id: uuid.UUID | str, *, wait: bool = True, fence: Fence = UNFENCED
+    contract_id: uuid.UUID | str,
+    task_id: uuid.UUID | str,
+    *,
+    wait: bool = True,
+    fence: Fence = UNFENCED,
+    actor: Actor | None = None,
 ) -> SupervisorState:
     """Record that the supervisor spawned ``task_id`` (and, with ``wait``, waits on it).
 
@@ -519,6 +563,12 @@ def add_supervisor_spawned_task(
             **changes, last_activity=supervisor.last_activity, updated_at=supervisor.updated_at
         )
         finish_save_point(supervisor, SavePoint.TASK_SPAWNED)
+        record_event(
+            supervisor.pk,
+            EventKind.TASK_SPAWNED,
+            actor=actor_of(actor, fence),
+            details={"taskId": str(task_uuid), "waiting": bool(wait), "new": not spawned},
+        )
     return supervisor
 
 
@@ -529,17 +579,29 @@ def save_state_on_task_spawn(
     return add_supervisor_spawned_task(contract_id, task_id, wait=wait)
 
 
-def update_supervisor_phase(contract_id: uuid.UUID | str, phase: str, *, fence: Fence = UNFENCED) -> SupervisorState:
-    """Record the supervisor's new phase (a non-empty name of at most 50 characters); takes a checkpoint."""
+def update_supervisor_phase(
+    contract_id: uuid.UUID | str, phase: str, *, fence: Fence = UNFENCED, actor: Actor | None = None
+) -> SupervisorState:
+    """Record the supervisor's new phase (a non-empty name of at most 50 characters).
+
+    Takes a checkpoint and records a ``phase_changed`` event with the phase it left.
+    """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     errors: dict[str, list[str]] = {}
     clean_scalar_fields({"phase": phase}, errors)
     raise_if(errors)
     with transaction.atomic():
         supervisor = lock_supervisor(contract_uuid, fence=fence)
+        previous = supervisor.phase
         supervisor.phase = phase
         supervisor.save(update_fields=["phase", *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.PHASE_CHANGED)
+        record_event(
+            supervisor.pk,
+            EventKind.PHASE_CHANGED,
+            actor=actor_of(actor, fence),
+            details={"from": previous, "to": phase},
+        )
     return supervisor
 
 

@@ -8,7 +8,8 @@ Run periodically as a job (``supervisors.jobs.watchdog``, every
 (b) sets ``interrupted`` the active supervisors (initializing, idle, working,
     waiting_for_tasks) whose owner is gone (one UPDATE): a supervisor waiting
     for a person, blocked, finished or already interrupted is left alone;
-(c) counts the stale supervisors;
+(c) counts the stale supervisors, and records a ``stale`` event for each new
+    stale episode (once per silence, not every run);
 
 and records the run (a :class:`WatchdogRun` row, in the same transaction as
 the changes, so a change is never without its record) and logs what it did.
@@ -21,9 +22,10 @@ supervisor twice; what one run skips because another holds it, that other run
 does. The number of queries is the same for ten supervisors or a million.
 
 Interruptions are not restorations, so they are not written to the
-restoration log; until supervisors have an event table, the run's record
-keeps them (capped by ``WATCHDOG_RECORDED_IDS``) with the reason, and the log
-has one line per gone daemon.
+restoration log: each interrupted supervisor gets an ``interrupted`` event
+with the reason (its daemon and since when it is silent) in its timeline, one
+INSERT ... SELECT for the whole run; the run's record also keeps the first
+``WATCHDOG_RECORDED_IDS`` of them, and the log has one line per gone daemon.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from supervisors.models import Daemon, SupervisorState, Task, WatchdogRun
 from supervisors.selectors import stale_supervisors
 
 from .actors import Actor
+from .events import record_interruptions, record_stale_episodes
 from .ownership import daemon_gone_q, epoch_unchanged_q, gone_after, orphaned_q
 
 logger = logging.getLogger("supervisors.watchdog")
@@ -73,6 +76,8 @@ class WatchdogReport:
     interrupted: list[dict[str, str]] = field(default_factory=list)
     supervisors_interrupted: int = 0
     stale: int = 0
+    #: Stale episodes this run recorded as events (new silences only).
+    stale_recorded: int = 0
     run_id: int | None = None
 
 
@@ -116,8 +121,8 @@ def interruptible_orphans(now: datetime) -> QuerySet[SupervisorState]:
     return SupervisorState.objects.filter(orphaned_q(now), state__in=INTERRUPTIBLE_STATES)
 
 
-def interrupt_orphaned_supervisors(now: datetime) -> list[tuple[Any, Any]]:
-    """Set ``interrupted`` on the active supervisors whose daemon is gone; (contract_id, task_id) of each.
+def interrupt_orphaned_supervisors(now: datetime) -> list[tuple[Any, Any, Any]]:
+    """Set ``interrupted`` on the active supervisors whose daemon is gone; (contract_id, task_id, id) of each.
 
     One UPDATE. The candidates are locked with SKIP LOCKED (PostgreSQL), and
     the UPDATE re-checks on each row its state and its epoch: a row that
@@ -131,22 +136,24 @@ def interrupt_orphaned_supervisors(now: datetime) -> list[tuple[Any, Any]]:
         epoch_unchanged_q()
     )
     return _update_returning(
-        guarded, {"state": SupervisorStatus.INTERRUPTED, "updated_at": timezone.now()}, ["contract_id", "task_id"]
+        guarded,
+        {"state": SupervisorStatus.INTERRUPTED, "updated_at": timezone.now()},
+        ["contract_id", "task_id", "id"],
     )
 
 
-def _reasons(rows: list[tuple[Any, Any]]) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
+def _reasons(rows: list[tuple[Any, Any, Any]]) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
     """Why each (of the first WATCHDOG_RECORDED_IDS) was interrupted, and the contracts per daemon: one query."""
     recorded = rows[: max(0, settings.WATCHDOG_RECORDED_IDS)]
     owners = {
         row["id"]: row
-        for row in Task.objects.filter(pk__in=[task_id for _, task_id in recorded]).values(
+        for row in Task.objects.filter(pk__in=[task_id for _, task_id, _ in recorded]).values(
             "id", "daemon__name", "daemon__last_heartbeat_at", "daemon__created_at"
         )
     }
     entries: list[dict[str, str]] = []
     by_daemon: dict[str, list[str]] = defaultdict(list)
-    for contract_id, task_id in recorded:
+    for contract_id, task_id, _ in recorded:
         owner = owners.get(task_id) or {}
         name = owner.get("daemon__name")
         if name is None:
@@ -175,7 +182,10 @@ def run_watchdog(*, now: datetime | None = None) -> WatchdogReport:
             rows = interrupt_orphaned_supervisors(now)
             report.supervisors_interrupted = len(rows)
             report.interrupted, by_reason = _reasons(rows)
+            # Each one's event, with its reason: one INSERT ... SELECT while the UPDATE's row locks are held.
+            record_interruptions([pk for _, _, pk in rows], actor=WATCHDOG_ACTOR, at=now)
             report.stale = stale_supervisors(now).count()
+            report.stale_recorded = record_stale_episodes(now=now, actor=WATCHDOG_ACTOR)
             report.finished_at = timezone.now()
             cap = max(0, settings.WATCHDOG_RECORDED_IDS)
             run = WatchdogRun.objects.create(

@@ -131,7 +131,8 @@ def test_a_run_costs_the_same_queries_over_ten_supervisors_as_over_two_hundred()
         assert report.supervisors_interrupted == size
         assert states_of(orphans) == ["interrupted"] * size
         counts.append(len(queries))
-    assert counts[0] == counts[1] <= 9, counts
+    # Two of them record the timeline: the interruptions' events and the new stale episodes' (one INSERT each).
+    assert counts[0] == counts[1] <= 11, counts
 
 
 @pytest.mark.django_db

@@ -27,6 +27,7 @@ from .base import BODY_ERRORS, EPOCH, ApiView, errors, fenced_write
 
 
 def actor_of(request) -> Actor:
+    """Who makes this request's change: the daemon, or the staff user (recorded with answers and events)."""
     daemon = scoping.daemon_of(request)
     return daemon.actor if daemon is not None else Actor.staff(request.user)
 
@@ -67,7 +68,7 @@ class QuestionsView(ApiView):
         serializer = PendingQuestionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         _, question, created = add_supervisor_pending_question(
-            contract_uuid, serializer.to_wire(), fence=scoping.fence_of(request)
+            contract_uuid, serializer.to_wire(), fence=scoping.fence_of(request), actor=actor_of(request)
         )
         return Response(
             {"question": question, "created": created},
@@ -153,5 +154,7 @@ class AnswerAckView(ApiView):
     def post(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         question_uuid = scoping.parse_path_uuid(questionId, "questionId")
-        answer = acknowledge_answer(contract_uuid, question_uuid, fence=scoping.fence_of(request))
+        answer = acknowledge_answer(
+            contract_uuid, question_uuid, fence=scoping.fence_of(request), actor=actor_of(request)
+        )
         return Response(QuestionAnswerSerializer(answer).data)

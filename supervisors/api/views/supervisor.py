@@ -37,6 +37,7 @@ from supervisors.services.validation import validate_supervisor_state
 from supervisors.services.world import PendingCount
 
 from .base import BODY_ERRORS, EPOCH, ETAG, IF_MATCH, ApiView, errors, etag, fenced_write, if_match, json_body
+from .questions import actor_of
 
 OK_BODY = compact_json({"ok": True})
 
@@ -102,7 +103,7 @@ class SupervisorView(ApiView):
         fence = scoping.fence_of(request)
         existed = SupervisorState.objects.filter(contract_id=contract_uuid).exists()
         supervisor = save_supervisor_state_full(
-            contract_id=contract_uuid, expected_version=if_match(request), fence=fence, **data
+            contract_id=contract_uuid, expected_version=if_match(request), fence=fence, actor=actor_of(request), **data
         )
         return state_response(supervisor, code=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
 
@@ -123,7 +124,11 @@ class SupervisorView(ApiView):
         if "pending_questions" in changes:
             changes["pending_questions"] = questions_to_wire(changes["pending_questions"])
         supervisor = update_supervisor_detailed_state(
-            contract_uuid, changes, expected_version=if_match(request), fence=scoping.fence_of(request)
+            contract_uuid,
+            changes,
+            expected_version=if_match(request),
+            fence=scoping.fence_of(request),
+            actor=actor_of(request),
         )
         return state_response(supervisor)
 
@@ -187,7 +192,7 @@ class SpawnedTaskView(ApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         supervisor = add_supervisor_spawned_task(
-            contract_uuid, data["task_id"], wait=data["wait"], fence=scoping.fence_of(request)
+            contract_uuid, data["task_id"], wait=data["wait"], fence=scoping.fence_of(request), actor=actor_of(request)
         )
         return state_response(supervisor)
 
@@ -209,7 +214,7 @@ class PhaseView(ApiView):
         serializer = PhaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         supervisor = update_supervisor_phase(
-            contract_uuid, serializer.validated_data["phase"], fence=scoping.fence_of(request)
+            contract_uuid, serializer.validated_data["phase"], fence=scoping.fence_of(request), actor=actor_of(request)
         )
         return state_response(supervisor)
 

@@ -22,6 +22,8 @@ class RestoreOptions:
     force_action: RecoveryAction | None = None
     assign_to_daemon: Daemon | None = None
     dry_run: bool = False
+    #: A daemon claiming orphans (``claims``): the timeline records "claimed" rather than "taken over".
+    via_claim: bool = False
 
     @property
     def wants_checkpoint(self) -> bool:

@@ -19,10 +19,18 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from supervisors.enums import ContractStatus, RecoveryAction, RestorationOutcome, RestorationSource, SupervisorStatus
+from supervisors.enums import (
+    ContractStatus,
+    EventKind,
+    RecoveryAction,
+    RestorationOutcome,
+    RestorationSource,
+    SupervisorStatus,
+)
 from supervisors.models import Contract, Daemon, SupervisorCheckpoint, SupervisorState
 from supervisors.services.actors import Actor
 from supervisors.services.errors import Conflict, NotFound
+from supervisors.services.events import record_event, record_events, short
 from supervisors.services.signals import send_on_commit
 from supervisors.services.validation import StateValidationResult
 
@@ -86,6 +94,12 @@ def restore_supervisor(
         )
         if not dry_run:
             report.refusal_log_row(supervisor, options, now, refusal.message).save()
+            record_event(
+                supervisor.id,
+                EventKind.RESTORATION_REFUSED,
+                actor=actor,
+                details={"source": options.source, "reason": short(reason), "why": "completed"},
+            )
     raise refusal  # outside the atomic block: the refusal's log row commits
 
 
@@ -128,9 +142,9 @@ def restore_locked_supervisors(
     if options.dry_run:
         return items
     if not isolate_failures:
-        write.apply(prepared, options.actor)
+        write.apply(prepared, options)
         return items
-    failed = write.apply_isolated(prepared, options.actor)
+    failed = write.apply_isolated(prepared, options)
     for item in items:
         if item.supervisor.id in failed:
             item.error, item.result = failed[item.supervisor.id], None
@@ -181,13 +195,13 @@ def start_fresh_without_state(contract: Contract, options: RestoreOptions, now: 
             fields={"contract_id": [f"Contract is {contract.status}."]},
         )
     warnings = [f"contract_id: no saved supervisor state for contract {contract.id}; started fresh"]
-    task, moved_from = None, None
+    task, moved_from, moved_to = None, None, None
     if not options.dry_run:
         task, created = write.ensure_supervisor_task(contract)
         if created:
             warnings.append(f"task_id: created supervisor task {task.id} (the contract had none)")
         if options.assign_to_daemon is not None and task.daemon_id != options.assign_to_daemon.id:
-            moved_from = task.daemon_id
+            moved_from, moved_to = task.daemon_id, options.assign_to_daemon
             write.move_task(task.id, options.assign_to_daemon)
     result = _fresh_result(contract, options, warnings)
     result.previous_daemon_id = moved_from
@@ -198,6 +212,11 @@ def start_fresh_without_state(contract: Contract, options: RestoreOptions, now: 
     result.supervisor_id = supervisor.id
     result.log = report.log_row(supervisor, result, options, now, started, "")
     result.log.save()
+    from_daemon = Daemon.objects.filter(pk=moved_from).first() if moved_from is not None else None
+    event = report.restoration_event(
+        supervisor.id, result, options, previous_state="none", from_daemon=from_daemon, to_daemon=moved_to
+    )
+    record_events([event])
     return result
 
 
@@ -264,6 +283,7 @@ def redeliver_pending_questions(contract_id: uuid.UUID, *, actor: Actor) -> list
             raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": [str(contract_id)]})
         questions, _ = plan.questions_to_redeliver(supervisor.pending_questions, load.answers_of(supervisor))
         if questions:
+            record_events([report.redelivered_event(supervisor.id, questions, actor)])
             send_on_commit(
                 write.questions_redelivered,
                 contract_id=contract_id,

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from supervisors.enums import RESTORED_OUTCOMES, RecoveryAction, RestorationOutcome
-from supervisors.models import RestorationLog, SupervisorState
+from supervisors.enums import RESTORED_OUTCOMES, EventKind, RecoveryAction, RestorationOutcome
+from supervisors.models import Daemon, RestorationLog, SupervisorState
 from supervisors.services.actors import Actor
+from supervisors.services.events import NewEvent, short
 from supervisors.services.validation import StateValidationResult
 
 from .options import RestoreOptions
@@ -223,3 +225,70 @@ def _unrestored_log_row(
         previous_error_message=supervisor.error_message,
         **actor_log_fields(options.actor),
     )
+
+
+# --- events (the supervisor's timeline) ---------------------------------------------------------------
+
+
+def restoration_event(
+    supervisor_id: uuid.UUID,
+    result: RestorationResult,
+    options: RestoreOptions,
+    *,
+    previous_state: str,
+    from_daemon: Daemon | None = None,
+    to_daemon: Daemon | None = None,
+) -> NewEvent:
+    """The restoration as one event: a claim, a takeover, a staff checkpoint restore or a restoration."""
+    if to_daemon is not None:
+        kind = EventKind.CLAIMED if options.via_claim else EventKind.TAKEN_OVER
+    elif options.checkpoint_id is not None:
+        kind = EventKind.CHECKPOINT_RESTORED
+    else:
+        kind = EventKind.RESTORED
+    details: dict[str, Any] = {
+        "source": options.source,
+        "outcome": str(result.outcome),
+        "recoveryAction": str(result.recovery_action),
+        "epoch": result.context.restoration_count,
+        "previousState": previous_state,
+        "newState": result.new_state,
+        "checkpointId": result.checkpoint_id,
+        "restorationLogId": result.log.pk if result.log is not None else None,
+        "reason": short(options.reason),
+        "issues": len(result.validation.issues),
+    }
+    if to_daemon is not None:
+        details.update(
+            fromDaemon=from_daemon.name if from_daemon else None,
+            fromDaemonId=str(from_daemon.id) if from_daemon else None,
+            toDaemon=to_daemon.name,
+            toDaemonId=str(to_daemon.id),
+        )
+    return NewEvent(supervisor_id, kind, options.actor, details)
+
+
+def events(prepared: Sequence[Prepared], options: RestoreOptions) -> list[NewEvent]:
+    """A batch's events: one per restoration, and one per supervisor whose questions were re-delivered."""
+    made: list[NewEvent] = []
+    for item in prepared:
+        decision, outcome = item.decision, item.result
+        made.append(
+            restoration_event(
+                decision.supervisor.id,
+                outcome,
+                options,
+                previous_state=decision.previous_state,
+                from_daemon=decision.previous_daemon,
+                to_daemon=decision.move_task_to,
+            )
+        )
+        if outcome.redelivered_questions:
+            made.append(redelivered_event(decision.supervisor.id, outcome.redelivered_questions, options.actor))
+    return made
+
+
+def redelivered_event(supervisor_id: uuid.UUID, questions: Sequence[dict[str, Any]], actor: Actor) -> NewEvent:
+    """Pending questions delivered to the human again: their ids (the first 20) and how many."""
+    ids = [str(q.get("id")) for q in questions]
+    return NewEvent(supervisor_id, EventKind.QUESTIONS_REDELIVERED, actor, {"questionIds": ids[:20], "count": len(ids)})

@@ -27,8 +27,11 @@ from django.utils import timezone
 from supervisors.enums import SupervisorStatus
 from supervisors.models import Contract, Daemon, RestorationLog, SupervisorState, Task
 from supervisors.services.actors import Actor
+from supervisors.services.events import record_events
 from supervisors.services.signals import send_on_commit
 
+from . import report
+from .options import RestoreOptions
 from .report import Prepared
 
 logger = logging.getLogger(__name__)
@@ -116,8 +119,8 @@ def update_supervisor_rows(changes: Mapping[uuid.UUID, Mapping[str, Any]]) -> in
         return cursor.rowcount
 
 
-def apply(prepared: Sequence[Prepared], actor: Actor) -> None:
-    """All the batch's rows: the takeovers, one INSERT of the logs, one UPDATE of the states.
+def apply(prepared: Sequence[Prepared], options: RestoreOptions) -> None:
+    """All the batch's rows: the takeovers, one INSERT of the logs, one UPDATE of the states, one of the events.
 
     Sets each result's ``log``. Raises DatabaseError when a row could not be written.
     """
@@ -133,7 +136,7 @@ def apply(prepared: Sequence[Prepared], actor: Actor) -> None:
     RestorationLog.objects.bulk_create([p.log for p in prepared])
     for item in prepared:
         item.result.log = item.log
-    announce_questions(prepared, actor)
+    announce_questions(prepared, options.actor)
     stamp = timezone.now()
     changes = {}
     for item in prepared:
@@ -144,15 +147,16 @@ def apply(prepared: Sequence[Prepared], actor: Actor) -> None:
     written = update_supervisor_rows(changes)
     if written != len(prepared):
         raise DatabaseError(f"Expected to update {len(prepared)} supervisor rows, updated {written}.")
+    record_events(report.events(prepared, options))
 
 
-def apply_isolated(prepared: Sequence[Prepared], actor: Actor) -> dict[uuid.UUID, Exception]:
+def apply_isolated(prepared: Sequence[Prepared], options: RestoreOptions) -> dict[uuid.UUID, Exception]:
     """``apply`` in a savepoint; when it fails, each supervisor in its own. Returns the ones that failed."""
     if not prepared:
         return {}
     try:
         with transaction.atomic():
-            apply(prepared, actor)
+            apply(prepared, options)
         return {}
     except DatabaseError:
         logger.warning("Batch write failed; retrying the %d supervisors one by one", len(prepared), exc_info=True)
@@ -160,7 +164,7 @@ def apply_isolated(prepared: Sequence[Prepared], actor: Actor) -> dict[uuid.UUID
     for item in prepared:
         try:
             with transaction.atomic():
-                apply([item], actor)
+                apply([item], options)
         except DatabaseError as exc:
             logger.warning("Restoring the supervisor of contract %s failed: %s", item.result.contract_id, exc)
             failed[item.decision.supervisor.id] = exc
