@@ -16,11 +16,11 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import ACTIVE_STATES
 from supervisors.models import QuestionAnswer, RestorationLog, SupervisorState
 from supervisors.services.ownership import orphaned_q
+from supervisors.validators import parse_aware_datetime
 
 # --- Persistence: questions and answers ---------------------------------------
 
@@ -72,11 +72,7 @@ def pending_questions_overview(supervisors: QuerySet[SupervisorState] | None = N
 
 def _asked_at(question: dict[str, Any]) -> datetime:
     """When a question was asked, comparable across time zones; unreadable times sort first."""
-    value = question.get("askedAt")
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None or parsed.tzinfo is None:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed
+    return parse_aware_datetime(question.get("askedAt")) or datetime.min.replace(tzinfo=UTC)
 
 
 # --- Restoration: stale supervisors, gone daemons, batch selection ------------------------------

@@ -15,7 +15,6 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from supervisors.models import SupervisorState
@@ -23,6 +22,7 @@ from supervisors.selectors import pending_questions_overview
 from supervisors.services.actors import Actor
 from supervisors.services.errors import ServiceError
 from supervisors.services.questions import clear_pending_question
+from supervisors.validators import parse_aware_datetime
 
 from .actions import log_entries
 from .forms import AnswerForm
@@ -81,8 +81,7 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
 
 
 def _asked_at(question: dict) -> datetime | None:
-    value = question.get("askedAt")
-    return parse_datetime(value) if isinstance(value, str) else None
+    return parse_aware_datetime(question.get("askedAt"))
 
 
 def answer(model_admin: SupervisorStateAdmin, request: HttpRequest, form: AnswerForm) -> None:
