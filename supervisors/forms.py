@@ -67,7 +67,7 @@ class UUIDListFormField(forms.CharField):
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the stack: shown as typed
                 return value
         if isinstance(value, list):
             return "\n".join(str(v) for v in value)

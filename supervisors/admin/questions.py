@@ -41,9 +41,7 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         if not model_admin.has_answer_permission(request):
             raise PermissionDenied
         form = AnswerForm(request.POST)
-        next_url = request.POST.get("next") or here
-        if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-            next_url = here
+        next_url = _admin_path_or(request.POST.get("next"), here)
         if form.is_valid():
             answer(model_admin, request, form)
         else:
@@ -78,6 +76,23 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         "media": model_admin.media,
     }
     return TemplateResponse(request, "admin/supervisors/supervisorstate/questions.html", context)
+
+
+def _admin_path_or(candidate: str | None, default: str) -> str:
+    """Where to go back after answering: a path inside the admin, or the questions page.
+
+    The form carries the page it came from; a tampered value (another host, a
+    NUL, a relative path) must not become the redirect.
+    """
+    admin_root = reverse("admin:index")
+    if (
+        candidate
+        and candidate.startswith(admin_root)
+        and candidate.isprintable()
+        and url_has_allowed_host_and_scheme(candidate, allowed_hosts=None)
+    ):
+        return candidate
+    return default
 
 
 def _asked_at(question: dict) -> datetime | None:

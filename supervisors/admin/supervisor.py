@@ -327,7 +327,11 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         obj = self._object_or_404(request, object_id)
         params = request.POST if request.method == "POST" else request.GET
-        mode = MODES.get(params.get("mode", "restore"), MODES["restore"])
+        mode = MODES.get(params.get("mode", "restore"))
+        if mode is None:
+            # An unknown mode is a tampered form or link: restoring anyway would act on a guess.
+            self.message_user(request, "Nothing done: unknown restore mode in the request.", messages.ERROR)
+            return HttpResponseRedirect(self._change_url(obj))
         checkpoint = None
         if mode.key == "checkpoint":
             checkpoint = SupervisorCheckpoint.objects.filter(supervisor=obj, id=_int(params.get("checkpoint"))).first()

@@ -14,9 +14,10 @@ from django.urls import reverse
 
 from supervisors.enums import SupervisorStatus
 from supervisors.models import SupervisorState
+from supervisors.services.questions import MAX_ANSWER_LENGTH
 from supervisors.validators import clean_pending_question
 from tests.admin.test_page import form_data
-from tests.factories import make_contract, make_question, make_supervisor
+from tests.factories import make_contract, make_daemon, make_question, make_supervisor
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +141,53 @@ def test_a_correction_nested_fifty_thousand_deep_is_a_form_error_and_changes_not
     assert response.status_code == 200
     assert "nested too deeply" in " ".join(response.context["form"].errors["pending_questions"])
     assert SupervisorState.objects.get(pk=beta.pk).pending_questions == beta.pending_questions
+
+
+#: Values no field of these forms may accept (a phase is free text up to 50 characters, so nothing shorter).
+HOSTILE_FORM_VALUES = ["\x00", "a\x00b", "x" * 2_000_000, "9" * 60, "-" + "9" * 60, "[" * 50_000]
+
+
+def _snapshot(supervisor_pk) -> tuple:
+    row = SupervisorState.objects.get(pk=supervisor_pk)
+    return (row.updated_at, row.restoration_count, row.state, row.phase, row.pending_questions)
+
+
+@pytest.mark.parametrize("value", HOSTILE_FORM_VALUES, ids=lambda v: repr(v[:6]))
+def test_hostile_values_in_every_supervisor_form_are_refused_and_change_nothing(admin_client, world, value):
+    """Each field of the correction, answer, restore and key forms, one at a time: a form error or a message."""
+    beta, question = world["beta"], world["question"]
+    before = _snapshot(beta.pk)
+    correct_url = reverse("admin:supervisors_supervisorstate_correct", args=[beta.pk])
+    correction = form_data(admin_client.get(correct_url).context["form"])
+    for field in ("state", "phase", "progress", "spawned_task_ids", "pending_task_ids", "pending_questions"):
+        response = admin_client.post(correct_url, {**correction, field: value})
+        assert response.status_code == 200, field
+        assert response.context["form"].errors, field
+    questions_url = reverse("admin:supervisors_supervisorstate_questions")
+    answer = {"contract_id": str(beta.contract_id), "question_id": question["id"], "answer": "yes", "next": ""}
+    # An answer is free text: only a NUL or more than MAX_ANSWER_LENGTH characters is hostile there.
+    text_fields = ("answer", "choice") if "\x00" in value or len(value) > MAX_ANSWER_LENGTH else ()
+    for field in ("contract_id", "question_id", *text_fields):
+        response = admin_client.post(questions_url, {**answer, "answer": "", "choice": "yes", field: value})
+        assert response.status_code == 302, field
+        assert SupervisorState.objects.get(pk=beta.pk).pending_questions == [question], field
+    response = admin_client.post(questions_url, {**answer, "contract_id": "not-a-uuid", "next": value})
+    assert response["Location"] == questions_url
+    assert _snapshot(beta.pk) == before
+    restore_url = reverse("admin:supervisors_supervisorstate_restore", args=[world["alpha"].pk])
+    reason_is_hostile = "\x00" in value or len(value) > 2000  # a reason is free text up to 2,000 characters
+    for params in (
+        {"reason": value if reason_is_hostile else "\x00"},
+        {"reason": "ok", "mode": value},
+        {"reason": "ok", "mode": "checkpoint", "checkpoint": value},
+    ):
+        response = admin_client.post(restore_url, params, follow=True)
+        assert response.status_code in (200, 404), params
+        if params.get("mode") == value:
+            assert "unknown restore mode" in response.content.decode()
+    assert SupervisorState.objects.get(pk=world["alpha"].pk).restoration_count == world["alpha"].restoration_count
+    daemon = make_daemon("hostile")
+    issue_url = reverse("admin:supervisors_daemon_issue_key", args=[daemon.pk])
+    key_name = value if "\x00" in value or len(value) > 100 else "\x00"  # a key's name: free text up to 100
+    assert admin_client.post(issue_url, {"name": key_name}).status_code == 200
+    assert not daemon.api_keys.exists()
