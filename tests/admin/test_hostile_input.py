@@ -191,3 +191,25 @@ def test_hostile_values_in_every_supervisor_form_are_refused_and_change_nothing(
     key_name = value if "\x00" in value or len(value) > 100 else "\x00"  # a key's name: free text up to 100
     assert admin_client.post(issue_url, {"name": key_name}).status_code == 200
     assert not daemon.api_keys.exists()
+
+
+HOSTILE_IDS = ["not-an-id", "%00", "a%00b", "9" * 40, "-1", "%ED%A0%80", "%FF", "0" * 5000]
+
+
+@pytest.mark.parametrize("url_name", sorted(changelists()))
+def test_hostile_object_ids_in_admin_paths_are_never_a_500(admin_client, url_name):
+    """A mangled id in a pasted link: a redirect with "does not exist", a 404 or a 400 page, whatever the model."""
+    admin_client.raise_request_exception = False
+    base = reverse(url_name)
+    suffixes = ["change/", "delete/", "history/"]
+    if url_name == "admin:supervisors_supervisorstate_changelist":
+        suffixes += ["restore/", "restore/?mode=checkpoint&checkpoint=99999999999999999999", "correct/"]
+    if url_name == "admin:supervisors_daemon_changelist":
+        suffixes += ["issue-key/"]
+    failures = []
+    for object_id in HOSTILE_IDS:
+        for suffix in suffixes:
+            response = admin_client.get(f"{base}{object_id}/{suffix}")
+            if response.status_code >= 500:
+                failures.append((object_id[:12], suffix, response.status_code))
+    assert failures == [], failures
