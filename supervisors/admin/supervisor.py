@@ -31,7 +31,7 @@ from supervisors.services.errors import InvalidInput, PreconditionFailed, Servic
 from supervisors.services.state import update_supervisor_detailed_state
 from supervisors.services.validation import validate_supervisor_state
 
-from . import dashboard, questions
+from . import attention, dashboard, questions
 from .actions import (
     ACTIONS,
     MODES,
@@ -296,6 +296,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
         name = "supervisors_supervisorstate_"
         return [
             path("questions/", wrap(self.questions_view), name=name + "questions"),
+            path("attention/", wrap(self.attention_view), name=name + "attention"),
             path("dashboard/", wrap(self.dashboard_view), name=name + "dashboard"),
             path("<path:object_id>/restore/", wrap(self.restore_view), name=name + "restore"),
             path("<path:object_id>/validate/", wrap(self.validate_view), name=name + "validate"),
@@ -306,6 +307,9 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
 
     def questions_view(self, request: HttpRequest):
         return questions.questions_view(self, request)
+
+    def attention_view(self, request: HttpRequest):
+        return attention.attention_view(self, request)
 
     def dashboard_view(self, request: HttpRequest):
         return dashboard.dashboard_view(self, request)

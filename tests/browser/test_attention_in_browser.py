@@ -1,0 +1,62 @@
+"""The needs-attention page and the list pages in a real browser at a laptop's width (1366 px)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from supervisors.models import RestorationLog
+
+from .conftest import login
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture
+def boss() -> User:
+    return User.objects.create_superuser("boss", password="pw")
+
+
+def test_from_the_list_to_what_needs_attention_and_a_restore(page, boss, world):
+    page.set_viewport_size(LAPTOP)
+    login(page, "boss")
+    page.goto("/admin/supervisors/supervisorstate/")
+    page.click("text=Needing attention")
+    page.wait_for_selector("#attention")
+    rows = page.locator("#attention tbody tr")
+    assert rows.count() == 3
+    # The world's supervisor tasks run on no daemon: each row says so, in words.
+    assert all("has no daemon" in text for text in rows.all_inner_texts())
+    gamma = rows.filter(has_text="Gamma contract")
+    assert "Saved state invalid" in gamma.inner_text()  # its pending task was never spawned
+    rows.filter(has_text="Alpha contract").locator("text=Restore…").click()
+    page.fill("textarea[name=reason]", "its daemon is gone")
+    page.click("input[name=_confirm]")
+    assert "Alpha contract: Restore: restored" in page.inner_text("ul.messagelist")
+    assert RestorationLog.objects.get().reason == "its daemon is gone"
+
+
+def test_every_list_page_fits_a_1366_pixel_screen(page, boss, world):
+    page.set_viewport_size(LAPTOP)
+    login(page, "boss")
+    urls = [reverse(f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist") for m in admin.site._registry]
+    urls += [
+        reverse("admin:supervisors_supervisorstate_attention"),
+        reverse("admin:supervisors_supervisorstate_questions"),
+    ]
+    too_wide = {}
+    for url in urls:
+        page.goto(url)
+        # The page itself, and any box that scrolls sideways inside it (Django wraps result tables in one).
+        overflow = page.evaluate(
+            """() => Math.max(document.documentElement.scrollWidth - window.innerWidth,
+                ...[...document.querySelectorAll('#content *')].filter(e => getComputedStyle(e).overflowX !== 'visible')
+                    .map(e => e.scrollWidth - e.clientWidth))"""
+        )
+        if overflow > 0:
+            too_wide[url] = overflow
+    assert too_wide == {}
