@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
@@ -25,11 +26,11 @@ from django.utils.timesince import timesince
 
 from supervisors.enums import RecoveryAction
 from supervisors.models import Contract, SupervisorCheckpoint, SupervisorState, Task
-from supervisors.selectors import conversation_page, is_stale
+from supervisors.selectors import conversation_page, conversation_search, is_stale
 from supervisors.services.checkpoints import checkpoint_issues
 from supervisors.services.errors import InvalidInput, PreconditionFailed, ServiceError
 from supervisors.services.state import update_supervisor_detailed_state
-from supervisors.services.validation import validate_supervisor_state
+from supervisors.services.validation import conversation_checks, validate_supervisor_state
 
 from . import attention, dashboard, questions
 from .actions import (
@@ -52,6 +53,10 @@ from .pagination import EstimatedCountChangeList, EstimatedCountPaginator
 
 #: Conversation messages per page on the supervisor page.
 CONVERSATION_PAGE_SIZE = 25
+#: Search matches listed on the supervisor page; more are counted as "more".
+MAX_SEARCH_MATCHES = 50
+#: Longest text searched for in a conversation.
+MAX_SEARCH_CHARS = 200
 #: Characters of one message shown before it is cut (a single message can be megabytes).
 MESSAGE_PREVIEW_CHARS = 20_000
 
@@ -222,6 +227,14 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
 
     def page_context(self, request: HttpRequest, obj: SupervisorState) -> dict[str, Any]:
         """Everything the supervisor page shows beyond the plain fields."""
+        # The conversation is checked by the database (kind, first bad message): a 5 MB history is never loaded.
+        checks = (
+            conversation_checks(SupervisorState.objects.filter(pk=obj.pk), "conversation_history")
+            .values_list("history_kind", "history_bad_index")
+            .first()
+        )
+        if checks is not None:
+            obj.history_kind, obj.history_bad_index = checks
         validation = validate_supervisor_state(obj)
         spawned = list(obj.spawned_task_ids or [])
         pending = list(obj.pending_task_ids or [])
@@ -245,16 +258,13 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
         )
         checkpoint_rows = [{"checkpoint": c, "issues": checkpoint_issues(c)} for c in checkpoints]
         restorations = list(obj.restorations.select_related("actor_user", "checkpoint").order_by("-started_at")[:20])
-        try:
-            page_number = max(1, int(request.GET.get("cpage", "1")))
-        except ValueError:
-            page_number = 1
-        conversation = conversation_page(
-            obj.pk, offset=(page_number - 1) * CONVERSATION_PAGE_SIZE, limit=CONVERSATION_PAGE_SIZE
-        )
-        pages = max(1, -(-conversation.total // CONVERSATION_PAGE_SIZE)) if conversation.total is not None else 1
+        conversation, page_number, pages = _conversation_at(obj.pk, request.GET.get("cpage"))
+        search = _SearchText.of(request.GET.get("csearch"))
+        matches = conversation_search(obj.pk, search.text, limit=MAX_SEARCH_MATCHES + 1) if search.text else []
+        matched_here = {m.index for m in matches}
         messages_shown = [
-            _message_view(conversation.offset + i, message) for i, message in enumerate(conversation.messages)
+            {**_message_view(conversation.offset + i, message), "matched": conversation.offset + i in matched_here}
+            for i, message in enumerate(conversation.messages)
         ]
         questions_list = (
             [q for q in obj.pending_questions if isinstance(q, dict)] if isinstance(obj.pending_questions, list) else []
@@ -271,6 +281,11 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             "conversation_page_number": page_number,
             "conversation_pages": pages,
             "conversation_page_range": _page_links(page_number, pages),
+            "conversation_search": search,
+            "conversation_matches": [
+                {"match": m, "page": m.index // CONVERSATION_PAGE_SIZE + 1} for m in matches[:MAX_SEARCH_MATCHES]
+            ],
+            "conversation_more_matches": len(matches) > MAX_SEARCH_MATCHES,
             "pending_questions": [
                 {
                     "question": q,
@@ -462,6 +477,37 @@ def _message_view(index: int, message: Any) -> dict[str, Any]:
         "cut": cut,
         "size": len(body),
     }
+
+
+def _conversation_at(supervisor_id, cpage: str | None):
+    """The conversation page asked for (``cpage``, 1-based), the newest when none or past the end.
+
+    Staff open a supervisor to see what it did last: the newest messages, not
+    page 1 of 36.
+    """
+    try:
+        requested = max(1, int(cpage)) if cpage else None
+    except (ValueError, OverflowError):
+        requested = None
+    offset = None if requested is None else (requested - 1) * CONVERSATION_PAGE_SIZE
+    conversation = conversation_page(supervisor_id, offset=offset, limit=CONVERSATION_PAGE_SIZE)
+    if conversation.total and offset is not None and offset >= conversation.total:
+        conversation = conversation_page(supervisor_id, offset=None, limit=CONVERSATION_PAGE_SIZE)
+    pages = max(1, -(-conversation.total // CONVERSATION_PAGE_SIZE)) if conversation.total is not None else 1
+    return conversation, conversation.offset // CONVERSATION_PAGE_SIZE + 1, pages
+
+
+@dataclass(frozen=True)
+class _SearchText:
+    text: str
+    error: str = ""
+
+    @classmethod
+    def of(cls, raw: str | None) -> _SearchText:
+        text = (raw or "").strip()
+        if len(text) > MAX_SEARCH_CHARS:
+            return cls("", f"Search text is limited to {MAX_SEARCH_CHARS} characters.")
+        return cls(text)
 
 
 def _page_links(current: int, pages: int) -> list[int | None]:

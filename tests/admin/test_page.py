@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -16,6 +17,9 @@ from supervisors.services.state import update_supervisor_phase
 from tests.factories import make_contract, make_supervisor
 
 pytestmark = pytest.mark.django_db
+
+#: A query that brings the whole conversation column back to Python (as opposed to a slice or a check).
+LOADS_HISTORY = re.compile(r'(SELECT|,)\s*"supervisor_states"\."conversation_history"\s*(,|FROM)')
 
 
 def form_data(form) -> dict[str, str]:
@@ -36,11 +40,41 @@ def test_conversation_is_shown_a_page_at_a_time_and_collapsible(admin_client):
     supervisor = make_supervisor(conversation_history=history)
     html = admin_client.get(page_url(supervisor)).content.decode()
     assert "(60 messages)" in html
-    assert "message number 000" in html and "message number 024" in html
-    assert "message number 025" not in html
-    assert html.count('<details class="sv-message') == 25
-    third = admin_client.get(page_url(supervisor), {"cpage": 3}).content.decode()
-    assert "message number 050" in third and "message number 059" in third and "message number 049" not in third
+    # It opens at the newest messages: page 3 of 3.
+    assert "message number 050" in html and "message number 059" in html and "message number 049" not in html
+    assert "Page 3 of 3" in html and "« oldest" in html and "newest »" not in html
+    first = admin_client.get(page_url(supervisor), {"cpage": 1}).content.decode()
+    assert "message number 000" in first and "message number 024" in first
+    assert "message number 025" not in first
+    assert first.count('<details class="sv-message') == 25
+    assert "newest »" in first
+    # Past the end or garbage: the newest page, not an empty one.
+    for cpage in ("99", "99999999999999999999999", "x"):
+        assert "message number 059" in admin_client.get(page_url(supervisor), {"cpage": cpage}).content.decode()
+
+
+def test_search_in_the_conversation_runs_in_the_database_and_links_to_the_page(admin_client):
+    history = [{"role": "user" if i % 2 else "assistant", "content": f"message number {i:03d}"} for i in range(60)]
+    history[42]["content"] = "The Migration of table FOO failed"
+    history[7] = {"role": "tool", "content": [{"type": "text", "text": "migration log"}]}  # content not a string
+    supervisor = make_supervisor(conversation_history=history)
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(page_url(supervisor), {"csearch": "MIGRATION"})
+    matches = response.context["conversation_matches"]
+    assert [(m["match"].index, m["page"]) for m in matches] == [(7, 1), (42, 2)]
+    assert matches[1]["match"].role == "assistant"
+    assert "The Migration of table FOO failed" in matches[1]["match"].snippet
+    html = response.content.decode()
+    assert 'href="?cpage=2&amp;csearch=MIGRATION#m-42"' in html
+    # The history itself is never selected whole: only slices and matches come back.
+    assert [q["sql"] for q in ctx.captured_queries if LOADS_HISTORY.search(q["sql"])] == []
+    on_page_two = admin_client.get(page_url(supervisor), {"cpage": 2, "csearch": "migration"}).content.decode()
+    assert 'id="m-42" open' in on_page_two
+    none = admin_client.get(page_url(supervisor), {"csearch": "nothing like this"})
+    assert none.context["conversation_matches"] == []
+    assert "No message contains" in none.content.decode()
+    long = admin_client.get(page_url(supervisor), {"csearch": "x" * 201})
+    assert "limited to 200 characters" in long.content.decode()
 
 
 def test_page_reads_only_the_requested_slice_of_the_conversation(admin_client):
@@ -49,8 +83,9 @@ def test_page_reads_only_the_requested_slice_of_the_conversation(admin_client):
     with CaptureQueriesContext(connection) as ctx:
         admin_client.get(page_url(supervisor), {"cpage": 2})
     slicing = [
-        q["sql"] for q in ctx.captured_queries if "json_each" in q["sql"] or "jsonb_path_query_array" in q["sql"]
+        q["sql"] for q in ctx.captured_queries if "e.key BETWEEN" in q["sql"] or "jsonb_path_query_array" in q["sql"]
     ]
+    assert [q["sql"] for q in ctx.captured_queries if LOADS_HISTORY.search(q["sql"])] == []
     assert len(slicing) == 1
 
 

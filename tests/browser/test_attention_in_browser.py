@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from supervisors.models import RestorationLog
+from tests.factories import make_contract, make_supervisor
 
 from .conftest import login
 
@@ -60,3 +61,20 @@ def test_every_list_page_fits_a_1366_pixel_screen(page, boss, world):
         if overflow > 0:
             too_wide[url] = overflow
     assert too_wide == {}
+
+
+def test_the_conversation_opens_at_the_newest_and_a_search_finds_an_old_message(page, boss):
+    history = [{"role": "user" if i % 2 else "assistant", "content": f"message number {i:03d}"} for i in range(80)]
+    history[12]["content"] = "We agreed to keep the legacy importer"
+    supervisor = make_supervisor(make_contract("Long talk"), conversation_history=history)
+    login(page, "boss")
+    page.goto(reverse("admin:supervisors_supervisorstate_change", args=[supervisor.pk]))
+    assert "Page 4 of 4" in page.inner_text("#conversation")
+    assert "message number 079" in page.inner_text("#conversation")
+    page.fill("input[name=csearch]", "legacy IMPORTER")
+    page.click(".sv-conversation-search input[type=submit]")
+    page.click("#conversation-matches a:text-is('#12')")
+    page.wait_for_url("**cpage=1**")
+    opened = page.locator("#m-12")
+    assert opened.get_attribute("open") is not None
+    assert "We agreed to keep the legacy importer" in opened.inner_text()
