@@ -29,6 +29,7 @@ from supervisors.models import Contract, SupervisorCheckpoint, SupervisorState, 
 from supervisors.selectors import conversation_page, conversation_search, is_stale
 from supervisors.services.checkpoints import checkpoint_issues
 from supervisors.services.errors import InvalidInput, PreconditionFailed, ServiceError
+from supervisors.services.ownership import is_daemon_gone
 from supervisors.services.state import update_supervisor_detailed_state
 from supervisors.services.validation import conversation_checks, validate_supervisor_state
 
@@ -66,6 +67,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     list_display = (
         "contract_name",
         "state_display",
+        "daemon_display",
         "phase",
         "progress_display",
         "activity",
@@ -77,7 +79,10 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     list_display_links = ("contract_name",)
     list_filter = ("state", "phase", "restoration_source", PendingQuestionsFilter, StaleFilter)
     search_fields = ("contract__name", "current_activity", "error_message")
-    search_help_text = "Contract name, current activity or error message; or a contract, task or supervisor id."
+    search_help_text = (
+        "Contract name, current activity or error message, or a daemon's exact name; "
+        "or a contract, task, supervisor or daemon id."
+    )
     raw_id_fields = ("contract", "task")
     list_select_related = ("contract",)
     list_per_page = 50
@@ -134,7 +139,8 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
         return EstimatedCountChangeList
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
-        """An id finds its contract, supervisor task or supervisor; text searches name, activity, error."""
+        """An id finds its contract, supervisor task, supervisor or daemon; text searches contract name,
+        activity, error, and a daemon by its exact name (after a crash: "what ran on daemon-7?")."""
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -144,13 +150,16 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             # Contract names go in a sub-select: an OR across the join would make
             # PostgreSQL join all 100,000 rows before filtering (2x slower, measured).
             matching_contracts = Contract.objects.filter(name__icontains=term).values("id")
+            daemon_tasks = Task.objects.filter(daemon__name=term).values("id")
             condition = (
                 Q(contract_id__in=matching_contracts)
+                | Q(task_id__in=daemon_tasks)
                 | Q(current_activity__icontains=term)
                 | Q(error_message__icontains=term)
             )
         else:
-            condition = Q(contract_id=wanted) | Q(task_id=wanted) | Q(id=wanted)
+            daemon_tasks = Task.objects.filter(daemon_id=wanted).values("id")
+            condition = Q(contract_id=wanted) | Q(task_id=wanted) | Q(id=wanted) | Q(task_id__in=daemon_tasks)
         return queryset.filter(condition), False
 
     @admin.display(description="contract", ordering="contract__name")
@@ -160,6 +169,19 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     @admin.display(description="state", ordering="state")
     def state_display(self, obj: SupervisorState):
         return state_badge(obj.state)
+
+    @admin.display(description="daemon")
+    def daemon_display(self, obj: SupervisorState):
+        daemon = obj.task.daemon if obj.task_id else None
+        if daemon is None:
+            return format_html('<span class="sv-state sv-bad">{}</span>', "none")
+        gone = is_daemon_gone(daemon)
+        return format_html(
+            '<span class="sv-daemon sv-{}" title="{}">{}</span>',
+            "bad" if gone else "ok",
+            "gone" if gone else "alive",
+            daemon.name,
+        )
 
     @admin.display(description="progress", ordering="progress")
     def progress_display(self, obj: SupervisorState):
@@ -173,9 +195,13 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     def questions_count(self, obj: SupervisorState) -> int:
         return len(obj.pending_questions) if isinstance(obj.pending_questions, list) else 0
 
-    @admin.display(description="tasks (spawned / waiting)")
+    @admin.display(description="tasks")
     def tasks_display(self, obj: SupervisorState) -> str:
-        return f"{len(obj.spawned_task_ids or [])} / {len(obj.pending_task_ids or [])}"
+        return format_html(
+            '<span title="spawned / waited on">{} / {}</span>',
+            len(obj.spawned_task_ids or []),
+            len(obj.pending_task_ids or []),
+        )
 
     @admin.display(description="restored", ordering="restoration_count")
     def restorations(self, obj: SupervisorState) -> int:

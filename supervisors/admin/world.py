@@ -26,6 +26,7 @@ from supervisors.models import (
 
 from . import keys
 from .base import ReadOnlyAdmin
+from .daemon_page import daemon_panels
 from .display import daemon_liveness
 from .filters import DaemonLivenessFilter
 
@@ -63,7 +64,9 @@ class DaemonAdmin(admin.ModelAdmin):
         return keys.issue_key_view(self, request, object_id)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        daemon = self.get_object(request, object_id)
         extra = {
+            **(daemon_panels(daemon) if daemon is not None else {}),
             "can_issue_key": request.user.has_perm(keys.ISSUE_PERMISSION),
             "keys_url": reverse("admin:supervisors_daemonapikey_changelist") + f"?daemon__id__exact={object_id}",
             **(extra_context or {}),
