@@ -7,7 +7,8 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from supervisors.models import RestorationLog
+from supervisors.enums import SupervisorStatus
+from supervisors.models import RestorationLog, SupervisorState
 from tests.factories import make_contract, make_supervisor
 
 from .conftest import login
@@ -78,3 +79,34 @@ def test_the_conversation_opens_at_the_newest_and_a_search_finds_an_old_message(
     opened = page.locator("#m-12")
     assert opened.get_attribute("open") is not None
     assert "We agreed to keep the legacy importer" in opened.inner_text()
+
+
+def test_pages_refresh_themselves_keeping_selection_and_pausing_while_typing(page, boss, world):
+    page.add_init_script("window.SV_LIVE_SECONDS = 0.5")
+    login(page, "boss")
+    # The list: select a row, let a daemon's write change it, see it change with the row still selected.
+    page.goto("/admin/supervisors/supervisorstate/?o=1")
+    alpha = world["alpha"]
+    page.check(f"input.action-select[value='{alpha.pk}']")
+    SupervisorState.objects.filter(pk=alpha.pk).update(state=SupervisorStatus.BLOCKED, error_message="disk full")
+    row = page.locator("#result_list tbody tr", has=page.locator(f"input[value='{alpha.pk}']"))
+    row.locator("text=Blocked").wait_for()
+    assert page.is_checked(f"input.action-select[value='{alpha.pk}']")
+    assert "1 of 3 selected" in page.inner_text(".action-counter")
+    # A new supervisor does not jump into the rows under the pointer: a notice offers the reload.
+    make_supervisor(make_contract("Newcomer"))
+    page.locator("#sv-live-status", has_text="The list changed").wait_for()
+    assert "Newcomer" not in page.inner_text("#result_list")
+    # The needs-attention page picks up a failure without a reload...
+    page.goto(reverse("admin:supervisors_supervisorstate_attention"))
+    gamma = world["gamma"]
+    SupervisorState.objects.filter(pk=gamma.pk).update(state=SupervisorStatus.FAILED, error_message="out of memory")
+    page.locator("#attention", has_text="Failed: out of memory.").wait_for()
+    # ...and stops refreshing while staff type in a form (the supervisor page's answer box).
+    page.goto(reverse("admin:supervisors_supervisorstate_change", args=[world["beta"].pk]))
+    page.fill("textarea[name=answer]", "half-typed answ")
+    page.locator("#sv-live-status", has_text="paused while you fill in a form").wait_for()
+    SupervisorState.objects.filter(pk=world["beta"].pk).update(phase="changed-meanwhile")
+    page.wait_for_timeout(1500)
+    assert "changed-meanwhile" not in page.inner_text("fieldset.module")
+    assert page.input_value("textarea[name=answer]") == "half-typed answ"
