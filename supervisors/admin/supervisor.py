@@ -24,6 +24,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
+from supervisors.diffs import checkpoint_diff, correction_diff
 from supervisors.enums import RecoveryAction
 from supervisors.models import Contract, SupervisorCheckpoint, SupervisorState, Task
 from supervisors.selectors import conversation_page, conversation_search, is_stale
@@ -49,7 +50,7 @@ from .actions import (
 from .base import ReadOnlyAdmin
 from .display import daemon_liveness, progress_bar, stale_marker, state_badge
 from .filters import PendingQuestionsFilter, StaleFilter
-from .forms import AnswerForm, CorrectionForm
+from .forms import CORRECTABLE_FIELDS, AnswerForm, CorrectionForm
 from .pagination import EstimatedCountChangeList, EstimatedCountPaginator
 
 #: Conversation messages per page on the supervisor page.
@@ -391,7 +392,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             report_outcome(self, request, report, mode=mode, reason=reason)
             return HttpResponseRedirect(self._change_url(obj))
         hidden = [("mode", mode.key)] + ([("checkpoint", str(checkpoint.pk))] if checkpoint else [])
-        return render_confirmation(
+        response = render_confirmation(
             self,
             request,
             SupervisorState.objects.filter(pk=obj.pk),
@@ -401,6 +402,10 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             checkpoint=checkpoint,
             cancel_url=self._change_url(obj),
         )
+        if checkpoint is not None:
+            # Field by field and message by message: what this checkpoint would put back.
+            response.context_data["checkpoint_diff"] = checkpoint_diff(obj, checkpoint)
+        return response
 
     def validate_view(self, request: HttpRequest, object_id: str):
         if request.method != "POST":
@@ -424,30 +429,19 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         obj = self._object_or_404(request, object_id)
         form = CorrectionForm(request.POST if request.method == "POST" else None, supervisor=obj)
+        diff = None
         if form.is_bound and form.is_valid():
             changes = form.changes()
             if not changes:
                 self.message_user(request, "Nothing changed.", messages.INFO)
                 return HttpResponseRedirect(self._change_url(obj))
-            try:
-                update_supervisor_detailed_state(
-                    obj.contract_id, changes, expected_version=form.cleaned_data["version"]
-                )
-            except PreconditionFailed:
-                form.add_error(
-                    None,
-                    "The supervisor changed since you opened this form (a daemon wrote to it). "
-                    "Reload the form and make your correction again.",
-                )
-            except InvalidInput as exc:
-                _errors_to_form(form, exc)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                text = f"Corrected {', '.join(sorted(changes))}."
-                log_entries(request, [(obj.pk, obj.contract.name, text)])
-                self.message_user(request, f"{obj.contract.name}: {text}", messages.SUCCESS)
+            # First the difference, field by field, once the service would accept it; written on confirmation.
+            confirmed = "_confirm" in request.POST
+            self._apply_correction(request, obj, form, changes, dry_run=not confirmed)
+            if confirmed and not form.errors:
                 return HttpResponseRedirect(self._change_url(obj))
+            if not form.errors:
+                diff = correction_diff(obj, changes, CORRECTABLE_FIELDS)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Correct the supervisor of {obj.contract.name}",
@@ -455,10 +449,36 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             "opts": self.opts,
             "original": obj,
             "form": form,
+            "diff": diff,
             "media": self.media + form.media,
             "change_url": self._change_url(obj),
         }
         return TemplateResponse(request, "admin/supervisors/supervisorstate/correct.html", context)
+
+    def _apply_correction(
+        self, request: HttpRequest, obj: SupervisorState, form: CorrectionForm, changes, *, dry_run: bool
+    ) -> None:
+        """Check (``dry_run``) or write the correction; a refusal becomes a form error, nothing written."""
+        try:
+            update_supervisor_detailed_state(
+                obj.contract_id, changes, expected_version=form.cleaned_data["version"], dry_run=dry_run
+            )
+        except PreconditionFailed:
+            form.add_error(
+                None,
+                "The supervisor changed since you opened this form (a daemon wrote to it). "
+                "Reload the form and make your correction again.",
+            )
+        except InvalidInput as exc:
+            _errors_to_form(form, exc)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            if dry_run:
+                return
+            text = f"Corrected {', '.join(sorted(changes))}."
+            log_entries(request, [(obj.pk, obj.contract.name, text)])
+            self.message_user(request, f"{obj.contract.name}: {text}", messages.SUCCESS)
 
 
 def _errors_to_form(form: CorrectionForm, exc: InvalidInput) -> None:

@@ -266,8 +266,12 @@ def update_supervisor_detailed_state(
     *,
     expected_version: str | None = None,
     fence: Fence = UNFENCED,
+    dry_run: bool = False,
 ) -> SupervisorState:
     """Change only the given fields of the supervisor's state (the seed's UpdateSupervisorStateRequest).
+
+    ``dry_run`` checks everything the write would check and writes nothing: the
+    admin shows a correction's effect only once the service would accept it.
 
     Guarantees: keys are the request's fields (snake_case model names), each
     value is checked as in the full save, and the rules across fields hold on
@@ -305,6 +309,8 @@ def update_supervisor_detailed_state(
                 contract_uuid, spawned, pending, errors, check_spawned=values.get("spawned_task_ids", [])
             )
             raise_if(errors)
+        if dry_run:
+            return supervisor
         for field, value in values.items():
             setattr(supervisor, field, value)
         supervisor.save(update_fields=[*values, *stamp_write(supervisor)])

@@ -123,7 +123,17 @@ def test_correcting_a_bad_pending_task_goes_through_the_service(admin_client, wo
     form = admin_client.get(url).context["form"]
     data = form_data(form)
     data.update(pending_task_ids="", state="working")
-    response = admin_client.post(url, data)
+    # First the preview: what would change, field by field; nothing written yet.
+    preview = admin_client.post(url, data)
+    assert preview.status_code == 200
+    changed = {(c.field, c.current, c.proposed) for c in preview.context["diff"].fields}
+    assert changed == {
+        ("state", "waiting_for_tasks", "working"),
+        ("pending_task_ids", f'[\n "{world["stray"].id}"\n]', "(empty)"),
+    }
+    assert "Nothing is written yet" in preview.content.decode()
+    assert SupervisorState.objects.get(pk=gamma.pk).state == "waiting_for_tasks"
+    response = admin_client.post(url, {**data, "_confirm": "1"})
     assert response.status_code == 302
     gamma.refresh_from_db()
     assert gamma.pending_task_ids == [] and gamma.state == "working"
@@ -139,9 +149,11 @@ def test_a_correction_based_on_an_old_read_changes_nothing(admin_client, world):
     data = form_data(form)
     update_supervisor_phase(gamma.contract_id, "review")  # the daemon writes meanwhile
     data.update(pending_task_ids="")
-    response = admin_client.post(url, data)
+    response = admin_client.post(url, {**data, "_confirm": "1"})
     assert response.status_code == 200
     assert "changed since you opened this form" in response.content.decode()
+    # The preview already says so: the dry run checks the version too.
+    assert "changed since you opened this form" in admin_client.post(url, data).content.decode()
     gamma.refresh_from_db()
     assert gamma.pending_task_ids == [world["stray"].id]
 
@@ -203,3 +215,33 @@ def test_page_queries_do_not_grow_with_tasks_checkpoints_or_restorations(admin_c
     )
     assert supervisor.checkpoints.count() >= 8 and supervisor.restorations.count() == 2
     assert page_query_count(admin_client, supervisor) == one
+
+
+def test_restoring_a_checkpoint_shows_field_and_conversation_differences_first(admin_client):
+    history = [{"role": "user", "content": f"m{i}"} for i in range(3)]
+    supervisor = make_supervisor(make_contract(phase="plan"), conversation_history=history, progress=10)
+    update_supervisor_phase(supervisor.contract_id, "build")  # checkpoint: phase build, 3 messages
+    checkpoint = supervisor.checkpoints.get()
+    SupervisorState.objects.filter(pk=supervisor.pk).update(
+        phase="review",
+        progress=70,
+        conversation_history=[
+            *history[:2],
+            {"role": "assistant", "content": "rewritten"},
+            {"role": "user", "content": "m3"},
+        ],
+    )
+    url = reverse("admin:supervisors_supervisorstate_restore", args=[supervisor.pk])
+    response = admin_client.get(url, {"mode": "checkpoint", "checkpoint": checkpoint.pk})
+    diff = response.context["checkpoint_diff"]
+    assert {(c.field, c.current, c.proposed) for c in diff.fields} == {
+        ("phase", "review", "build"),
+        ("progress", "70", "10"),
+    }
+    conversation = diff.conversation
+    assert (conversation.current_count, conversation.proposed_count, conversation.kept) == (4, 3, 2)
+    assert (conversation.removed, conversation.added) == (2, 1)
+    assert "rewritten" in conversation.current_message and '"m2"' in conversation.proposed_message
+    html = response.content.decode()
+    assert "Conversation: 4 → 3 messages" in html and "2 removed, 1 added from message #2 on" in html
+    assert SupervisorState.objects.get(pk=supervisor.pk).phase == "review"  # only shown
