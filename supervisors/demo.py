@@ -30,7 +30,9 @@ from supervisors.enums import (
     TaskStatus,
 )
 from supervisors.models import Contract, Daemon, SupervisorState, Task
-from supervisors.services.state import save_supervisor_state_full
+from supervisors.services.questions import add_supervisor_pending_question
+from supervisors.services.state import save_supervisor_state_full, update_supervisor_heartbeat_state
+from supervisors.services.world import record_daemon_heartbeat
 
 NAMESPACE = uuid.UUID("6f1c2a52-3d5e-4a4b-9a57-0c2f7d9e5b11")
 
@@ -58,6 +60,7 @@ class DemoSpec:
     history_message_size: int = 200
     silent_for: timedelta = timedelta(seconds=20)
     ghost_pending_task: bool = False  # a pending task id that was never spawned: validation flags it
+    stored_state: str | None = None  # a state written behind the service's back (makima's own writers)
 
 
 def _question(text: str, choices: list[str], qtype: str = QuestionType.GENERAL, context: str | None = None) -> dict:
@@ -208,6 +211,36 @@ SPECS: list[DemoSpec] = [
     ),
 ]
 
+SPECS += [
+    DemoSpec(
+        "Nightly reindex (stale on a live daemon)",
+        "execute",
+        SupervisorStatus.WORKING,
+        "Rebuilding the product index",
+        33,
+        daemon="daemon-beta",
+        tasks=[("Reindex products", TaskStatus.RUNNING)],
+        waiting_on=["Reindex products"],
+        silent_for=timedelta(minutes=45),
+    ),
+    DemoSpec(
+        "Log pipeline retry (interrupted)",
+        "execute",
+        SupervisorStatus.INTERRUPTED,
+        "Stopped by staff for a config fix",
+        50,
+        daemon="daemon-beta",
+    ),
+    DemoSpec(
+        "Vendor contract review (unknown state)",
+        "review",
+        SupervisorStatus.WORKING,
+        "Paused by a makima writer",
+        60,
+        stored_state="paused",
+    ),
+]
+
 DAEMONS = {
     "daemon-alpha": (DaemonStatus.CONNECTED, timedelta(seconds=15)),
     "daemon-beta": (DaemonStatus.CONNECTED, timedelta(seconds=40)),
@@ -302,6 +335,8 @@ def seed_demo(now: datetime | None = None, *, reset: bool = False) -> DemoSummar
             error_message=spec.error,
         )
         backdate: dict[str, Any] = {"last_activity": now - spec.silent_for}
+        if spec.stored_state:
+            backdate["state"] = spec.stored_state
         if spec.ghost_pending_task:
             backdate["state"] = spec.state
             backdate["pending_task_ids"] = [demo_id("task", spec.name, "never-spawned")]
@@ -316,3 +351,49 @@ def seed_demo(now: datetime | None = None, *, reset: bool = False) -> DemoSummar
         history_bytes=history_bytes,
         created=created,
     )
+
+
+# --- the live demo: something keeps changing while the admin is open ---------------------------------
+
+#: Daemons the live demo keeps alive (daemon-gamma stays gone: its supervisors wait for a claim).
+LIVE_DAEMONS = ("daemon-alpha", "daemon-beta")
+#: The supervisor that gets a new question every ``ASK_EVERY`` ticks (while it has fewer than three).
+LIVE_ASKER = "Docs site rewrite"
+ASK_EVERY = 10
+
+
+@dataclass
+class LiveTick:
+    number: int
+    heartbeats: int
+    asked: bool
+
+
+def live_tick(number: int) -> LiveTick:
+    """One step of ``seed_demo --live``, through the services a daemon's calls use.
+
+    The two live daemons renew their lease, their working supervisors (not the
+    deliberately stale one) report progress, and now and then one asks a question.
+    """
+    for name in LIVE_DAEMONS:
+        record_daemon_heartbeat(demo_id("daemon", name))
+    moving = SupervisorState.objects.filter(
+        contract_id__in=[demo_id("contract", spec.name) for spec in SPECS if spec.silent_for < timedelta(minutes=5)],
+        task__daemon_id__in=[demo_id("daemon", name) for name in LIVE_DAEMONS],
+        state__in=[SupervisorStatus.WORKING, SupervisorStatus.WAITING_FOR_TASKS, SupervisorStatus.INITIALIZING],
+    ).values_list("contract_id", "state", "progress")
+    heartbeats = 0
+    for contract_id, state, progress in moving:
+        heartbeats += update_supervisor_heartbeat_state(
+            contract_id, state=state, current_activity=f"Live demo step {number}", progress=(progress + 1) % 100
+        )
+    asked = False
+    asker = demo_id("contract", LIVE_ASKER)
+    if number % ASK_EVERY == 0:
+        current = SupervisorState.objects.filter(contract_id=asker).values_list("pending_questions", flat=True).first()
+        if current is not None and len(current) < 3:
+            add_supervisor_pending_question(
+                asker, {"question": f"Live demo question {number}: publish the next draft?", "choices": ["yes", "no"]}
+            )
+            asked = True
+    return LiveTick(number, heartbeats, asked)

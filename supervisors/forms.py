@@ -11,6 +11,8 @@ from django.forms.fields import InvalidJSONInput
 from supervisors.fields import parse_uuid_list
 from supervisors.validators import SURROGATE_MESSAGE, surrogate_path
 
+TOO_DEEP_MESSAGE = "The JSON is nested too deeply to read."
+
 
 class StorableJSONField(forms.JSONField):
     """A JSON form field that refuses lone surrogates, and shows the text as typed when it does.
@@ -21,13 +23,20 @@ class StorableJSONField(forms.JSONField):
     """
 
     def to_python(self, value):
-        converted = super().to_python(value)
+        try:
+            converted = super().to_python(value)
+        except RecursionError:
+            # json.loads gives up on nesting deeper than the interpreter's stack, e.g. 50,000 "[".
+            raise ValidationError(TOO_DEEP_MESSAGE, code="too_deep") from None
         if surrogate_path(converted) is not None:
             raise ValidationError(SURROGATE_MESSAGE, code="surrogate_character")
         return converted
 
     def bound_data(self, data, initial):
-        bound = super().bound_data(data, initial)
+        try:
+            bound = super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
         if isinstance(data, str) and surrogate_path(bound) is not None:
             return InvalidJSONInput(data)
         return bound
@@ -58,7 +67,7 @@ class UUIDListFormField(forms.CharField):
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the stack: shown as typed
                 return value
         if isinstance(value, list):
             return "\n".join(str(v) for v in value)

@@ -16,11 +16,11 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import ACTIVE_STATES
 from supervisors.models import QuestionAnswer, RestorationLog, SupervisorEvent, SupervisorState
 from supervisors.services.ownership import orphaned_q
+from supervisors.validators import parse_aware_datetime
 
 # --- Persistence: questions and answers ---------------------------------------
 
@@ -72,11 +72,7 @@ def pending_questions_overview(supervisors: QuerySet[SupervisorState] | None = N
 
 def _asked_at(question: dict[str, Any]) -> datetime:
     """When a question was asked, comparable across time zones; unreadable times sort first."""
-    value = question.get("askedAt")
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None or parsed.tzinfo is None:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed
+    return parse_aware_datetime(question.get("askedAt")) or datetime.min.replace(tzinfo=UTC)
 
 
 # --- Restoration: stale supervisors, gone daemons, batch selection ------------------------------
@@ -227,15 +223,15 @@ class ConversationPage:
 RAW_PREVIEW_CHARS = 20_000
 
 
-def conversation_page(supervisor_id: uuid.UUID, *, offset: int, limit: int) -> ConversationPage:
-    """Messages ``offset .. offset+limit-1`` of a supervisor's conversation history.
+def conversation_page(supervisor_id: uuid.UUID, *, offset: int | None, limit: int) -> ConversationPage:
+    """Messages ``offset .. offset+limit-1`` of a supervisor's conversation history; ``None``: the newest page.
 
     The database slices the JSON (``jsonb_path_query_array`` on PostgreSQL,
     ``json_each`` on SQLite), so a 5 MB history costs the page a few kilobytes
-    of transfer and parsing instead of five megabytes.
+    of transfer and parsing instead of five megabytes. The newest page starts
+    at a multiple of ``limit``, so its numbering agrees with the other pages'.
     """
     pk = SupervisorState._meta.pk.get_db_prep_value(supervisor_id, connection)
-    offset = max(0, offset)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
@@ -272,6 +268,7 @@ def conversation_page(supervisor_id: uuid.UUID, *, offset: int, limit: int) -> C
                 messages=[],
                 raw_preview=(preview[0] or "") if preview else "",
             )
+        offset = max(0, ((total - 1) // limit) * limit) if offset is None else max(0, offset)
         end = min(total, offset + limit) - 1
         if end < offset:
             return ConversationPage(total=total, json_type=json_type, offset=offset, messages=[])
@@ -293,6 +290,55 @@ def conversation_page(supervisor_id: uuid.UUID, *, offset: int, limit: int) -> C
                 for value, kind in cursor.fetchall()
             ]
     return ConversationPage(total=total, json_type=json_type, offset=offset, messages=messages)
+
+
+@dataclass(frozen=True)
+class ConversationMatch:
+    index: int
+    role: str | None
+    snippet: str
+
+
+#: Characters shown around a search match.
+MATCH_CONTEXT_CHARS = 80
+
+
+def conversation_search(supervisor_id: uuid.UUID, text: str, *, limit: int = 50) -> list[ConversationMatch]:
+    """Messages whose content contains ``text`` (case-insensitive), oldest first, at most ``limit``.
+
+    The database walks the array and returns only the matches' indexes and
+    snippets: a 5 MB history is searched without being loaded into Python.
+    A message whose ``content`` is not a string is searched as its JSON text.
+    """
+    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor_id, connection)
+    needle = text.lower()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "WITH m AS (SELECT e.ordinality - 1 AS idx, e.value ->> 'role' AS role,"
+                " coalesce(e.value ->> 'content', e.value::text) AS body"
+                " FROM supervisor_states s, jsonb_array_elements(CASE WHEN jsonb_typeof(s.conversation_history)"
+                " = 'array' THEN s.conversation_history ELSE '[]'::jsonb END) WITH ORDINALITY e WHERE s.id = %s)"
+                " SELECT idx, role, substr(body, greatest(1, strpos(lower(body), %s) - %s), %s)"
+                " FROM m WHERE strpos(lower(body), %s) > 0 ORDER BY idx LIMIT %s",
+                [pk, needle, MATCH_CONTEXT_CHARS, 2 * MATCH_CONTEXT_CHARS + len(text), needle, limit],
+            )
+        else:
+            cursor.execute(
+                "WITH m AS (SELECT CAST(e.key AS INTEGER) AS idx,"
+                " CASE WHEN e.type = 'object' THEN json_extract(e.value, '$.role') END AS role,"
+                " CASE WHEN e.type = 'object' AND json_type(e.value, '$.content') = 'text'"
+                " THEN json_extract(e.value, '$.content') ELSE e.value END AS body"
+                " FROM supervisor_states s, json_each(CASE WHEN json_type(s.conversation_history) = 'array'"
+                " THEN s.conversation_history ELSE '[]' END) e WHERE s.id = %s)"
+                " SELECT idx, role, substr(body, max(1, instr(lower(body), %s) - %s), %s)"
+                " FROM m WHERE instr(lower(body), %s) > 0 ORDER BY idx LIMIT %s",
+                [pk, needle, MATCH_CONTEXT_CHARS, 2 * MATCH_CONTEXT_CHARS + len(text), needle, limit],
+            )
+        return [
+            ConversationMatch(index=int(idx), role=role if isinstance(role, str) else None, snippet=snippet or "")
+            for idx, role, snippet in cursor.fetchall()
+        ]
 
 
 def _sqlite_scalar(value: Any, kind: str) -> Any:

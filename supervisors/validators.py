@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -186,8 +187,7 @@ def clean_pending_question(value: Any) -> dict[str, Any]:
     if question_type not in QuestionType.values:
         errors["questionType"] = f"{question_type!r} is not one of {', '.join(QuestionType.values)}."
     asked_at = value.get("askedAt")
-    parsed = parse_datetime(asked_at) if isinstance(asked_at, str) else None
-    if parsed is None or parsed.tzinfo is None:
+    if parse_aware_datetime(asked_at) is None:
         errors["askedAt"] = f"{asked_at!r} is not an RFC 3339 timestamp with a time zone."
     if errors:
         raise ValidationError(errors)
@@ -369,3 +369,22 @@ def validate_storable_json(value: Any) -> None:
         return
     validate_no_nul(value)
     validate_no_surrogate(value)
+
+
+def parse_aware_datetime(value: object) -> datetime | None:
+    """An RFC 3339 time with a zone, or None for anything else.
+
+    Django's ``parse_datetime`` raises for text that is well formed but
+    impossible (30 February, hour 25), and makima writes ``askedAt`` itself:
+    one such question must read as "no valid time", not crash every page and
+    every restoration that looks at it.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    return parsed

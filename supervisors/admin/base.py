@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import F, OuterRef, Subquery
 from django.http import HttpRequest
+from django.utils.html import format_html
+
+from supervisors.models import Contract
+
+from .display import when
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -19,3 +25,38 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ContractNamedAdmin(ReadOnlyAdmin):
+    """A record list that names the contract (and keeps its id copyable) instead of showing a bare id.
+
+    The name is one column annotated onto the list's query (a join on the
+    supervisor's contract, or a sub-select by ``contract_id``), never the
+    supervisor row itself, whose conversation can weigh megabytes.
+    """
+
+    #: Path from the record to its supervisor's contract; None: the record's own ``contract_id``.
+    contract_path: str | None = "supervisor__contract"
+
+    def get_queryset(self, request: HttpRequest):
+        if self.contract_path:
+            name, key = F(f"{self.contract_path}__name"), F(f"{self.contract_path}_id")
+        else:
+            name = Subquery(Contract.objects.filter(pk=OuterRef("contract_id")).values("name")[:1])
+            key = F("contract_id")
+        return super().get_queryset(request).annotate(contract_name=name, contract_key=key)
+
+    @admin.display(description="contract", ordering="contract_name")
+    def contract(self, obj: Any):
+        return format_html(
+            '{}<br><code class="sv-id" title="contract id">{}</code>',
+            obj.contract_name or "(no such contract)",
+            obj.contract_key,
+        )
+
+    @admin.display(description="when")
+    def when_display(self, obj: Any):
+        return when(getattr(obj, self.when_field))
+
+    #: The record's time column shown by ``when_display``.
+    when_field = "created_at"

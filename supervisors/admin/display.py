@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.timesince import timesince
 
 from supervisors.enums import SupervisorStatus
 from supervisors.models import Daemon
@@ -71,3 +74,13 @@ def daemon_liveness(daemon: Daemon | None) -> SafeString:
     heard = daemon.last_heartbeat_at
     since = f"silent since {heard:%Y-%m-%d %H:%M:%S}" if heard else "never heard from"
     return format_html('<span class="sv-state sv-bad">gone</span> {}', since)
+
+
+def when(moment: datetime | None) -> SafeString | str:
+    """One readable local format with the relative age, the exact ISO time on hover: "2026-11-29 17:53 (4 min ago)"."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    now = timezone.now()
+    age = f"{timesince(moment, now, depth=1)} ago" if moment <= now else f"in {timesince(now, moment, depth=1)}"
+    return format_html('<span title="{}">{} ({})</span>', local.isoformat(), f"{local:%Y-%m-%d %H:%M}", age)

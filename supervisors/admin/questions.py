@@ -15,7 +15,6 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from supervisors.models import SupervisorState
@@ -23,6 +22,7 @@ from supervisors.selectors import pending_questions_overview
 from supervisors.services.actors import Actor
 from supervisors.services.errors import ServiceError
 from supervisors.services.questions import clear_pending_question
+from supervisors.validators import parse_aware_datetime
 
 from .actions import log_entries
 from .forms import AnswerForm
@@ -41,9 +41,7 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
         if not model_admin.has_answer_permission(request):
             raise PermissionDenied
         form = AnswerForm(request.POST)
-        next_url = request.POST.get("next") or here
-        if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-            next_url = here
+        next_url = _admin_path_or(request.POST.get("next"), here)
         if form.is_valid():
             answer(model_admin, request, form)
         else:
@@ -80,9 +78,25 @@ def questions_view(model_admin: SupervisorStateAdmin, request: HttpRequest):
     return TemplateResponse(request, "admin/supervisors/supervisorstate/questions.html", context)
 
 
+def _admin_path_or(candidate: str | None, default: str) -> str:
+    """Where to go back after answering: a path inside the admin, or the questions page.
+
+    The form carries the page it came from; a tampered value (another host, a
+    NUL, a relative path) must not become the redirect.
+    """
+    admin_root = reverse("admin:index")
+    if (
+        candidate
+        and candidate.startswith(admin_root)
+        and candidate.isprintable()
+        and url_has_allowed_host_and_scheme(candidate, allowed_hosts=None)
+    ):
+        return candidate
+    return default
+
+
 def _asked_at(question: dict) -> datetime | None:
-    value = question.get("askedAt")
-    return parse_datetime(value) if isinstance(value, str) else None
+    return parse_aware_datetime(question.get("askedAt"))
 
 
 def answer(model_admin: SupervisorStateAdmin, request: HttpRequest, form: AnswerForm) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,16 +24,18 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
+from supervisors.diffs import checkpoint_diff, correction_diff
 from supervisors.enums import RecoveryAction
 from supervisors.models import Contract, SupervisorCheckpoint, SupervisorState, Task
-from supervisors.selectors import conversation_page, is_stale
+from supervisors.selectors import conversation_page, conversation_search, is_stale
 from supervisors.services.actors import Actor
 from supervisors.services.checkpoints import checkpoint_issues
 from supervisors.services.errors import InvalidInput, PreconditionFailed, ServiceError
+from supervisors.services.ownership import is_daemon_gone
 from supervisors.services.state import update_supervisor_detailed_state
-from supervisors.services.validation import validate_supervisor_state
+from supervisors.services.validation import conversation_checks, validate_supervisor_state
 
-from . import dashboard, questions, timeline
+from . import attention, dashboard, questions, timeline
 from .actions import (
     ACTIONS,
     MODES,
@@ -48,11 +51,15 @@ from .actions import (
 from .base import ReadOnlyAdmin
 from .display import daemon_liveness, progress_bar, stale_marker, state_badge
 from .filters import PendingQuestionsFilter, StaleFilter
-from .forms import AnswerForm, CorrectionForm
+from .forms import CORRECTABLE_FIELDS, AnswerForm, CorrectionForm
 from .pagination import EstimatedCountChangeList, EstimatedCountPaginator
 
 #: Conversation messages per page on the supervisor page.
 CONVERSATION_PAGE_SIZE = 25
+#: Search matches listed on the supervisor page; more are counted as "more".
+MAX_SEARCH_MATCHES = 50
+#: Longest text searched for in a conversation.
+MAX_SEARCH_CHARS = 200
 #: Characters of one message shown before it is cut (a single message can be megabytes).
 MESSAGE_PREVIEW_CHARS = 20_000
 
@@ -62,6 +69,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     list_display = (
         "contract_name",
         "state_display",
+        "daemon_display",
         "phase",
         "progress_display",
         "activity",
@@ -73,7 +81,10 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     list_display_links = ("contract_name",)
     list_filter = ("state", "phase", "restoration_source", PendingQuestionsFilter, StaleFilter)
     search_fields = ("contract__name", "current_activity", "error_message")
-    search_help_text = "Contract name, current activity or error message; or a contract, task or supervisor id."
+    search_help_text = (
+        "Contract name, current activity or error message, or a daemon's exact name; "
+        "or a contract, task, supervisor or daemon id."
+    )
     raw_id_fields = ("contract", "task")
     list_select_related = ("contract",)
     list_per_page = 50
@@ -130,7 +141,8 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
         return EstimatedCountChangeList
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
-        """An id finds its contract, supervisor task or supervisor; text searches name, activity, error."""
+        """An id finds its contract, supervisor task, supervisor or daemon; text searches contract name,
+        activity, error, and a daemon by its exact name (after a crash: "what ran on daemon-7?")."""
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -140,13 +152,16 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             # Contract names go in a sub-select: an OR across the join would make
             # PostgreSQL join all 100,000 rows before filtering (2x slower, measured).
             matching_contracts = Contract.objects.filter(name__icontains=term).values("id")
+            daemon_tasks = Task.objects.filter(daemon__name=term).values("id")
             condition = (
                 Q(contract_id__in=matching_contracts)
+                | Q(task_id__in=daemon_tasks)
                 | Q(current_activity__icontains=term)
                 | Q(error_message__icontains=term)
             )
         else:
-            condition = Q(contract_id=wanted) | Q(task_id=wanted) | Q(id=wanted)
+            daemon_tasks = Task.objects.filter(daemon_id=wanted).values("id")
+            condition = Q(contract_id=wanted) | Q(task_id=wanted) | Q(id=wanted) | Q(task_id__in=daemon_tasks)
         return queryset.filter(condition), False
 
     @admin.display(description="contract", ordering="contract__name")
@@ -156,6 +171,19 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     @admin.display(description="state", ordering="state")
     def state_display(self, obj: SupervisorState):
         return state_badge(obj.state)
+
+    @admin.display(description="daemon")
+    def daemon_display(self, obj: SupervisorState):
+        daemon = obj.task.daemon if obj.task_id else None
+        if daemon is None:
+            return format_html('<span class="sv-state sv-bad">{}</span>', "none")
+        gone = is_daemon_gone(daemon)
+        return format_html(
+            '<span class="sv-daemon sv-{}" title="{}">{}</span>',
+            "bad" if gone else "ok",
+            "gone" if gone else "alive",
+            daemon.name,
+        )
 
     @admin.display(description="progress", ordering="progress")
     def progress_display(self, obj: SupervisorState):
@@ -169,9 +197,13 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     def questions_count(self, obj: SupervisorState) -> int:
         return len(obj.pending_questions) if isinstance(obj.pending_questions, list) else 0
 
-    @admin.display(description="tasks (spawned / waiting)")
+    @admin.display(description="tasks")
     def tasks_display(self, obj: SupervisorState) -> str:
-        return f"{len(obj.spawned_task_ids or [])} / {len(obj.pending_task_ids or [])}"
+        return format_html(
+            '<span title="spawned / waited on">{} / {}</span>',
+            len(obj.spawned_task_ids or []),
+            len(obj.pending_task_ids or []),
+        )
 
     @admin.display(description="restored", ordering="restoration_count")
     def restorations(self, obj: SupervisorState) -> int:
@@ -223,6 +255,14 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
 
     def page_context(self, request: HttpRequest, obj: SupervisorState) -> dict[str, Any]:
         """Everything the supervisor page shows beyond the plain fields."""
+        # The conversation is checked by the database (kind, first bad message): a 5 MB history is never loaded.
+        checks = (
+            conversation_checks(SupervisorState.objects.filter(pk=obj.pk), "conversation_history")
+            .values_list("history_kind", "history_bad_index")
+            .first()
+        )
+        if checks is not None:
+            obj.history_kind, obj.history_bad_index = checks
         validation = validate_supervisor_state(obj)
         spawned = list(obj.spawned_task_ids or [])
         pending = list(obj.pending_task_ids or [])
@@ -246,16 +286,13 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
         )
         checkpoint_rows = [{"checkpoint": c, "issues": checkpoint_issues(c)} for c in checkpoints]
         restorations = list(obj.restorations.select_related("actor_user", "checkpoint").order_by("-started_at")[:20])
-        try:
-            page_number = max(1, int(request.GET.get("cpage", "1")))
-        except ValueError:
-            page_number = 1
-        conversation = conversation_page(
-            obj.pk, offset=(page_number - 1) * CONVERSATION_PAGE_SIZE, limit=CONVERSATION_PAGE_SIZE
-        )
-        pages = max(1, -(-conversation.total // CONVERSATION_PAGE_SIZE)) if conversation.total is not None else 1
+        conversation, page_number, pages = _conversation_at(obj.pk, request.GET.get("cpage"))
+        search = _SearchText.of(request.GET.get("csearch"))
+        matches = conversation_search(obj.pk, search.text, limit=MAX_SEARCH_MATCHES + 1) if search.text else []
+        matched_here = {m.index for m in matches}
         messages_shown = [
-            _message_view(conversation.offset + i, message) for i, message in enumerate(conversation.messages)
+            {**_message_view(conversation.offset + i, message), "matched": conversation.offset + i in matched_here}
+            for i, message in enumerate(conversation.messages)
         ]
         questions_list = (
             [q for q in obj.pending_questions if isinstance(q, dict)] if isinstance(obj.pending_questions, list) else []
@@ -272,6 +309,11 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             "conversation_page_number": page_number,
             "conversation_pages": pages,
             "conversation_page_range": _page_links(page_number, pages),
+            "conversation_search": search,
+            "conversation_matches": [
+                {"match": m, "page": m.index // CONVERSATION_PAGE_SIZE + 1} for m in matches[:MAX_SEARCH_MATCHES]
+            ],
+            "conversation_more_matches": len(matches) > MAX_SEARCH_MATCHES,
             "pending_questions": [
                 {
                     "question": q,
@@ -298,6 +340,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
         name = "supervisors_supervisorstate_"
         return [
             path("questions/", wrap(self.questions_view), name=name + "questions"),
+            path("attention/", wrap(self.attention_view), name=name + "attention"),
             path("dashboard/", wrap(self.dashboard_view), name=name + "dashboard"),
             path("<path:object_id>/restore/", wrap(self.restore_view), name=name + "restore"),
             path("<path:object_id>/validate/", wrap(self.validate_view), name=name + "validate"),
@@ -309,6 +352,9 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
 
     def questions_view(self, request: HttpRequest):
         return questions.questions_view(self, request)
+
+    def attention_view(self, request: HttpRequest):
+        return attention.attention_view(self, request)
 
     def dashboard_view(self, request: HttpRequest):
         return dashboard.dashboard_view(self, request)
@@ -333,7 +379,11 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         obj = self._object_or_404(request, object_id)
         params = request.POST if request.method == "POST" else request.GET
-        mode = MODES.get(params.get("mode", "restore"), MODES["restore"])
+        mode = MODES.get(params.get("mode", "restore"))
+        if mode is None:
+            # An unknown mode is a tampered form or link: restoring anyway would act on a guess.
+            self.message_user(request, "Nothing done: unknown restore mode in the request.", messages.ERROR)
+            return HttpResponseRedirect(self._change_url(obj))
         checkpoint = None
         if mode.key == "checkpoint":
             checkpoint = SupervisorCheckpoint.objects.filter(supervisor=obj, id=_int(params.get("checkpoint"))).first()
@@ -348,7 +398,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             report_outcome(self, request, report, mode=mode, reason=reason)
             return HttpResponseRedirect(self._change_url(obj))
         hidden = [("mode", mode.key)] + ([("checkpoint", str(checkpoint.pk))] if checkpoint else [])
-        return render_confirmation(
+        response = render_confirmation(
             self,
             request,
             SupervisorState.objects.filter(pk=obj.pk),
@@ -358,6 +408,10 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             checkpoint=checkpoint,
             cancel_url=self._change_url(obj),
         )
+        if checkpoint is not None:
+            # Field by field and message by message: what this checkpoint would put back.
+            response.context_data["checkpoint_diff"] = checkpoint_diff(obj, checkpoint)
+        return response
 
     def validate_view(self, request: HttpRequest, object_id: str):
         if request.method != "POST":
@@ -381,33 +435,19 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         obj = self._object_or_404(request, object_id)
         form = CorrectionForm(request.POST if request.method == "POST" else None, supervisor=obj)
+        diff = None
         if form.is_bound and form.is_valid():
             changes = form.changes()
             if not changes:
                 self.message_user(request, "Nothing changed.", messages.INFO)
                 return HttpResponseRedirect(self._change_url(obj))
-            try:
-                update_supervisor_detailed_state(
-                    obj.contract_id,
-                    changes,
-                    expected_version=form.cleaned_data["version"],
-                    actor=Actor.staff(request.user),
-                )
-            except PreconditionFailed:
-                form.add_error(
-                    None,
-                    "The supervisor changed since you opened this form (a daemon wrote to it). "
-                    "Reload the form and make your correction again.",
-                )
-            except InvalidInput as exc:
-                _errors_to_form(form, exc)
-            except ServiceError as exc:
-                form.add_error(None, exc.message)
-            else:
-                text = f"Corrected {', '.join(sorted(changes))}."
-                log_entries(request, [(obj.pk, obj.contract.name, text)])
-                self.message_user(request, f"{obj.contract.name}: {text}", messages.SUCCESS)
+            # First the difference, field by field, once the service would accept it; written on confirmation.
+            confirmed = "_confirm" in request.POST
+            self._apply_correction(request, obj, form, changes, dry_run=not confirmed)
+            if confirmed and not form.errors:
                 return HttpResponseRedirect(self._change_url(obj))
+            if not form.errors:
+                diff = correction_diff(obj, changes, CORRECTABLE_FIELDS)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Correct the supervisor of {obj.contract.name}",
@@ -415,10 +455,40 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
             "opts": self.opts,
             "original": obj,
             "form": form,
+            "diff": diff,
             "media": self.media + form.media,
             "change_url": self._change_url(obj),
         }
         return TemplateResponse(request, "admin/supervisors/supervisorstate/correct.html", context)
+
+    def _apply_correction(
+        self, request: HttpRequest, obj: SupervisorState, form: CorrectionForm, changes, *, dry_run: bool
+    ) -> None:
+        """Check (``dry_run``) or write the correction; a refusal becomes a form error, nothing written."""
+        try:
+            update_supervisor_detailed_state(
+                obj.contract_id,
+                changes,
+                expected_version=form.cleaned_data["version"],
+                actor=Actor.staff(request.user),
+                dry_run=dry_run,
+            )
+        except PreconditionFailed:
+            form.add_error(
+                None,
+                "The supervisor changed since you opened this form (a daemon wrote to it). "
+                "Reload the form and make your correction again.",
+            )
+        except InvalidInput as exc:
+            _errors_to_form(form, exc)
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            if dry_run:
+                return
+            text = f"Corrected {', '.join(sorted(changes))}."
+            log_entries(request, [(obj.pk, obj.contract.name, text)])
+            self.message_user(request, f"{obj.contract.name}: {text}", messages.SUCCESS)
 
 
 def _errors_to_form(form: CorrectionForm, exc: InvalidInput) -> None:
@@ -463,6 +533,37 @@ def _message_view(index: int, message: Any) -> dict[str, Any]:
         "cut": cut,
         "size": len(body),
     }
+
+
+def _conversation_at(supervisor_id, cpage: str | None):
+    """The conversation page asked for (``cpage``, 1-based), the newest when none or past the end.
+
+    Staff open a supervisor to see what it did last: the newest messages, not
+    page 1 of 36.
+    """
+    try:
+        requested = max(1, int(cpage)) if cpage else None
+    except (ValueError, OverflowError):
+        requested = None
+    offset = None if requested is None else (requested - 1) * CONVERSATION_PAGE_SIZE
+    conversation = conversation_page(supervisor_id, offset=offset, limit=CONVERSATION_PAGE_SIZE)
+    if conversation.total and offset is not None and offset >= conversation.total:
+        conversation = conversation_page(supervisor_id, offset=None, limit=CONVERSATION_PAGE_SIZE)
+    pages = max(1, -(-conversation.total // CONVERSATION_PAGE_SIZE)) if conversation.total is not None else 1
+    return conversation, conversation.offset // CONVERSATION_PAGE_SIZE + 1, pages
+
+
+@dataclass(frozen=True)
+class _SearchText:
+    text: str
+    error: str = ""
+
+    @classmethod
+    def of(cls, raw: str | None) -> _SearchText:
+        text = (raw or "").strip()
+        if len(text) > MAX_SEARCH_CHARS:
+            return cls("", f"Search text is limited to {MAX_SEARCH_CHARS} characters.")
+        return cls(text)
 
 
 def _page_links(current: int, pages: int) -> list[int | None]:

@@ -25,8 +25,9 @@ from supervisors.models import (
 )
 
 from . import keys
-from .base import ReadOnlyAdmin
-from .display import daemon_liveness
+from .base import ContractNamedAdmin, ReadOnlyAdmin
+from .daemon_page import daemon_panels
+from .display import daemon_liveness, when
 from .filters import DaemonLivenessFilter
 
 
@@ -63,7 +64,9 @@ class DaemonAdmin(admin.ModelAdmin):
         return keys.issue_key_view(self, request, object_id)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        daemon = self.get_object(request, object_id)
         extra = {
+            **(daemon_panels(daemon) if daemon is not None else {}),
             "can_issue_key": request.user.has_perm(keys.ISSUE_PERMISSION),
             "keys_url": reverse("admin:supervisors_daemonapikey_changelist") + f"?daemon__id__exact={object_id}",
             **(extra_context or {}),
@@ -82,8 +85,8 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(SupervisorCheckpoint)
-class SupervisorCheckpointAdmin(ReadOnlyAdmin):
-    list_display = ("id", "supervisor_id", "reason", "state", "phase", "progress", "created_at")
+class SupervisorCheckpointAdmin(ContractNamedAdmin):
+    list_display = ("id", "contract", "reason", "state", "phase", "progress", "when_display")
     list_filter = ("reason", "state")
     search_fields = ("=supervisor__contract__id",)
     raw_id_fields = ("supervisor", "conversation")
@@ -91,8 +94,8 @@ class SupervisorCheckpointAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ConversationSnapshot)
-class ConversationSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ("id", "supervisor_id", "message_count", "size_bytes", "created_at")
+class ConversationSnapshotAdmin(ContractNamedAdmin):
+    list_display = ("id", "contract", "message_count", "size_bytes", "when_display")
     exclude = ("messages",)
     raw_id_fields = ("supervisor",)
     show_full_result_count = False
@@ -102,20 +105,27 @@ class ConversationSnapshotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(QuestionAnswer)
-class QuestionAnswerAdmin(ReadOnlyAdmin):
-    list_display = ("question_id", "supervisor_id", "answer", "answered_by_user", "answered_at", "acknowledged_at")
+class QuestionAnswerAdmin(ContractNamedAdmin):
+    list_display = ("contract", "question_id", "answer", "answered_by_user", "when_display", "acknowledged")
+    when_field = "answered_at"
     list_filter = ("acknowledged_at",)
     search_fields = ("=question_id", "=supervisor__contract__id", "answer")
     raw_id_fields = ("supervisor", "answered_by_user", "answered_by_daemon")
     list_select_related = ("answered_by_user",)
     show_full_result_count = False
 
+    @admin.display(description="acknowledged", ordering="acknowledged_at")
+    def acknowledged(self, obj: QuestionAnswer):
+        return when(obj.acknowledged_at) if obj.acknowledged_at else "not yet"
+
 
 @admin.register(RestorationLog)
-class RestorationLogAdmin(ReadOnlyAdmin):
+class RestorationLogAdmin(ContractNamedAdmin):
+    contract_path = None  # the log keeps the contract's id even when the supervisor row is gone
+    when_field = "started_at"
     list_display = (
-        "started_at",
-        "contract_id",
+        "when_display",
+        "contract",
         "source",
         "outcome",
         "recovery_action",

@@ -78,6 +78,10 @@ class SupervisorState(models.Model):
         ]
 
     def __str__(self) -> str:
+        # The contract's name when it is already loaded (the admin loads it): titles and breadcrumbs
+        # name what a person knows; never a query of its own, so lists of rows stay one query.
+        if SupervisorState.contract.is_cached(self):
+            return f"Supervisor of {self.contract.name}"
         return f"Supervisor of {self.contract_id}"
 
     def clean(self) -> None:

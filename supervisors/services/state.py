@@ -294,11 +294,14 @@ def update_supervisor_detailed_state(
     expected_version: str | None = None,
     fence: Fence = UNFENCED,
     actor: Actor | None = None,
+    dry_run: bool = False,
 ) -> SupervisorState:
     """Change only the given fields of the supervisor's state (the seed's UpdateSupervisorStateRequest).
 
     Records a ``state_updated`` event, or ``corrected`` when ``actor`` is a
     staff user (the admin's "Correct fields"), naming the fields changed.
+    ``dry_run`` checks everything the write would check and writes nothing: the
+    admin shows a correction's effect only once the service would accept it.
 
     Guarantees: keys are the request's fields (snake_case model names), each
     value is checked as in the full save, and the rules across fields hold on
@@ -336,6 +339,8 @@ def update_supervisor_detailed_state(
                 contract_uuid, spawned, pending, errors, check_spawned=values.get("spawned_task_ids", [])
             )
             raise_if(errors)
+        if dry_run:
+            return supervisor
         before = {f: getattr(supervisor, f) for f in ("state", "phase") if f in values}
         for field, value in values.items():
             setattr(supervisor, field, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -16,6 +17,9 @@ from supervisors.services.state import update_supervisor_phase
 from tests.factories import make_contract, make_supervisor
 
 pytestmark = pytest.mark.django_db
+
+#: A query that brings the whole conversation column back to Python (as opposed to a slice or a check).
+LOADS_HISTORY = re.compile(r'(SELECT|,)\s*"supervisor_states"\."conversation_history"\s*(,|FROM)')
 
 
 def form_data(form) -> dict[str, str]:
@@ -36,11 +40,41 @@ def test_conversation_is_shown_a_page_at_a_time_and_collapsible(admin_client):
     supervisor = make_supervisor(conversation_history=history)
     html = admin_client.get(page_url(supervisor)).content.decode()
     assert "(60 messages)" in html
-    assert "message number 000" in html and "message number 024" in html
-    assert "message number 025" not in html
-    assert html.count('<details class="sv-message') == 25
-    third = admin_client.get(page_url(supervisor), {"cpage": 3}).content.decode()
-    assert "message number 050" in third and "message number 059" in third and "message number 049" not in third
+    # It opens at the newest messages: page 3 of 3.
+    assert "message number 050" in html and "message number 059" in html and "message number 049" not in html
+    assert "Page 3 of 3" in html and "« oldest" in html and "newest »" not in html
+    first = admin_client.get(page_url(supervisor), {"cpage": 1}).content.decode()
+    assert "message number 000" in first and "message number 024" in first
+    assert "message number 025" not in first
+    assert first.count('<details class="sv-message') == 25
+    assert "newest »" in first
+    # Past the end or garbage: the newest page, not an empty one.
+    for cpage in ("99", "99999999999999999999999", "x"):
+        assert "message number 059" in admin_client.get(page_url(supervisor), {"cpage": cpage}).content.decode()
+
+
+def test_search_in_the_conversation_runs_in_the_database_and_links_to_the_page(admin_client):
+    history = [{"role": "user" if i % 2 else "assistant", "content": f"message number {i:03d}"} for i in range(60)]
+    history[42]["content"] = "The Migration of table FOO failed"
+    history[7] = {"role": "tool", "content": [{"type": "text", "text": "migration log"}]}  # content not a string
+    supervisor = make_supervisor(conversation_history=history)
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(page_url(supervisor), {"csearch": "MIGRATION"})
+    matches = response.context["conversation_matches"]
+    assert [(m["match"].index, m["page"]) for m in matches] == [(7, 1), (42, 2)]
+    assert matches[1]["match"].role == "assistant"
+    assert "The Migration of table FOO failed" in matches[1]["match"].snippet
+    html = response.content.decode()
+    assert 'href="?cpage=2&amp;csearch=MIGRATION#m-42"' in html
+    # The history itself is never selected whole: only slices and matches come back.
+    assert [q["sql"] for q in ctx.captured_queries if LOADS_HISTORY.search(q["sql"])] == []
+    on_page_two = admin_client.get(page_url(supervisor), {"cpage": 2, "csearch": "migration"}).content.decode()
+    assert 'id="m-42" open' in on_page_two
+    none = admin_client.get(page_url(supervisor), {"csearch": "nothing like this"})
+    assert none.context["conversation_matches"] == []
+    assert "No message contains" in none.content.decode()
+    long = admin_client.get(page_url(supervisor), {"csearch": "x" * 201})
+    assert "limited to 200 characters" in long.content.decode()
 
 
 def test_page_reads_only_the_requested_slice_of_the_conversation(admin_client):
@@ -49,8 +83,9 @@ def test_page_reads_only_the_requested_slice_of_the_conversation(admin_client):
     with CaptureQueriesContext(connection) as ctx:
         admin_client.get(page_url(supervisor), {"cpage": 2})
     slicing = [
-        q["sql"] for q in ctx.captured_queries if "json_each" in q["sql"] or "jsonb_path_query_array" in q["sql"]
+        q["sql"] for q in ctx.captured_queries if "e.key BETWEEN" in q["sql"] or "jsonb_path_query_array" in q["sql"]
     ]
+    assert [q["sql"] for q in ctx.captured_queries if LOADS_HISTORY.search(q["sql"])] == []
     assert len(slicing) == 1
 
 
@@ -88,7 +123,17 @@ def test_correcting_a_bad_pending_task_goes_through_the_service(admin_client, wo
     form = admin_client.get(url).context["form"]
     data = form_data(form)
     data.update(pending_task_ids="", state="working")
-    response = admin_client.post(url, data)
+    # First the preview: what would change, field by field; nothing written yet.
+    preview = admin_client.post(url, data)
+    assert preview.status_code == 200
+    changed = {(c.field, c.current, c.proposed) for c in preview.context["diff"].fields}
+    assert changed == {
+        ("state", "waiting_for_tasks", "working"),
+        ("pending_task_ids", f'[\n "{world["stray"].id}"\n]', "(empty)"),
+    }
+    assert "Nothing is written yet" in preview.content.decode()
+    assert SupervisorState.objects.get(pk=gamma.pk).state == "waiting_for_tasks"
+    response = admin_client.post(url, {**data, "_confirm": "1"})
     assert response.status_code == 302
     gamma.refresh_from_db()
     assert gamma.pending_task_ids == [] and gamma.state == "working"
@@ -104,9 +149,11 @@ def test_a_correction_based_on_an_old_read_changes_nothing(admin_client, world):
     data = form_data(form)
     update_supervisor_phase(gamma.contract_id, "review")  # the daemon writes meanwhile
     data.update(pending_task_ids="")
-    response = admin_client.post(url, data)
+    response = admin_client.post(url, {**data, "_confirm": "1"})
     assert response.status_code == 200
     assert "changed since you opened this form" in response.content.decode()
+    # The preview already says so: the dry run checks the version too.
+    assert "changed since you opened this form" in admin_client.post(url, data).content.decode()
     gamma.refresh_from_db()
     assert gamma.pending_task_ids == [world["stray"].id]
 
@@ -168,3 +215,33 @@ def test_page_queries_do_not_grow_with_tasks_checkpoints_or_restorations(admin_c
     )
     assert supervisor.checkpoints.count() >= 8 and supervisor.restorations.count() == 2
     assert page_query_count(admin_client, supervisor) == one
+
+
+def test_restoring_a_checkpoint_shows_field_and_conversation_differences_first(admin_client):
+    history = [{"role": "user", "content": f"m{i}"} for i in range(3)]
+    supervisor = make_supervisor(make_contract(phase="plan"), conversation_history=history, progress=10)
+    update_supervisor_phase(supervisor.contract_id, "build")  # checkpoint: phase build, 3 messages
+    checkpoint = supervisor.checkpoints.get()
+    SupervisorState.objects.filter(pk=supervisor.pk).update(
+        phase="review",
+        progress=70,
+        conversation_history=[
+            *history[:2],
+            {"role": "assistant", "content": "rewritten"},
+            {"role": "user", "content": "m3"},
+        ],
+    )
+    url = reverse("admin:supervisors_supervisorstate_restore", args=[supervisor.pk])
+    response = admin_client.get(url, {"mode": "checkpoint", "checkpoint": checkpoint.pk})
+    diff = response.context["checkpoint_diff"]
+    assert {(c.field, c.current, c.proposed) for c in diff.fields} == {
+        ("phase", "review", "build"),
+        ("progress", "70", "10"),
+    }
+    conversation = diff.conversation
+    assert (conversation.current_count, conversation.proposed_count, conversation.kept) == (4, 3, 2)
+    assert (conversation.removed, conversation.added) == (2, 1)
+    assert "rewritten" in conversation.current_message and '"m2"' in conversation.proposed_message
+    html = response.content.decode()
+    assert "Conversation: 4 → 3 messages" in html and "2 removed, 1 added from message #2 on" in html
+    assert SupervisorState.objects.get(pk=supervisor.pk).phase == "review"  # only shown

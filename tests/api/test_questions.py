@@ -84,6 +84,8 @@ def test_withdraw(alpha, supervisor):
         ({"question": ""}, "question"),
         ({"choices": "yes"}, "choices"),
         ({"askedAt": "yesterday"}, "askedAt"),
+        ({"askedAt": "2026-02-30T12:00:00Z"}, "askedAt"),  # well formed, impossible: was a 500
+        ({"askedAt": "2026-11-01T25:00:00+00:00"}, "askedAt"),
         ({"id": "123"}, "id"),
         ({"context": {"not": "a string"}}, "context"),
     ],

@@ -198,3 +198,11 @@ def test_the_database_checks_a_conversation_exactly_as_python_does(history):
     assert "conversation_history" not in checked.__dict__
     assert validate_supervisor_state(checked).issues == validate_supervisor_state(loaded).issues
     assert "conversation_history" not in checked.__dict__  # validating did not load it either
+
+
+def test_a_stored_question_asked_on_30_february_is_an_issue_not_a_crash():
+    """makima writes pending questions itself: an impossible time is reported like any other bad field."""
+    supervisor, _ = make_working_supervisor(pending_questions=[make_question(askedAt="2026-02-30T12:00:00Z")])
+    result = validate_supervisor_state(supervisor)
+    assert result.is_valid is False
+    assert any("askedAt" in issue for issue in result.issues), result.issues

@@ -7,7 +7,6 @@ import json
 from datetime import datetime
 
 from django.core.management.base import CommandError, CommandParser
-from django.utils.dateparse import parse_datetime
 
 from supervisors.enums import RestorationOutcome, RestorationSource
 from supervisors.management.selection_options import SelectionCommand, selection_from_options
@@ -23,6 +22,7 @@ from supervisors.services.restoration import (
     count_selection,
     restore_selection,
 )
+from supervisors.validators import parse_aware_datetime
 
 EXAMPLES = """
 Every restoration runs the same protocol as the API's resume (validate, fall back
@@ -190,11 +190,8 @@ def preview_line(result: RestorationResult) -> str:
 def _timestamp(value: str | None) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:  # well formed but impossible (month 13): the same usage error as any other
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = parse_aware_datetime(value)  # None too when well formed but impossible (month 13)
+    if parsed is None:
         raise CommandError(
             f"--not-restored-since {value!r} is not an ISO 8601 time with a time zone.", returncode=EXIT_USAGE
         )

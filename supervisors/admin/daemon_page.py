@@ -1,0 +1,58 @@
+"""What a daemon's page shows below its fields: the supervisors it runs, its tasks, its keys.
+
+A crashed daemon's page is where staff start: which supervisors went down
+with it, in which state, and whether they need a person. Each panel is one
+bounded query (the newest rows, capped) plus one count, whatever the fleet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count
+from django.urls import reverse
+from django.utils import timezone
+
+from supervisors.models import Daemon, DaemonApiKey, Task
+from supervisors.selectors import is_stale
+from supervisors.services.ownership import owned_supervisors
+
+from .display import state_badge
+
+#: Rows per panel; the rest are a link to the filtered list.
+PANEL_ROWS = 50
+
+
+def daemon_panels(daemon: Daemon) -> dict[str, Any]:
+    now = timezone.now()
+    supervisors = (
+        owned_supervisors(daemon.pk)
+        .defer("conversation_history")
+        .select_related("contract")
+        .order_by("last_activity", "id")
+    )
+    supervisor_rows = [
+        {
+            "supervisor": s,
+            "badge": state_badge(s.state),
+            "stale": is_stale(s, now),
+            "url": reverse("admin:supervisors_supervisorstate_change", args=[s.pk]),
+        }
+        for s in supervisors[:PANEL_ROWS]
+    ]
+    task_counts = {
+        row["status"]: row["n"]
+        for row in Task.objects.filter(daemon=daemon).order_by().values("status").annotate(n=Count("id"))
+    }
+    tasks = list(Task.objects.filter(daemon=daemon).select_related("contract").order_by("-created_at")[:PANEL_ROWS])
+    keys = list(DaemonApiKey.objects.filter(daemon=daemon).order_by("revoked_at", "-created_at")[:PANEL_ROWS])
+    return {
+        "supervisor_rows": supervisor_rows,
+        "supervisor_total": supervisors.count(),
+        "supervisors_url": reverse("admin:supervisors_supervisorstate_changelist") + f"?q={daemon.pk}",
+        "task_counts": sorted(task_counts.items()),
+        "task_total": sum(task_counts.values()),
+        "tasks": tasks,
+        "tasks_url": reverse("admin:supervisors_task_changelist") + f"?daemon__id__exact={daemon.pk}",
+        "daemon_keys": keys,
+    }

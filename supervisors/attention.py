@@ -1,0 +1,174 @@
+"""Which supervisors need a person or a restore, how badly, and why: the admin's needs-attention page.
+
+Membership and order are decided by the database in one expression
+(``attention_queryset``), so the page costs the same few queries over ten
+supervisors or a million. The words of the "why" column are written in Python
+for the rows of one page only, with their saved state validated in the
+batched way restorations use (``load_worlds``: a fixed number of queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
+from supervisors.models import SupervisorState
+from supervisors.selectors import stale_q
+from supervisors.services.ownership import is_daemon_gone, orphaned_q
+from supervisors.services.validation import conversation_checks, load_worlds, validate_with_world
+from supervisors.validators import parse_aware_datetime
+
+
+@dataclass(frozen=True)
+class AttentionKind:
+    severity: int
+    key: str
+    label: str
+
+
+#: Most severe first; a supervisor shows under the first kind it matches.
+MANUAL = AttentionKind(1, "manual", "Needs manual intervention")
+DAEMON_GONE = AttentionKind(2, "daemon_gone", "Daemon gone")
+FAILED = AttentionKind(3, "failed", "Failed")
+BLOCKED = AttentionKind(4, "blocked", "Blocked")
+STALE = AttentionKind(5, "stale", "Stale")
+INTERRUPTED = AttentionKind(6, "interrupted", "Interrupted")
+WAITING = AttentionKind(7, "waiting", "Waiting for a human")
+KINDS: tuple[AttentionKind, ...] = (MANUAL, DAEMON_GONE, FAILED, BLOCKED, STALE, INTERRUPTED, WAITING)
+BY_SEVERITY = {kind.severity: kind for kind in KINDS}
+BY_KEY = {kind.key: kind for kind in KINDS}
+
+#: States nobody needs to look at unless something else is wrong with them.
+_SETTLED = [SupervisorStatus.COMPLETED]
+
+
+def _conditions(now: datetime) -> list[tuple[AttentionKind, Q]]:
+    """Each kind's condition, in severity order (the CASE picks the first that holds)."""
+    known_states = list(SupervisorStatus.values)
+    return [
+        (
+            MANUAL,
+            ~Q(state__in=known_states)
+            | Q(contract__status=ContractStatus.ARCHIVED) & ~Q(state__in=_SETTLED)
+            | (Q(task__isnull=True) | Q(task__is_supervisor=False) | ~Q(task__contract_id=F("contract_id")))
+            & ~Q(state__in=_SETTLED),
+        ),
+        (DAEMON_GONE, orphaned_q(now) & ~Q(state__in=[*_SETTLED, SupervisorStatus.FAILED])),
+        (FAILED, Q(state=SupervisorStatus.FAILED)),
+        (BLOCKED, Q(state=SupervisorStatus.BLOCKED)),
+        (STALE, stale_q(now)),
+        (INTERRUPTED, Q(state=SupervisorStatus.INTERRUPTED)),
+        (WAITING, Q(state=SupervisorStatus.WAITING_FOR_USER) | ~Q(pending_questions=[]) & ~Q(state__in=_SETTLED)),
+    ]
+
+
+def attention_queryset(now: datetime | None = None, kind: AttentionKind | None = None) -> QuerySet[SupervisorState]:
+    """Supervisors needing attention, annotated with ``attention`` (a severity), worst and longest-silent first."""
+    now = now or timezone.now()
+    severity = Case(
+        *(When(condition, then=Value(k.severity)) for k, condition in _conditions(now)),
+        default=Value(None),
+        output_field=IntegerField(),
+    )
+    rows = (
+        SupervisorState.objects.annotate(attention=severity)
+        .filter(attention__isnull=False)
+        .defer("conversation_history")
+        .select_related("contract", "task__daemon")
+    )
+    if kind is not None:
+        rows = rows.filter(attention=kind.severity)
+    return rows.order_by("attention", "last_activity", "id")
+
+
+def attention_counts(now: datetime | None = None) -> dict[AttentionKind, int]:
+    """How many supervisors need attention per kind, in one GROUP BY."""
+    rows = attention_queryset(now).order_by().values("attention").annotate(n=Count("id"))
+    counts = {row["attention"]: row["n"] for row in rows}
+    return {kind: counts.get(kind.severity, 0) for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class AttentionRow:
+    supervisor: SupervisorState
+    kind: AttentionKind
+    why: str
+    #: The validation's recovery action when the saved state is not valid, else None.
+    recovery_action: str | None
+
+
+def explain(supervisors: Sequence[SupervisorState], now: datetime | None = None) -> list[AttentionRow]:
+    """The "why" in words for one page of ``attention_queryset``, validation included."""
+    now = now or timezone.now()
+    checked = {
+        s.pk: s
+        for s in conversation_checks(
+            SupervisorState.objects.filter(pk__in=[s.pk for s in supervisors]).select_related("contract"),
+            "conversation_history",
+        )
+    }
+    worlds = load_worlds(list(checked.values()))
+    rows = []
+    for supervisor in supervisors:
+        kind = BY_SEVERITY[supervisor.attention]
+        reasons = [_why(kind, supervisor, now)]
+        action = None
+        full = checked.get(supervisor.pk)
+        if full is not None:
+            result = validate_with_world(full, worlds[full.pk])
+            if not result.is_valid:
+                action = result.recovery_action
+                first = result.issues[0] if result.issues else "invalid"
+                more = f" (and {len(result.issues) - 1} more)" if len(result.issues) > 1 else ""
+                reasons.insert(0, f"Saved state invalid: {first}{more}; recovery: {RecoveryAction(action).label}.")
+        rows.append(AttentionRow(supervisor, kind, " ".join(reasons), action))
+    return rows
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    return f"{timesince(moment, now)} ago" if moment else "never"
+
+
+def _why(kind: AttentionKind, supervisor: SupervisorState, now: datetime) -> str:
+    error = (supervisor.error_message or "").strip()
+    error_text = f": {error[:300]}" if error else " (no error message saved)"
+    if kind is MANUAL:
+        if supervisor.state not in SupervisorStatus.values:
+            return f"Saved state {supervisor.state!r} is not a state this service knows; correct it before restoring."
+        if supervisor.task_id is None:
+            return "No supervisor task: nothing can run it until staff assign one or start fresh."
+        task = supervisor.task
+        if not task.is_supervisor or task.contract_id != supervisor.contract_id:
+            return "It points at a task that is not its contract's supervisor task: no daemon owns it; correct it."
+        return "Its contract is archived while the supervisor is not completed."
+    if kind is DAEMON_GONE:
+        task = supervisor.task
+        daemon = task.daemon if task else None
+        if daemon is None:
+            return "Its supervisor task has no daemon: waiting for a daemon to claim it, or restore it."
+        heard = daemon.last_heartbeat_at
+        gone = "gone" if is_daemon_gone(daemon, now) else "leaving"
+        return (
+            f"Daemon {daemon.name} {gone}, last heard {_ago(heard, now)}: "
+            "waiting for a live daemon to claim it, or restore it."
+        )
+    if kind is FAILED:
+        return f"Failed{error_text}."
+    if kind is BLOCKED:
+        return f"Blocked{error_text}."
+    if kind is STALE:
+        return f"Silent for {timesince(supervisor.last_activity, now)} while {supervisor.state.replace('_', ' ')}."
+    if kind is INTERRUPTED:
+        return "Interrupted: waiting for a daemon to claim it, or restore it."
+    questions = [q for q in supervisor.pending_questions or [] if isinstance(q, dict)]
+    asked = [t for t in (parse_aware_datetime(q.get("askedAt")) for q in questions) if t is not None]
+    if not questions:
+        return f"Waiting for a human for {timesince(supervisor.last_activity, now)}, with no question pending."
+    oldest = f", the oldest asked {_ago(min(asked), now)}" if asked else ""
+    return f"{len(questions)} question(s) waiting for a human{oldest}."
