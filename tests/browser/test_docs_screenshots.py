@@ -1,0 +1,62 @@
+"""Not a check: refreshes docs/admin-*.png from seed_demo's data, at a laptop's 1366 px.
+
+ADMIN_SCREENSHOTS=1 .venv/bin/python -m pytest tests/browser/test_docs_screenshots.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from supervisors.demo import demo_id, seed_demo
+from supervisors.enums import RestorationSource
+from supervisors.models import Daemon, SupervisorState
+from supervisors.services.actors import Actor
+from supervisors.services.questions import clear_pending_question
+from supervisors.services.restoration import restore_supervisor
+from supervisors.services.state import update_supervisor_phase
+
+from .conftest import login
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.environ.get("ADMIN_SCREENSHOTS"), reason="set ADMIN_SCREENSHOTS=1 to refresh docs/*.png"),
+]
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_screenshots_for_the_docs(browser, live_http):
+    boss = User.objects.create_superuser("boss", password="pw")
+    seed_demo()
+    billing = SupervisorState.objects.get(contract_id=demo_id("contract", "Billing service migration"))
+    update_supervisor_phase(billing.contract_id, "review")  # a checkpoint to compare with
+    restore_supervisor(
+        billing.contract_id, source=RestorationSource.MANUAL, actor=Actor.staff(boss), reason="night crash"
+    )
+    asked = SupervisorState.objects.get(contract_id=demo_id("contract", "Mobile onboarding redesign"))
+    clear_pending_question(asked.contract_id, asked.pending_questions[0]["id"], answer="later", actor=Actor.staff(boss))
+    context = browser.new_context(base_url=live_http.url, viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    login(page, "boss")
+    shots = {
+        "admin-attention.png": "/admin/supervisors/supervisorstate/attention/",
+        "admin-list.png": "/admin/supervisors/supervisorstate/",
+        "admin-supervisor.png": f"/admin/supervisors/supervisorstate/{billing.pk}/change/",
+        "admin-timeline.png": f"/admin/supervisors/supervisorstate/{asked.pk}/timeline/",
+        "admin-dashboard.png": "/admin/supervisors/supervisorstate/dashboard/",
+        "admin-questions.png": "/admin/supervisors/supervisorstate/questions/",
+        "admin-daemon.png": f"/admin/supervisors/daemon/{Daemon.objects.get(name='daemon-gamma').pk}/change/",
+        "admin-restore-confirmation.png": (
+            f"/admin/supervisors/supervisorstate/{billing.pk}/restore/"
+            f"?mode=checkpoint&checkpoint={billing.checkpoints.order_by('id').first().pk}"
+        ),
+    }
+    for name, url in shots.items():
+        page.goto(url)
+        page.screenshot(path=str(DOCS / name), full_page=True)
+    context.close()
