@@ -2,7 +2,7 @@
 
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
-from .jobs import PeriodicJob, WatchdogRun
+from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -18,6 +18,8 @@ __all__ = [
     "QuestionAnswer",
     "RateCounter",
     "RestorationLog",
+    "RestoreJob",
+    "RestoreJobItem",
     "SupervisorCheckpoint",
     "SupervisorState",
     "Task",

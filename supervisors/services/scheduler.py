@@ -42,7 +42,14 @@ def periodic_jobs() -> list[Periodic]:
     """Every periodic job of the service; the job modules are imported here, not at start-up."""
     from supervisors import jobs
 
-    return [Periodic("watchdog", lambda: jobs.watchdog, lambda: settings.WATCHDOG_INTERVAL_SECONDS)]
+    return [
+        Periodic("watchdog", lambda: jobs.watchdog, lambda: settings.WATCHDOG_INTERVAL_SECONDS),
+        Periodic(
+            "rescue_restore_jobs",
+            lambda: jobs.rescue_restore_jobs,
+            lambda: settings.RESTORE_JOB_RESCUE_INTERVAL_SECONDS,
+        ),
+    ]
 
 
 def enqueue_due_jobs(now: datetime | None = None) -> list[str]:
