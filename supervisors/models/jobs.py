@@ -117,9 +117,7 @@ class RestoreJobItem(models.Model):
     id = models.BigAutoField(primary_key=True)
     job = models.ForeignKey(RestoreJob, on_delete=models.CASCADE, related_name="items")
     contract_id = models.UUIDField()
-    status = models.CharField(
-        max_length=20, choices=RestoreJobItemStatus.choices, default=RestoreJobItemStatus.PENDING
-    )
+    status = models.CharField(max_length=20, choices=RestoreJobItemStatus.choices, default=RestoreJobItemStatus.PENDING)
     #: The restoration's outcome (restored, needs_person, ...), ``interrupted``, ``cancelled``, ``not_found``.
     outcome = models.CharField(max_length=32, blank=True, default="")
     message = models.TextField(blank=True, default="")

@@ -45,6 +45,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
@@ -164,11 +165,15 @@ def queue_restore_job(
 def _insert_items(job: RestoreJob, supervisors: QuerySet[SupervisorState]) -> int:
     """One pending item per selected supervisor, in one statement; how many."""
     source = supervisors.order_by().values_list("contract_id", flat=True)
-    sql, params = source.query.sql_with_params()
+    try:
+        sql, params = source.query.sql_with_params()
+    except EmptyResultSet:  # .none(), or an ``__in`` of nothing
+        return 0
     connection = connections[source.db]
     qn = connection.ops.quote_name
-    table, columns = qn(RestoreJobItem._meta.db_table), ", ".join(
-        qn(c) for c in ("job_id", "contract_id", "status", "outcome", "message")
+    table, columns = (
+        qn(RestoreJobItem._meta.db_table),
+        ", ".join(qn(c) for c in ("job_id", "contract_id", "status", "outcome", "message")),
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -307,9 +312,7 @@ def _run_one(job: RestoreJob) -> Counter[str] | None:
 def _settle(job: RestoreJob, items: list[RestoreJobItem]) -> Counter[str]:
     """Act on the items' supervisors and mark the items, inside the caller's transaction."""
     contract_ids = [item.contract_id for item in items]
-    supervisor_ids = dict(
-        SupervisorState.objects.filter(contract_id__in=contract_ids).values_list("contract_id", "id")
-    )
+    supervisor_ids = dict(SupervisorState.objects.filter(contract_id__in=contract_ids).values_list("contract_id", "id"))
     actor = job_actor(job)
     if job.kind == RestoreJobKind.INTERRUPT:
         endings = interrupt_locked(list(supervisor_ids.values()))
@@ -346,7 +349,9 @@ def _restore(job: RestoreJob, actor: Actor, supervisor_ids: list[uuid.UUID]) -> 
     was queued (a daemon's claim, another job): it is skipped with the reason.
     """
     options = job_restore_options(job.kind, actor=actor, reason=job_reason(job))
-    page = restore_page(supervisor_ids, SupervisorSelection(all_supervisors=True), options, run_started_at=job.created_at)
+    page = restore_page(
+        supervisor_ids, SupervisorSelection(all_supervisors=True), options, run_started_at=job.created_at
+    )
     endings: dict[uuid.UUID, Ending] = {}
     for result in page.results:
         endings[result.contract_id] = (RestoreJobItemStatus.DONE, str(result.outcome), describe_restoration(result))
@@ -522,5 +527,7 @@ def rescue_stalled_restore_jobs(*, now: datetime | None = None) -> RescueReport:
     for job_id in report.rescued:
         logger.warning("restore job #%s made no progress (its worker died?): enqueued again", job_id)
     for job_id in report.given_up:
-        logger.error("restore job #%s given up after %s rescues without progress", job_id, settings.RESTORE_JOB_MAX_RESCUES)
+        logger.error(
+            "restore job #%s given up after %s rescues without progress", job_id, settings.RESTORE_JOB_MAX_RESCUES
+        )
     return report
