@@ -12,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -75,7 +76,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     search_help_text = "Contract name, current activity or error message; or a contract, task or supervisor id."
     raw_id_fields = ("contract", "task")
     list_select_related = ("contract",)
-    list_per_page = 50
+    list_per_page = settings.ADMIN_LIST_PER_PAGE  # above a page, a restore is queued as a job
     show_full_result_count = False
     # Facet counts run one COUNT per filter choice over the list: not on 100,000 rows.
     show_facets = admin.ShowFacets.NEVER
