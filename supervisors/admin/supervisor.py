@@ -45,7 +45,7 @@ from .actions import (
     run_restorations,
     validate_selected,
 )
-from .base import ReadOnlyAdmin
+from .base import CheckedSelectionMixin, ReadOnlyAdmin
 from .display import daemon_liveness, progress_bar, stale_marker, state_badge
 from .filters import PendingQuestionsFilter, StaleFilter
 from .forms import AnswerForm, CorrectionForm
@@ -58,7 +58,7 @@ MESSAGE_PREVIEW_CHARS = 20_000
 
 
 @admin.register(SupervisorState)
-class SupervisorStateAdmin(ReadOnlyAdmin):
+class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
     list_display = (
         "contract_name",
         "state_display",

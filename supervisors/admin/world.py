@@ -26,7 +26,7 @@ from supervisors.models import (
 
 from . import keys
 from .actions import RESTORE_PERMISSION
-from .base import ReadOnlyAdmin
+from .base import CheckedSelectionMixin, ReadOnlyAdmin
 from .display import daemon_liveness
 from .filters import DaemonLivenessFilter
 from .restore_jobs import DAEMON_ACTIONS, daemon_supervisors_view
@@ -41,7 +41,7 @@ class ContractAdmin(admin.ModelAdmin):
 
 
 @admin.register(Daemon)
-class DaemonAdmin(admin.ModelAdmin):
+class DaemonAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     list_display = ("name", "liveness", "last_heartbeat_at", "created_at")
     list_filter = (DaemonLivenessFilter,)
     search_fields = ("name", "=id")
