@@ -135,7 +135,7 @@ def test_tampered_posts_get_a_clear_answer_and_change_nothing(admin_client):
             "_selected_action": ["nonsense"],
             "post": "yes",
             "reason": "x",
-        },  # fmt: skip
+        },
     )
     assert forged_ids.status_code == 302 and not RestoreJob.objects.exists()
     assert "The selection was not understood" in " ".join(texts(admin_client.get(forged_ids.url)))
@@ -191,7 +191,7 @@ def test_every_supervisor_of_a_daemon_from_its_page(admin_client):
 
 def test_a_small_daemon_is_marked_interrupted_in_the_request(admin_client):
     daemon = make_daemon("small")
-    rows = working(2, prefix="S", daemon=daemon) + [make_supervisor(daemon=daemon, state="waiting_for_user")]
+    rows = [*working(2, prefix="S", daemon=daemon), make_supervisor(daemon=daemon, state="waiting_for_user")]
     url = reverse("admin:supervisors_daemon_supervisors", args=[daemon.pk, "interrupt"])
     done = admin_client.post(url, {"post": "yes", "reason": "gone"})
     assert done.status_code == 302 and not RestoreJob.objects.exists()
@@ -234,7 +234,7 @@ def test_staff_without_the_restore_permission_see_no_jobs_and_cannot_cancel(clie
             "_selected_action": [daemon.pk],
             "post": "yes",
             "reason": "forged",
-        },  # fmt: skip
+        },
     )
     assert forged.status_code in (200, 302) and RestoreJob.objects.count() == 1
     job.refresh_from_db()
