@@ -75,7 +75,9 @@ def shown_done(client, job: RestoreJob) -> tuple[str, int]:
 
 def exactly_once(job: RestoreJob, count: int) -> None:
     """Every supervisor of the job restored once: restoration_count 1 and one restoration log row each."""
-    supervisors = SupervisorState.objects.filter(contract_id__in=RestoreJobItem.objects.filter(job=job).values("contract_id"))
+    supervisors = SupervisorState.objects.filter(
+        contract_id__in=RestoreJobItem.objects.filter(job=job).values("contract_id")
+    )
     assert Counter(supervisors.values_list("restoration_count", flat=True)) == {1: count}
     per_supervisor = Counter(
         RestorationLog.objects.filter(supervisor__in=supervisors)
