@@ -349,6 +349,10 @@ def _restore(job: RestoreJob, actor: Actor, supervisor_ids: list[uuid.UUID]) -> 
     was queued (a daemon's claim, another job): it is skipped with the reason.
     """
     options = job_restore_options(job.kind, actor=actor, reason=job_reason(job))
+    # Wait for the rows (in id order) rather than skip them: restore_page's SKIP LOCKED would count a row
+    # a heartbeat holds for a millisecond as "locked by another run"; rows this transaction holds are not skipped.
+    list(SupervisorState.objects.filter(pk__in=supervisor_ids).select_for_update(of=("self",)).order_by("id")
+         .values_list("id", flat=True))  # fmt: skip
     page = restore_page(
         supervisor_ids, SupervisorSelection(all_supervisors=True), options, run_started_at=job.created_at
     )

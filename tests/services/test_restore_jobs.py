@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -218,3 +219,38 @@ def test_two_runs_of_one_job_at_once_restore_each_supervisor_once():
         counts = list(selection.values_list("restoration_count", flat=True))
         assert counts == [1] * 300
         assert RestorationLog.objects.filter(supervisor__in=selection).count() == 300
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_supervisor_another_transaction_holds_for_a_moment_is_waited_for_not_skipped():
+    """A heartbeat's row lock lasts a moment: the job waits for it instead of reporting "locked by another run"."""
+    from django.db import transaction
+
+    boss = User.objects.create_superuser("boss", password="pw")
+    rows = fleet(None, ["interrupted"] * 5, "held")
+    job, _ = queue_restore_job(
+        SupervisorState.objects.filter(pk__in=[r.pk for r in rows]), kind="restore", reason="x", requested_by=boss
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                SupervisorState.objects.select_for_update().get(pk=rows[2].pk)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(timeout=30)
+    threading.Timer(0.5, release.set).start()
+    run_restore_job(job.pk)
+    holder.join(timeout=30)
+    assert Counter(RestoreJobItem.objects.filter(job=job).values_list("status", flat=True)) == {"done": 5}
+    assert (
+        list(SupervisorState.objects.filter(pk__in=[r.pk for r in rows]).values_list("restoration_count", flat=True))
+        == [1] * 5
+    )
