@@ -492,11 +492,15 @@ class RescueReport:
     given_up: list[int] = field(default_factory=list)
 
 
+#: A run holds the job in these states; one that makes no progress lost its worker.
+TAKEN_UP = (RestoreJobStatus.RUNNING, RestoreJobStatus.CANCELLING)
+
+
 def stalled_restore_jobs(now: datetime) -> QuerySet[RestoreJob]:
-    """Jobs a worker took up (running, cancelling) with items pending and no progress for the stall bound."""
+    """Unfinished jobs with items pending and no progress (nor rescue) for the stall bound."""
     bound = now - timedelta(seconds=settings.RESTORE_JOB_STALLED_AFTER_SECONDS)
     return RestoreJob.objects.filter(
-        status__in=[RestoreJobStatus.RUNNING, RestoreJobStatus.CANCELLING], last_progress_at__lt=bound
+        status__in=[*TAKEN_UP, RestoreJobStatus.QUEUED], last_progress_at__lt=bound
     ).filter(Exists(_pending_of()))
 
 
@@ -505,20 +509,24 @@ def rescue_stalled_restore_jobs(*, now: datetime | None = None) -> RescueReport:
 
     Each rescue moves the job's ``last_progress_at`` with a conditional
     UPDATE, so of several rescuers at once one enqueues it, and a job is
-    rescued at most once per stall bound. A queued job is not rescued: its
-    run is on the queue, waiting for a worker.
+    rescued at most once per stall bound. A running job counts its rescues
+    and is given up after ``RESTORE_JOB_MAX_RESCUES`` without progress. A
+    queued one is most likely waiting behind other jobs, but its run may also
+    have been lost (the process that queued it died before enqueueing): it is
+    enqueued again too, without counting (a spare run finds nothing to take).
     """
     now = now or timezone.now()
     report = RescueReport()
     bound = now - timedelta(seconds=settings.RESTORE_JOB_STALLED_AFTER_SECONDS)
-    for job_id, rescues in stalled_restore_jobs(now).values_list("pk", "rescues"):
+    for job_id, rescues, status in stalled_restore_jobs(now).values_list("pk", "rescues", "status"):
+        counted = status in TAKEN_UP
         with transaction.atomic():
-            took = RestoreJob.objects.filter(pk=job_id, last_progress_at__lt=bound).update(
-                last_progress_at=now, rescues=F("rescues") + 1
+            took = RestoreJob.objects.filter(pk=job_id, last_progress_at__lt=bound, status=status).update(
+                last_progress_at=now, rescues=F("rescues") + int(counted)
             )
             if not took:
                 continue
-            if rescues + 1 > settings.RESTORE_JOB_MAX_RESCUES:
+            if counted and rescues + 1 > settings.RESTORE_JOB_MAX_RESCUES:
                 message = f"given up: no progress after {rescues} rescues"
                 RestoreJob.objects.filter(pk=job_id).update(
                     status=RestoreJobStatus.FAILED, finished_at=now, error=message

@@ -173,9 +173,13 @@ def test_a_stalled_running_job_is_enqueued_again_and_given_up_after_too_many_res
     assert list(
         SupervisorState.objects.filter(pk__in=[r.pk for r in rows]).values_list("restoration_count", flat=True)
     ) == [1, 1, 1]
-    # A queued job waits for its worker; a fresh running one is not stalled.
+    # A fresh job is not stalled; a queued one whose run was lost is enqueued again, without counting a rescue.
     other, _ = queue(boss, ["interrupted"])
     assert rescue_stalled_restore_jobs().rescued == []
+    RestoreJob.objects.filter(pk=other.pk).update(last_progress_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert rescue_stalled_restore_jobs().rescued == [other.pk]
+    assert RestoreJob.objects.get(pk=other.pk).rescues == 0
     # Rescued again and again without progress: given up, the rest skipped.
     for _ in range(3):
         RestoreJob.objects.filter(pk=other.pk).update(
