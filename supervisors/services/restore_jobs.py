@@ -227,9 +227,11 @@ def run_restore_job(job_id: int, *, chunk_size: int | None = None, slice_seconds
     )
     deadline = time.monotonic() + budget
     while True:
-        status = RestoreJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        now_row = RestoreJob.objects.filter(pk=job_id).values_list("status", "cancelled_by_label").first()
+        status, cancelled_by = now_row or (None, "")
         if status == RestoreJobStatus.CANCELLING:
-            summary.counts[OUTCOME_CANCELLED] += skip_pending_items(job_id, OUTCOME_CANCELLED, "cancelled by staff")
+            why = f"cancelled by {cancelled_by or 'staff'}"
+            summary.counts[OUTCOME_CANCELLED] += skip_pending_items(job_id, OUTCOME_CANCELLED, why)
             break
         if status is None or status in (RestoreJobStatus.DONE, RestoreJobStatus.CANCELLED, RestoreJobStatus.FAILED):
             break
