@@ -265,6 +265,9 @@ RESTORE_JOB_STALLED_AFTER_SECONDS = env.int("RESTORE_JOB_STALLED_AFTER_SECONDS",
 RESTORE_JOB_RESCUE_INTERVAL_SECONDS = env.int("RESTORE_JOB_RESCUE_INTERVAL_SECONDS", default=30)
 #: Rescues without any progress in between after which a job is given up (failed, the rest skipped).
 RESTORE_JOB_MAX_RESCUES = env.int("RESTORE_JOB_MAX_RESCUES", default=5)
+#: Finished restore jobs (and their per-supervisor results) older than this many days are deleted
+#: by the periodic rescue job; the restoration log keeps every restoration regardless.
+RESTORE_JOB_KEEP_DAYS = env.int("RESTORE_JOB_KEEP_DAYS", default=30)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation

@@ -35,7 +35,7 @@ def restore_job(job_id: int) -> dict[str, Any]:
 
 
 @task()
-def rescue_restore_jobs() -> dict[str, list[int]]:
-    """Enqueue again the restore jobs whose worker died (periodic)."""
+def rescue_restore_jobs() -> dict[str, Any]:
+    """Enqueue again the restore jobs whose worker died, forget old finished ones (periodic)."""
     report = rescue_stalled_restore_jobs()
-    return {"rescued": report.rescued, "given_up": report.given_up}
+    return {"rescued": report.rescued, "given_up": report.given_up, "forgotten": report.forgotten}

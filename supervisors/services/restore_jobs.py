@@ -492,6 +492,7 @@ def cancel_restore_job(job_id: int, *, actor: Actor) -> RestoreJob:
 class RescueReport:
     rescued: list[int] = field(default_factory=list)
     given_up: list[int] = field(default_factory=list)
+    forgotten: int = 0
 
 
 #: A run holds the job in these states; one that makes no progress lost its worker.
@@ -508,6 +509,8 @@ def stalled_restore_jobs(now: datetime) -> QuerySet[RestoreJob]:
 
 def rescue_stalled_restore_jobs(*, now: datetime | None = None) -> RescueReport:
     """Enqueue again each stalled job (its worker died); give up one rescued too often without progress.
+
+    Also deletes the finished jobs older than ``RESTORE_JOB_KEEP_DAYS``.
 
     Each rescue moves the job's ``last_progress_at`` with a conditional
     UPDATE, so of several rescuers at once one enqueues it, and a job is
@@ -538,6 +541,9 @@ def rescue_stalled_restore_jobs(*, now: datetime | None = None) -> RescueReport:
                 continue
             transaction.on_commit(lambda job_id=job_id: enqueue_restore_job(job_id))
             report.rescued.append(job_id)
+    # The record stays bounded: finished jobs older than RESTORE_JOB_KEEP_DAYS go, with their items.
+    old = RestoreJob.objects.filter(finished_at__lt=now - timedelta(days=settings.RESTORE_JOB_KEEP_DAYS))
+    report.forgotten = old.delete()[1].get(RestoreJob._meta.label, 0)
     for job_id in report.rescued:
         logger.warning("restore job #%s made no progress (its worker died?): enqueued again", job_id)
     for job_id in report.given_up:

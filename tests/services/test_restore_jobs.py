@@ -258,3 +258,18 @@ def test_a_supervisor_another_transaction_holds_for_a_moment_is_waited_for_not_s
         list(SupervisorState.objects.filter(pk__in=[r.pk for r in rows]).values_list("restoration_count", flat=True))
         == [1] * 5
     )
+
+
+def test_finished_jobs_older_than_the_keep_days_are_forgotten_with_their_items(boss, settings):
+    settings.RESTORE_JOB_KEEP_DAYS = 30
+    old, _ = queue(boss, ["interrupted"] * 2)
+    run_restore_job(old.pk)
+    RestoreJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=31))
+    recent, _ = queue(boss, ["interrupted"] * 2)
+    run_restore_job(recent.pk)
+    unfinished, _ = queue(boss, ["interrupted"])
+    RestoreJob.objects.filter(pk=unfinished.pk).update(created_at=timezone.now() - timedelta(days=60))
+    assert rescue_stalled_restore_jobs().forgotten == 1
+    assert set(RestoreJob.objects.values_list("pk", flat=True)) == {recent.pk, unfinished.pk}
+    assert not RestoreJobItem.objects.filter(job_id=old.pk).exists()
+    assert RestorationLog.objects.count() == 4  # the restoration log keeps every restoration
