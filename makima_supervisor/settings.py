@@ -252,6 +252,27 @@ WATCHDOG_KEEP_RUNS_DAYS = env.int("WATCHDOG_KEEP_RUNS_DAYS", default=7)
 SUPERVISOR_EVENTS_KEEP = env.int("SUPERVISOR_EVENTS_KEEP", default=1000)
 SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS = env.int("SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS", default=3600)
 
+# --- Restore jobs (issue 16, item 2): admin restores over more than a page run in a worker ------
+#: The supervisor list's page size. An admin restore, start-fresh or mark-interrupted of more
+#: supervisors than this is queued as a restore job (the request returns at once); up to it, it runs
+#: in the request as before.
+ADMIN_LIST_PER_PAGE = env.int("ADMIN_LIST_PER_PAGE", default=50)
+#: Supervisors a restore job restores per transaction; staff's Cancel is noticed between chunks.
+RESTORE_JOB_CHUNK_SIZE = env.int("RESTORE_JOB_CHUNK_SIZE", default=200)
+#: Seconds one run of a restore job works before it hands the rest to a new run at the back of the
+#: queue: other jobs (the watchdog) are not held up, and a worker's SIGTERM waits at most this long.
+RESTORE_JOB_SLICE_SECONDS = env.float("RESTORE_JOB_SLICE_SECONDS", default=10.0)
+#: A restore job with supervisors left and no progress for this long lost its worker: it is enqueued
+#: again (the job is safe to run twice at once). Must exceed the time one chunk takes.
+RESTORE_JOB_STALLED_AFTER_SECONDS = env.int("RESTORE_JOB_STALLED_AFTER_SECONDS", default=120)
+#: How often run_scheduler looks for stalled restore jobs.
+RESTORE_JOB_RESCUE_INTERVAL_SECONDS = env.int("RESTORE_JOB_RESCUE_INTERVAL_SECONDS", default=30)
+#: Rescues without any progress in between after which a job is given up (failed, the rest skipped).
+RESTORE_JOB_MAX_RESCUES = env.int("RESTORE_JOB_MAX_RESCUES", default=5)
+#: Finished restore jobs (and their per-supervisor results) older than this many days are deleted
+#: by the periodic rescue job; the restoration log keeps every restoration regardless.
+RESTORE_JOB_KEEP_DAYS = env.int("RESTORE_JOB_KEEP_DAYS", default=30)
+
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation
 #: histories must fit; Django's own limit is raised to match so it never cuts first.

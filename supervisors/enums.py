@@ -184,5 +184,39 @@ class EventKind(models.TextChoices):
     TAKEN_OVER = "taken_over", "Taken over by another daemon"
     CLAIMED = "claimed", "Claimed by a daemon"
     RESTORATION_REFUSED = "restoration_refused", "Restoration refused"
-    INTERRUPTED = "interrupted", "Interrupted by the watchdog"
+    INTERRUPTED = "interrupted", "Interrupted (by the watchdog or staff)"
     STALE = "stale", "Silent longer than the stale threshold"
+
+
+class RestoreJobKind(models.TextChoices):
+    """What a restore job does to each supervisor of its selection (the admin's action that queued it)."""
+
+    RESTORE = "restore", "Restore"
+    START_FRESH = "fresh", "Start fresh"
+    INTERRUPT = "interrupt", "Mark interrupted"
+
+
+class RestoreJobStatus(models.TextChoices):
+    """Where a restore job is: queued until a worker starts it, then running until no item is pending."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    CANCELLING = "cancelling", "Cancelling"
+    CANCELLED = "cancelled", "Cancelled"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+#: A job in one of these states does nothing more.
+RESTORE_JOB_FINISHED: frozenset[str] = frozenset(
+    {RestoreJobStatus.CANCELLED, RestoreJobStatus.DONE, RestoreJobStatus.FAILED}
+)
+
+
+class RestoreJobItemStatus(models.TextChoices):
+    """One supervisor of a restore job: pending until the transaction that restores it marks it done."""
+
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"

@@ -8,8 +8,11 @@ default queued in the database and run by ``manage.py db_worker`` processes
 
 from __future__ import annotations
 
+from typing import Any
+
 from django_tasks import task
 
+from supervisors.services.restore_jobs import rescue_stalled_restore_jobs, run_restore_job
 from supervisors.services.watchdog import run_watchdog
 
 
@@ -31,3 +34,16 @@ def prune_supervisor_events() -> dict[str, int]:
     from supervisors.services.events import prune_supervisor_events as prune
 
     return {"events_deleted": prune()}
+
+
+@task()
+def restore_job(job_id: int) -> dict[str, Any]:
+    """Work on a restore job queued from the admin for one slice (the restore jobs service)."""
+    return run_restore_job(job_id).as_dict()
+
+
+@task()
+def rescue_restore_jobs() -> dict[str, Any]:
+    """Enqueue again the restore jobs whose worker died, forget old finished ones (periodic)."""
+    report = rescue_stalled_restore_jobs()
+    return {"rescued": report.rescued, "given_up": report.given_up, "forgotten": report.forgotten}

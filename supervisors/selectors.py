@@ -417,3 +417,55 @@ def supervisor_timeline(
         return TimelinePage([], total)
     page = list(events.select_related("actor_user").order_by("-sequence")[offset : offset + limit])
     return TimelinePage(page, total)
+
+
+# --- Restore jobs: progress and results for the admin's job pages --------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreJobProgress:
+    """How far a restore job is: items by status, the restorations' outcomes, the rate so far."""
+
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    remaining: int
+    by_outcome: dict[str, int]
+    #: Supervisors settled per second between the job's start and its last progress (None before any).
+    rate: float | None
+
+    @property
+    def settled(self) -> int:
+        return self.done + self.failed + self.skipped
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.settled / self.total) if self.total else 100
+
+    @property
+    def seconds_left(self) -> int | None:
+        return int(self.remaining / self.rate) if self.rate and self.remaining else None
+
+
+def restore_job_progress(job: Any) -> RestoreJobProgress:
+    """Two grouped counts over the job's items (its index), whatever the job's size."""
+    from supervisors.models import RestoreJobItem
+
+    items = RestoreJobItem.objects.filter(job_id=job.pk).order_by()
+    by_status = dict(items.values_list("status").annotate(n=Count("id")))
+    by_outcome = dict(items.exclude(outcome="").values_list("outcome").annotate(n=Count("id")).order_by("outcome"))
+    done, failed, skipped = (by_status.get(s, 0) for s in ("done", "failed", "skipped"))
+    rate = None
+    if job.started_at and job.last_progress_at and done + failed + skipped:
+        seconds = (job.last_progress_at - job.started_at).total_seconds()
+        rate = (done + failed + skipped) / seconds if seconds > 0 else None
+    return RestoreJobProgress(
+        total=sum(by_status.values()),
+        done=done,
+        failed=failed,
+        skipped=skipped,
+        remaining=by_status.get("pending", 0),
+        by_outcome=by_outcome,
+        rate=rate,
+    )

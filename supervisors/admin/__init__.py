@@ -2,8 +2,9 @@
 
 Modules: ``supervisor`` (list and page), ``actions`` (restore, start fresh,
 validate, re-deliver), ``questions`` (the pending-questions page),
-``dashboard``, ``world`` (contracts, tasks, daemons, keys and the records the
+``dashboard``, ``restore_jobs`` (restore jobs' pages, every supervisor of a
+daemon), ``world`` (contracts, tasks, daemons, keys and the records the
 services keep). Registration happens on import.
 """
 
-from . import supervisor, world  # noqa: F401
+from . import restore_jobs, supervisor, world  # noqa: F401

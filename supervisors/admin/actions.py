@@ -19,18 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from supervisors.enums import RESTORED_OUTCOMES, RecoveryAction, RestorationOutcome, RestorationSource
 from supervisors.forms import StorableForm
-from supervisors.models import SupervisorCheckpoint, SupervisorState
+from supervisors.models import Daemon, SupervisorCheckpoint, SupervisorState
 from supervisors.selectors import SupervisorSelection
 from supervisors.services.actors import Actor
 from supervisors.services.errors import ServiceError
@@ -41,7 +43,9 @@ from supervisors.services.restoration import (
     restore_supervisor,
 )
 from supervisors.services.restoration import redeliver_pending_questions as redeliver_service
+from supervisors.services.restore_jobs import describe_restoration, interrupt_supervisors, queue_restore_job
 from supervisors.services.validation import load_worlds, validate_with_world
+from supervisors.services.watchdog import INTERRUPTIBLE_STATES
 
 #: Supervisors previewed one by one on the confirmation page; the rest are counted.
 PREVIEW_LIMIT = 25
@@ -69,6 +73,8 @@ MODES = {
     "restore": Mode("restore", "Restore supervisors", "Restore"),
     "fresh": Mode("fresh", "Start supervisors fresh", "Start fresh", RecoveryAction.START_FRESH),
     "checkpoint": Mode("checkpoint", "Restore from a checkpoint", "Restore from checkpoint"),
+    # Not a restoration: running supervisors (the watchdog's rule) become interrupted, for a later restore.
+    "interrupt": Mode("interrupt", "Mark supervisors interrupted", "Mark interrupted"),
 }
 
 
@@ -78,6 +84,8 @@ class ReasonForm(StorableForm):
         max_length=2000,
         help_text="Why you are doing this. Recorded in the restoration log with your user name.",
     )
+    #: One per confirmation page: submitting the same page twice queues one restore job, not two.
+    token = forms.UUIDField(required=False, widget=forms.HiddenInput, initial=uuid.uuid4)
 
 
 # --- preview ------------------------------------------------------------------------------------
@@ -122,7 +130,7 @@ class Preview:
     @property
     def will_restore(self) -> int:
         """Only the supervisors that will actually be brought back (not blocked, skipped or failing)."""
-        return sum(n for outcome, n in self.by_outcome.items() if outcome in RESTORED_OUTCOMES)
+        return sum(n for outcome, n in self.by_outcome.items() if outcome in {*RESTORED_OUTCOMES, "interrupted"})
 
 
 def preview_row(supervisor: SupervisorState, result: RestorationResult) -> PreviewRow:
@@ -174,6 +182,14 @@ def preview(
     return Preview(total=total, rows=rows, by_outcome=by_outcome, planned=len(ids))
 
 
+def interrupt_preview(by_state: dict[str, int]) -> Preview:
+    """What marking interrupted would do, from the counts by state: the running ones change, the rest do not."""
+    running = sum(n for state, n in by_state.items() if state in INTERRUPTIBLE_STATES)
+    left = sum(by_state.values()) - running
+    by_outcome = {k: n for k, n in (("interrupted", running), ("left_as_it_was", left)) if n}
+    return Preview(total=sum(by_state.values()), rows=[], by_outcome=by_outcome, planned=sum(by_state.values()))
+
+
 def render_confirmation(
     modeladmin: admin.ModelAdmin,
     request: HttpRequest,
@@ -185,8 +201,8 @@ def render_confirmation(
     checkpoint: SupervisorCheckpoint | None = None,
     cancel_url: str = "",
 ) -> TemplateResponse:
-    planned = preview(request, queryset, mode, checkpoint)
     by_state = dict(queryset.order_by().values_list("state").annotate(n=Count("id")))
+    planned = interrupt_preview(by_state) if mode.key == "interrupt" else preview(request, queryset, mode, checkpoint)
     total, rows = planned.total, planned.rows
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -205,6 +221,8 @@ def render_confirmation(
         "hidden": hidden,
         "checkpoint": checkpoint,
         "cancel_url": cancel_url,
+        "as_job": total > settings.ADMIN_LIST_PER_PAGE,
+        "job_threshold": settings.ADMIN_LIST_PER_PAGE,
         "media": modeladmin.media,
     }
     return TemplateResponse(request, "admin/supervisors/supervisorstate/restore_confirmation.html", context)
@@ -289,23 +307,7 @@ def _names(contract_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID
     return found
 
 
-def describe_result(result: RestorationResult) -> str:
-    """One supervisor's outcome in the words the command and the log use, then what it did."""
-    text = f"{result.outcome} ({result.recovery_action}"
-    if result.checkpoint_id:
-        text += f", checkpoint #{result.checkpoint_id}"
-    text += ")"
-    if not result.restored:
-        text += ": not restored, marked blocked until a person fixes it"
-        if result.validation.issues:
-            text += f" ({'; '.join(result.validation.issues[:3])})"
-    else:
-        text += f", restoration #{result.context.restoration_count}"
-    if result.redelivered_question_ids:
-        text += f", {len(result.redelivered_question_ids)} question(s) re-delivered"
-    if result.finished_task_ids:
-        text += f", {len(result.finished_task_ids)} task(s) finished meanwhile"
-    return text
+describe_result = describe_restoration
 
 
 def report_outcome(modeladmin: admin.ModelAdmin, request: HttpRequest, report: RunReport, *, mode: Mode, reason: str):
@@ -385,22 +387,120 @@ def _list_hidden(request: HttpRequest, queryset: QuerySet[SupervisorState], acti
     return hidden
 
 
-def _confirm_or_run(modeladmin, request: HttpRequest, queryset: QuerySet[SupervisorState], mode: Mode, action: str):
+def confirm_or_run(
+    modeladmin,
+    request: HttpRequest,
+    supervisors: QuerySet[SupervisorState],
+    *,
+    mode: Mode,
+    hidden: Sequence[tuple[str, str]],
+    cancel_url: str,
+    description: str,
+    daemon: Daemon | None = None,
+    done_url: str | None = None,
+) -> HttpResponse | None:
+    """The confirmation page; once confirmed with a reason, run (a page or less) or queue a restore job (more).
+
+    More than ``ADMIN_LIST_PER_PAGE`` supervisors: a restore job is queued and
+    the answer is a redirect to its page, at once. Up to that, the supervisors
+    are acted on in this request, reported in messages, and the answer is a
+    redirect to ``done_url`` (None: the list the action came from).
+    """
     form = ReasonForm(request.POST if request.POST.get("post") == "yes" else None)
-    if form.is_bound and form.is_valid():
-        ids = list(queryset.order_by("id").values_list("id", flat=True))
-        report = run_restorations(request, ids, mode=mode, reason=form.cleaned_data["reason"])
-        report_outcome(modeladmin, request, report, mode=mode, reason=form.cleaned_data["reason"])
-        return None
-    return render_confirmation(
+    if not (form.is_bound and form.is_valid()):
+        return render_confirmation(
+            modeladmin, request, supervisors, mode=mode, form=form, hidden=hidden, cancel_url=cancel_url
+        )
+    reason = form.cleaned_data["reason"]
+    if supervisors.count() > settings.ADMIN_LIST_PER_PAGE:
+        return queue_job(modeladmin, request, supervisors, mode=mode, form=form, description=description, daemon=daemon)
+    if mode.key == "interrupt":
+        endings = interrupt_supervisors(supervisors, actor=Actor.staff(request.user), reason=reason)
+        report_interrupted(modeladmin, request, endings, reason=reason)
+    else:
+        ids = list(supervisors.order_by("id").values_list("id", flat=True))
+        report = run_restorations(request, ids, mode=mode, reason=reason)
+        report_outcome(modeladmin, request, report, mode=mode, reason=reason)
+    return HttpResponseRedirect(done_url) if done_url else None
+
+
+def queue_job(
+    modeladmin,
+    request: HttpRequest,
+    supervisors: QuerySet[SupervisorState],
+    *,
+    mode: Mode,
+    form: ReasonForm,
+    description: str,
+    daemon: Daemon | None,
+) -> HttpResponse:
+    """Queue the restore job and send staff to its page (the same job again for a second submit of the form)."""
+    try:
+        job, created = queue_restore_job(
+            supervisors,
+            kind=mode.key,
+            reason=form.cleaned_data["reason"],
+            requested_by=request.user,
+            description=description,
+            daemon=daemon,
+            token=form.cleaned_data.get("token"),
+        )
+    except ServiceError as exc:
+        modeladmin.message_user(request, f"Nothing was queued: {exc.message}", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+    if created:
+        text = (
+            f"Queued restore job #{job.pk}: {mode.verb.lower()} {job.total} supervisors. A worker runs it; "
+            "this page shows its progress."
+        )
+        modeladmin.message_user(request, text, messages.SUCCESS)
+    else:
+        modeladmin.message_user(
+            request, f"This form was already submitted: it queued restore job #{job.pk}.", messages.WARNING
+        )
+    return HttpResponseRedirect(reverse("admin:supervisors_restorejob_change", args=[job.pk]))
+
+
+def report_interrupted(modeladmin, request: HttpRequest, endings: dict[uuid.UUID, Any], *, reason: str) -> None:
+    """Messages (the first MESSAGE_LIMIT, then a summary) and one LogEntry per supervisor marked or left."""
+    names = _names(endings)
+    counts = Counter(outcome for _, outcome, _ in endings.values())
+    for index, (contract_id, (status, _, message)) in enumerate(endings.items()):
+        if index < MESSAGE_LIMIT:
+            level = messages.SUCCESS if status == "done" else messages.INFO
+            modeladmin.message_user(request, f"{names.get(contract_id, (None, contract_id))[1]}: {message}", level)
+    if len(endings) > MESSAGE_LIMIT:
+        summary = ", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items()))
+        modeladmin.message_user(
+            request, f"… and {len(endings) - MESSAGE_LIMIT} more. In all: {summary}.", messages.INFO
+        )
+    log_entries(
+        request,
+        [
+            (names[c][0], names[c][1], f"Mark interrupted: {message}. Reason: {reason}")
+            for c, (_, _, message) in endings.items()
+            if c in names
+        ],
+    )
+
+
+def _confirm_or_run(modeladmin, request: HttpRequest, queryset: QuerySet[SupervisorState], mode: Mode, action: str):
+    return confirm_or_run(
         modeladmin,
         request,
         queryset,
         mode=mode,
-        form=form,
         hidden=_list_hidden(request, queryset, action),
         cancel_url=request.get_full_path(),
+        description=list_description(request, queryset),
     )
+
+
+def list_description(request: HttpRequest, queryset: QuerySet) -> str:
+    """What was selected in the list, in words, for the job's page."""
+    filters = request.GET.urlencode()
+    how = "every supervisor matching the list's filters" if request.POST.get("select_across") == "1" else "ticked rows"
+    return f"{how} ({filters})" if filters else how
 
 
 @admin.action(description="Restore selected supervisors…", permissions=["restore"])

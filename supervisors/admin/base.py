@@ -60,3 +60,27 @@ class ContractNamedAdmin(ReadOnlyAdmin):
 
     #: The record's time column shown by ``when_display``.
     when_field = "created_at"
+
+
+class CheckedSelectionMixin:
+    """A list action whose selected ids are not ids of this model is refused with a message, not a 500.
+
+    Django's admin filters ``pk__in`` with the posted ``_selected_action``
+    values as they are; a value that is not a UUID raises ValidationError deep
+    in the ORM. A tampered form gets a clear message and nothing runs.
+    """
+
+    def response_action(self, request: HttpRequest, queryset):
+        from django.contrib import messages
+        from django.contrib.admin import helpers
+        from django.core.exceptions import ValidationError
+        from django.http import HttpResponseRedirect
+
+        pk = self.model._meta.pk
+        try:
+            for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+                pk.to_python(value)
+        except ValidationError:
+            self.message_user(request, "The selection was not understood; nothing was done.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -48,7 +49,7 @@ from .actions import (
     run_restorations,
     validate_selected,
 )
-from .base import ReadOnlyAdmin
+from .base import CheckedSelectionMixin, ReadOnlyAdmin
 from .display import daemon_liveness, progress_bar, stale_marker, state_badge
 from .filters import PendingQuestionsFilter, StaleFilter
 from .forms import CORRECTABLE_FIELDS, AnswerForm, CorrectionForm
@@ -65,7 +66,7 @@ MESSAGE_PREVIEW_CHARS = 20_000
 
 
 @admin.register(SupervisorState)
-class SupervisorStateAdmin(ReadOnlyAdmin):
+class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
     list_display = (
         "contract_name",
         "state_display",
@@ -87,7 +88,7 @@ class SupervisorStateAdmin(ReadOnlyAdmin):
     )
     raw_id_fields = ("contract", "task")
     list_select_related = ("contract",)
-    list_per_page = 50
+    list_per_page = settings.ADMIN_LIST_PER_PAGE  # above a page, a restore is queued as a job
     show_full_result_count = False
     # Facet counts run one COUNT per filter choice over the list: not on 100,000 rows.
     show_facets = admin.ShowFacets.NEVER

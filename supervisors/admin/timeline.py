@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
-from supervisors.enums import EventKind, RestorationOutcome, RestorationSource
+from supervisors.enums import ActorKind, EventKind, RestorationOutcome, RestorationSource
 from supervisors.models import SupervisorEvent, SupervisorState
 from supervisors.selectors import supervisor_timeline
 
@@ -155,6 +155,8 @@ def describe(event: SupervisorEvent) -> str:
     if kind == EventKind.RESTORATION_REFUSED:
         return f"Restoration ({_source(d.get('source'))}) refused: the supervisor is completed."
     if kind == EventKind.INTERRUPTED:
+        if event.actor_kind == ActorKind.STAFF:
+            return f"Marked interrupted by staff: {d.get('reason') or 'no reason given'}."
         return f"Interrupted by the watchdog: {d.get('reason') or 'its daemon is gone'}."
     if kind == EventKind.STALE:
         return (

@@ -25,10 +25,12 @@ from supervisors.models import (
 )
 
 from . import keys
-from .base import ContractNamedAdmin, ReadOnlyAdmin
+from .actions import RESTORE_PERMISSION
+from .base import CheckedSelectionMixin, ContractNamedAdmin, ReadOnlyAdmin
 from .daemon_page import daemon_panels
 from .display import daemon_liveness, when
 from .filters import DaemonLivenessFilter
+from .restore_jobs import DAEMON_ACTIONS, daemon_supervisors_view
 
 
 @admin.register(Contract)
@@ -40,12 +42,16 @@ class ContractAdmin(admin.ModelAdmin):
 
 
 @admin.register(Daemon)
-class DaemonAdmin(admin.ModelAdmin):
+class DaemonAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     list_display = ("name", "liveness", "last_heartbeat_at", "created_at")
     list_filter = (DaemonLivenessFilter,)
     search_fields = ("name", "=id")
     # The lease is the daemon's own to renew (any request of its); typing it in would fake liveness.
     readonly_fields = ("liveness", "status", "last_heartbeat_at")
+    actions = DAEMON_ACTIONS
+
+    def has_restore_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RESTORE_PERMISSION)
 
     @admin.display(description="liveness")
     def liveness(self, obj: Daemon):
@@ -57,17 +63,26 @@ class DaemonAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<path:object_id>/issue-key/", wrap(self.issue_key_view), name="supervisors_daemon_issue_key"),
+            path(
+                "<path:object_id>/supervisors/<str:kind>/",
+                wrap(self.supervisors_view),
+                name="supervisors_daemon_supervisors",
+            ),
             *super().get_urls(),
         ]
 
     def issue_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return keys.issue_key_view(self, request, object_id)
 
+    def supervisors_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
+        return daemon_supervisors_view(self, request, object_id, kind)
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         daemon = self.get_object(request, object_id)
         extra = {
             **(daemon_panels(daemon) if daemon is not None else {}),
             "can_issue_key": request.user.has_perm(keys.ISSUE_PERMISSION),
+            "can_restore": self.has_restore_permission(request),
             "keys_url": reverse("admin:supervisors_daemonapikey_changelist") + f"?daemon__id__exact={object_id}",
             **(extra_context or {}),
         }

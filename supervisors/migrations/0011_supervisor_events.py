@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('supervisors', '0009_watchdog_runs_and_periodic_jobs'),
+        ('supervisors', '0010_restore_jobs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

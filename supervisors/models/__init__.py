@@ -3,7 +3,7 @@
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .events import SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
-from .jobs import PeriodicJob, WatchdogRun
+from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -19,6 +19,8 @@ __all__ = [
     "QuestionAnswer",
     "RateCounter",
     "RestorationLog",
+    "RestoreJob",
+    "RestoreJobItem",
     "SupervisorCheckpoint",
     "SupervisorEvent",
     "SupervisorState",

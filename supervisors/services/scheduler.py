@@ -49,6 +49,11 @@ def periodic_jobs() -> list[Periodic]:
             lambda: jobs.prune_supervisor_events,
             lambda: settings.SUPERVISOR_EVENTS_PRUNE_INTERVAL_SECONDS,
         ),
+        Periodic(
+            "rescue_restore_jobs",
+            lambda: jobs.rescue_restore_jobs,
+            lambda: settings.RESTORE_JOB_RESCUE_INTERVAL_SECONDS,
+        ),
     ]
 
 

@@ -1,4 +1,4 @@
-"""Enqueue the periodic jobs (the watchdog) when they are due, for as long as it runs.
+"""Enqueue the periodic jobs (the watchdog, the restore jobs' rescue) when they are due, for as long as it runs.
 
 Run one or more beside the workers (``Procfile``'s ``scheduler:`` line,
 ``scripts/serve``): any number of schedulers enqueue each slot once
