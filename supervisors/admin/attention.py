@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from supervisors.attention import BY_KEY, KINDS, attention_counts, attention_queryset, explain
+from supervisors.attention import BY_KEY, KINDS, attention_counts, attention_queryset, explain, without_jit
 
 from .display import state_badge
 
@@ -26,12 +26,14 @@ def attention_view(model_admin: SupervisorStateAdmin, request: HttpRequest) -> T
         raise PermissionDenied
     now = timezone.now()
     kind = BY_KEY.get(request.GET.get("kind", ""))
-    counts = attention_counts(now)
-    # The total is the sum of the counts already read: the paginator does not count again.
-    total = counts[kind] if kind else sum(counts.values())
-    paginator = Paginator(attention_queryset(now, kind), ROWS_PER_PAGE)
-    paginator.count = total
-    page = paginator.get_page(request.GET.get("page"))
+    with without_jit():
+        counts = attention_counts(now)
+        # The total is the sum of the counts already read: the paginator does not count again.
+        total = counts[kind] if kind else sum(counts.values())
+        paginator = Paginator(attention_queryset(now, kind), ROWS_PER_PAGE)
+        paginator.count = total
+        page = paginator.get_page(request.GET.get("page"))
+        explained = explain(list(page.object_list), now)
     here = reverse("admin:supervisors_supervisorstate_attention")
     rows = [
         {
@@ -40,7 +42,7 @@ def attention_view(model_admin: SupervisorStateAdmin, request: HttpRequest) -> T
             "url": reverse("admin:supervisors_supervisorstate_change", args=[row.supervisor.pk]),
             "restore_url": reverse("admin:supervisors_supervisorstate_restore", args=[row.supervisor.pk]),
         }
-        for row in explain(list(page.object_list), now)
+        for row in explained
     ]
     context = {
         **model_admin.admin_site.each_context(request),
