@@ -299,8 +299,8 @@ QUERIES_PER_SCRAPE = 6
 class DomainCollector(Collector):
     """Collects :data:`DOMAIN_SOURCES` at scrape time; a failing source is reported, not fatal."""
 
-    def __init__(self, sources: Iterable[tuple[str, Callable[[datetime], list[Metric]]]] = DOMAIN_SOURCES) -> None:
-        self.sources = tuple(sources)
+    def __init__(self, sources: Iterable[tuple[str, Callable[[datetime], list[Metric]]]] | None = None) -> None:
+        self.sources = tuple(sources) if sources is not None else None
 
     def describe(self) -> list[Metric]:
         return []  # registering must not query the database
@@ -310,7 +310,7 @@ class DomainCollector(Collector):
         up = GaugeMetricFamily(
             "makima_metrics_source_up", "1 when the figures of this source were read at this scrape.", labels=["source"]
         )
-        for name, source in self.sources:
+        for name, source in self.sources if self.sources is not None else DOMAIN_SOURCES:
             try:
                 families = source(now)
             except Exception:
