@@ -51,7 +51,7 @@ EXPECTED_REFUSALS = frozenset({404, 409, 412, 429})
 class RequestContext:
     """What log lines of one request share. Mutable: authentication fills in the daemon on the way."""
 
-    __slots__ = ("request", "request_id", "daemon", "contract")
+    __slots__ = ("contract", "daemon", "request", "request_id")
 
     def __init__(self, request: HttpRequest | None, request_id: str) -> None:
         self.request = request

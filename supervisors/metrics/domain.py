@@ -234,7 +234,9 @@ def watchdog_figures(now: datetime) -> list[Metric]:
                 value=finished.timestamp(),
             ),
             GaugeMetricFamily(
-                "makima_watchdog_last_run_failed", "1 when the last watchdog run failed.", value=int(bool(last["error"]))
+                "makima_watchdog_last_run_failed",
+                "1 when the last watchdog run failed.",
+                value=int(bool(last["error"])),
             ),
             GaugeMetricFamily(
                 "makima_watchdog_last_run_daemons_marked_gone",
@@ -261,7 +263,9 @@ def job_queue_figures(now: datetime) -> list[Metric]:
         .values("queue_name", "status")
         .annotate(n=Count("pk"), oldest=Min("enqueued_at"))
     )
-    depth = GaugeMetricFamily("makima_jobs", "Background jobs waiting (ready) or running, by queue.", labels=["queue", "status"])
+    depth = GaugeMetricFamily(
+        "makima_jobs", "Background jobs waiting (ready) or running, by queue.", labels=["queue", "status"]
+    )
     age = GaugeMetricFamily(
         "makima_jobs_oldest_ready_age_seconds",
         "How long the oldest ready job has waited since it was enqueued, by queue (workers down or behind).",

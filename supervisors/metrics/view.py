@@ -22,8 +22,8 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
 
 from makima_supervisor.proxy import client_address
 from supervisors.api.errors import error_response

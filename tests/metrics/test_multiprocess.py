@@ -38,7 +38,9 @@ def _get(server: GunicornServer, path: str) -> tuple[int, bytes]:
 
 
 def _healthz_count(samples) -> float:
-    return samples.get(("makima_http_requests_total", (("method", "GET"), ("route", "healthz"), ("status", "200"))), 0.0)
+    return samples.get(
+        ("makima_http_requests_total", (("method", "GET"), ("route", "healthz"), ("status", "200"))), 0.0
+    )
 
 
 def _per_worker_healthz(directory, tmp_path) -> dict[str, float]:
