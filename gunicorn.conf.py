@@ -21,7 +21,9 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
 # Recycle workers now and then so slow leaks cannot accumulate.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 10000))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", 1000))
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+# Off by default: the service writes its own access line per request, with the request id, the daemon
+# or user and the route (logger makima.access; ACCESS_LOG). GUNICORN_ACCESSLOG=- turns gunicorn's on.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # The same proxies the service trusts (TRUSTED_PROXIES) unless FORWARDED_ALLOW_IPS says otherwise.

@@ -229,6 +229,10 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json.")
+#: all: an access line (logger makima.access) per request; errors: only for statuses >= 400.
+ACCESS_LOG = env.str("ACCESS_LOG", default="all").strip().lower()
+if ACCESS_LOG not in ("all", "errors"):
+    raise ImproperlyConfigured(f"ACCESS_LOG={ACCESS_LOG!r}: use all or errors (LOG_LEVEL=WARNING silences INFO lines).")
 # Every record gets request_id, daemon, user and contract (makima_supervisor/request_log.py); Django's
 # own line for a 4xx is dropped (the access line, logger makima.access, says it at the right level).
 LOGGING = {
