@@ -316,6 +316,10 @@ WATCHDOG_KEEP_RUNS_DAYS = env.int("WATCHDOG_KEEP_RUNS_DAYS", default=7)
 # --- Metrics (GET /metrics; docs/operations.md) -----------------------------------
 #: When set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, loopback clients only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: A scrape older than this asks the refresh_metrics job for new supervisor figures (a pass over all supervisors).
+METRICS_REFRESH_SECONDS = env.int("METRICS_REFRESH_SECONDS", default=15)
+#: Supervisor figures older than this (no job worker refreshed them) are computed by the scrape itself.
+METRICS_SNAPSHOT_MAX_AGE_SECONDS = env.int("METRICS_SNAPSHOT_MAX_AGE_SECONDS", default=300)
 #: The window of the *_recent gauges (restorations, claims, watchdog runs), in seconds.
 METRICS_RECENT_WINDOW_SECONDS = env.int("METRICS_RECENT_WINDOW_SECONDS", default=3600)
 

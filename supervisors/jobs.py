@@ -23,3 +23,12 @@ def watchdog() -> dict[str, int]:
         "supervisors_interrupted": report.supervisors_interrupted,
         "stale": report.stale,
     }
+
+
+@task()
+def refresh_metrics() -> dict[str, int]:
+    """Compute the supervisor figures /metrics serves (one pass over supervisor_states); scrapes ask for it."""
+    from supervisors.metrics.snapshot import refresh_supervisor_figures
+
+    figures = refresh_supervisor_figures()
+    return {"duration_ms": figures.duration_ms, "supervisors": sum(figures.by_state.values())}

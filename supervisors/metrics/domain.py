@@ -9,16 +9,20 @@ figure (e.g. the outbox's backlog and dead letters), write a source that sends
 its statement(s) and returns its metric families, add it to ``DOMAIN_SOURCES``
 and raise ``QUERIES_PER_SCRAPE``: nothing else changes.
 
-Cost at scale (bench/metrics_bench.py): the only statement that grows with the
-number of supervisors is :func:`supervisor_figures`, a single pass over
-``supervisor_states`` that counts states, stale supervisors and pending
-questions and finds the oldest question at once (a parallel sequential scan on
-PostgreSQL). It needs no index, on purpose: the columns it reads are the ones
-heartbeats rewrite, and an index on them would stop PostgreSQL from making
-heartbeat updates HOT (shared/reference/supervisor_states.sql); the service
-also adds no index to makima's tables. The other statements read small tables
-or use the indexes those tables have (``started_at`` of the restoration log
-and the watchdog runs, the job queue's partial index on ready jobs).
+Cost at scale (bench/metrics_bench.py): every statement a scrape sends reads a
+small table or an index (``started_at`` of the restoration log and of the
+watchdog runs, the job queue's partial index on ready jobs, the snapshot's
+primary key). The one computation that grows with the number of supervisors,
+a pass over all of ``supervisor_states`` (by state, stale, pending questions,
+the oldest question), costs about 0.8 us of database CPU per row (0.4 s at a
+million rows on the bench machine; PostgreSQL spreads it over its parallel
+workers), so it is not done per scrape: a background job does it
+(:mod:`.snapshot`), asked for by the scrapes themselves, and the scrape reads
+its result. It could not be made cheap with an index: ``state`` and
+``last_activity`` are rewritten by every heartbeat, and an index on them would
+stop PostgreSQL from making heartbeat updates HOT
+(shared/reference/supervisor_states.sql); nor does the service add indexes to
+makima's tables (README, "Pointing the service at makima's database").
 
 A source that fails (a statement error) does not take the scrape down: its
 figures are left out and ``makima_metrics_source_up{source=...}`` is 0.
@@ -28,10 +32,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django_tasks.base import TaskResultStatus
@@ -39,115 +42,65 @@ from django_tasks_db.models import DBTaskResult
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisors.enums import ACTIVE_STATES, RestorationOutcome, RestorationSource, SupervisorStatus
+from supervisors.enums import RestorationOutcome, RestorationSource, SupervisorStatus
 from supervisors.models import Daemon, RestorationLog, WatchdogRun
-from supervisors.selectors import stale_threshold
 from supervisors.services.claims import CLAIM_REASON
 from supervisors.services.ownership import daemon_gone_q
+
+from .snapshot import current_supervisor_figures
 
 logger = logging.getLogger(__name__)
 
 #: States whose supervisor waits for a person to act (not just to answer a question).
 NEEDS_PERSON_STATES = (SupervisorStatus.BLOCKED, SupervisorStatus.FAILED)
 
-# --- supervisors and questions: one pass over supervisor_states ------------------------------------
-
-#: An RFC 3339 timestamp PostgreSQL can cast: questions whose askedAt is not one are counted, not dated.
-_TIMESTAMP_RE = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
-    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
-)
-
-# Each supervisor joined with its pending questions (one row when it has none, e.n NULL), so one
-# scan counts supervisors (e.n IS NULL OR e.n = 1), questions (count(e.n)) and the oldest askedAt.
-_SUPERVISORS_SQL = {
-    "postgresql": f"""
-SELECT s.state,
-       count(*) FILTER (WHERE e.n IS NULL OR e.n = 1),
-       count(*) FILTER (WHERE (e.n IS NULL OR e.n = 1) AND s.state = ANY(%s) AND s.last_activity < %s),
-       count(e.n),
-       count(*) FILTER (WHERE e.n = 1),
-       min(CASE WHEN jsonb_typeof(e.q) = 'object' AND e.q->>'askedAt' ~ '{_TIMESTAMP_RE}'
-                THEN (e.q->>'askedAt')::timestamptz END)
-FROM supervisor_states s
-LEFT JOIN LATERAL jsonb_array_elements(
-    CASE WHEN jsonb_typeof(s.pending_questions) = 'array' THEN s.pending_questions ELSE '[]'::jsonb END
-) WITH ORDINALITY AS e(q, n) ON true
-GROUP BY s.state
-""",
-    # SQLite: json_each's key is the 0-based index; julianday() reads RFC 3339 with its offset (NULL if not).
-    "sqlite": """
-SELECT s.state,
-       sum(CASE WHEN e.key IS NULL OR e.key = 0 THEN 1 ELSE 0 END),
-       sum(CASE WHEN (e.key IS NULL OR e.key = 0) AND s.state IN ({active}) AND s.last_activity < %s
-                THEN 1 ELSE 0 END),
-       count(e.key),
-       sum(CASE WHEN e.key = 0 THEN 1 ELSE 0 END),
-       min(CASE WHEN e.type = 'object' THEN julianday(json_extract(e.value, '$.askedAt')) END)
-FROM supervisor_states s
-LEFT JOIN json_each(CASE WHEN json_type(s.pending_questions) = 'array' THEN s.pending_questions ELSE '[]' END) e
-GROUP BY s.state
-""",
-}
-
-
-def _oldest_asked(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromtimestamp((float(value) - 2440587.5) * 86400, tz=UTC)  # a Julian day (SQLite)
+# --- supervisors and questions: the snapshot of one pass over supervisor_states ------------------
 
 
 def supervisor_figures(now: datetime) -> list[Metric]:
     """Supervisors by state, stale ones, those needing a person; pending questions and the oldest one's age."""
-    stale_before = stale_threshold(now)
-    active = sorted(ACTIVE_STATES)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_SUPERVISORS_SQL["postgresql"], [active, stale_before])
-        else:
-            sql = _SUPERVISORS_SQL["sqlite"].format(active=", ".join(["%s"] * len(active)))
-            cursor.execute(sql, [*active, connection.ops.adapt_datetimefield_value(stale_before)])
-        rows = cursor.fetchall()
+    figures, _how = current_supervisor_figures(now)
     by_state = GaugeMetricFamily("makima_supervisors", "Supervisors by state.", labels=["state"])
-    counts = {state: 0 for state in SupervisorStatus.values}
-    stale = questions = waiting = 0
-    oldest: datetime | None = None
-    for state, supervisors, stale_n, questions_n, waiting_n, oldest_n in rows:
-        counts[state] = counts.get(state, 0) + int(supervisors or 0)
-        stale += int(stale_n or 0)
-        questions += int(questions_n or 0)
-        waiting += int(waiting_n or 0)
-        asked = _oldest_asked(oldest_n)
-        if asked is not None and (oldest is None or asked < oldest):
-            oldest = asked
+    counts = {state: 0 for state in SupervisorStatus.values} | figures.by_state
     for state, n in sorted(counts.items()):
         by_state.add_metric([state], n)
     needing = sum(counts.get(state, 0) for state in NEEDS_PERSON_STATES)
+    oldest = figures.oldest_asked_at
     age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
     return [
         by_state,
         GaugeMetricFamily(
             "makima_supervisors_stale",
             "Supervisors in an active state silent longer than SUPERVISOR_STALE_AFTER_SECONDS.",
-            value=stale,
+            value=figures.stale,
         ),
         GaugeMetricFamily(
             "makima_supervisors_needing_person",
             "Supervisors that wait for a person to act: blocked (e.g. ManualIntervention) or failed.",
             value=needing,
         ),
-        GaugeMetricFamily("makima_pending_questions", "Questions waiting for a human's answer.", value=questions),
+        GaugeMetricFamily(
+            "makima_pending_questions", "Questions waiting for a human's answer.", value=figures.pending_questions
+        ),
         GaugeMetricFamily(
             "makima_supervisors_with_pending_questions",
             "Supervisors with at least one question waiting for an answer.",
-            value=waiting,
+            value=figures.with_questions,
         ),
         GaugeMetricFamily(
             "makima_pending_question_oldest_age_seconds",
             "How long the oldest pending question has waited (0 when none is pending).",
             value=age,
+        ),
+        GaugeMetricFamily(
+            "makima_supervisor_figures_age_seconds",
+            "How old the supervisor figures above are (computed by a job every METRICS_REFRESH_SECONDS).",
+            value=max(0.0, (now - figures.computed_at).total_seconds()),
+        ),
+        GaugeMetricFamily(
+            "makima_supervisor_figures_duration_seconds",
+            "How long computing the supervisor figures took (one pass over supervisor_states).",
+            value=figures.duration_ms / 1000,
         ),
     ]
 
@@ -256,32 +209,30 @@ def watchdog_figures(now: datetime) -> list[Metric]:
 
 
 def job_queue_figures(now: datetime) -> list[Metric]:
-    """Jobs waiting and running per queue, and how long the oldest waiting one has waited."""
+    """Jobs waiting to run per queue, and how long the oldest has waited (django-tasks-db's ready jobs).
+
+    Only ready jobs: they have a partial index, while finished results (kept for days) would make
+    counting running ones a scan of the whole results table.
+    """
     rows = (
-        DBTaskResult.objects.filter(status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING])
+        DBTaskResult.objects.filter(status=TaskResultStatus.READY)
         .order_by()
-        .values("queue_name", "status")
+        .values("queue_name")
         .annotate(n=Count("pk"), oldest=Min("enqueued_at"))
     )
-    depth = GaugeMetricFamily(
-        "makima_jobs", "Background jobs waiting (ready) or running, by queue.", labels=["queue", "status"]
-    )
+    depth = GaugeMetricFamily("makima_jobs_ready", "Background jobs waiting to be run, by queue.", labels=["queue"])
     age = GaugeMetricFamily(
         "makima_jobs_oldest_ready_age_seconds",
-        "How long the oldest ready job has waited since it was enqueued, by queue (workers down or behind).",
+        "How long the oldest waiting job has waited since it was enqueued, by queue (workers down or behind).",
         labels=["queue"],
     )
-    seen: dict[tuple[str, str], int] = {("default", "ready"): 0, ("default", "running"): 0}
-    oldest: dict[str, float] = {"default": 0.0}
+    seen: dict[str, tuple[int, float]] = {"default": (0, 0.0)}
     for row in rows:
-        status = row["status"].lower()
-        seen[(row["queue_name"], status)] = row["n"]
-        if status == "ready" and row["oldest"] is not None:
-            oldest[row["queue_name"]] = max(0.0, (now - row["oldest"]).total_seconds())
-    for (queue, status), n in sorted(seen.items()):
-        depth.add_metric([queue, status], n)
-    for queue, seconds in sorted(oldest.items()):
-        age.add_metric([queue], seconds)
+        waited = max(0.0, (now - row["oldest"]).total_seconds()) if row["oldest"] is not None else 0.0
+        seen[row["queue_name"]] = (row["n"], waited)
+    for queue, (n, waited) in sorted(seen.items()):
+        depth.add_metric([queue], n)
+        age.add_metric([queue], waited)
     return [depth, age]
 
 
@@ -296,7 +247,9 @@ DOMAIN_SOURCES: tuple[tuple[str, Callable[[datetime], list[Metric]]], ...] = (
     ("jobs", job_queue_figures),
 )
 
-#: Statements one scrape sends: 1 + 1 + 1 + 2 + 1 (tests/metrics assert it).
+#: Statements one scrape sends: 1 + 1 + 1 + 2 + 1 (tests/metrics assert it). When the supervisor figures
+#: are due for a refresh, one more (claiming the refresh) and the job's enqueueing (one INSERT with the
+#: database job backend); when there are none yet or they are too old, they are computed in the scrape.
 QUERIES_PER_SCRAPE = 6
 
 

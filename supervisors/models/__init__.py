@@ -3,6 +3,7 @@
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, WatchdogRun
+from .metrics import MetricsSnapshot
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -14,6 +15,7 @@ __all__ = [
     "Daemon",
     "DaemonApiKey",
     "IdempotencyKey",
+    "MetricsSnapshot",
     "PeriodicJob",
     "QuestionAnswer",
     "RateCounter",

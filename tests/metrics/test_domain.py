@@ -171,13 +171,13 @@ def test_watchdog_figures_are_the_last_run_and_the_windows_runs(world, scrape):
 
 def test_job_queue_depth_and_the_oldest_ready_job(world, scrape):
     samples = scrape()
-    assert value(samples, "makima_jobs", queue="default", status="ready") == 2
-    assert value(samples, "makima_jobs", queue="default", status="running") == 1
-    assert value(samples, "makima_jobs", queue="mail", status="ready") == 1
+    assert value(samples, "makima_jobs_ready", queue="default") == 2  # not the running or finished ones
+    assert value(samples, "makima_jobs_ready", queue="mail") == 1
     assert value(samples, "makima_jobs_oldest_ready_age_seconds", queue="default") == pytest.approx(7 * 60, abs=30)
 
 
 def test_a_scrape_costs_the_same_few_queries_however_big_the_world(world, client):
+    assert client.get("/metrics").status_code == 200  # the first computes the supervisor figures (no snapshot yet)
     with CaptureQueriesContext(connection) as small:
         assert client.get("/metrics").status_code == 200
     for n in range(30):
@@ -187,6 +187,7 @@ def test_a_scrape_costs_the_same_few_queries_however_big_the_world(world, client
     with CaptureQueriesContext(connection) as large:
         assert client.get("/metrics").status_code == 200
     assert len(small.captured_queries) == len(large.captured_queries) == QUERIES_PER_SCRAPE
+    assert not any("supervisor_states" in query["sql"] for query in large.captured_queries)
 
 
 def test_a_failing_source_is_reported_and_the_rest_still_served(world, monkeypatch, scrape):
@@ -200,3 +201,29 @@ def test_a_failing_source_is_reported_and_the_rest_still_served(world, monkeypat
     assert value(samples, "makima_metrics_source_up", source="broken") == 0
     assert value(samples, "makima_metrics_source_up", source="supervisors") == 1
     assert value(samples, "makima_supervisors_stale") == 2
+
+
+@pytest.mark.postgres_only
+def test_questions_whose_date_cannot_be_read_are_counted_but_not_dated(db, scrape):
+    """Dates that look like RFC 3339 but are no day of the calendar never fail the scrape (PostgreSQL casts)."""
+    unreadable = [
+        "2026-02-30T00:00:00Z",
+        "2025-02-29T10:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "2026-01-01T00:00:00+20:00",
+        "yesterday",
+        "",
+    ]
+    questions = [make_question(f"q{i}", askedAt=text) for i, text in enumerate(unreadable)]
+    questions.append(make_question("readable", askedAt="2024-02-29T12:00:00+01:00"))
+    make_supervisor(make_contract("odd dates"), state=SupervisorStatus.WAITING_FOR_USER, pending_questions=questions)
+    make_supervisor(
+        make_contract("not a list"), state=SupervisorStatus.WAITING_FOR_USER, pending_questions={"id": "x"}
+    )
+    samples = scrape()
+    assert value(samples, "makima_metrics_source_up", source="supervisors") == 1
+    assert value(samples, "makima_pending_questions") == len(questions)
+    expected = (timezone.now() - datetime(2024, 2, 29, 11, 0, tzinfo=UTC)).total_seconds()
+    assert value(samples, "makima_pending_question_oldest_age_seconds") == pytest.approx(expected, abs=5)
