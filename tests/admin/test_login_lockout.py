@@ -31,9 +31,7 @@ def staff_users():
 def login(username: str, password: str, *, client_address: str, via_proxy: bool = True) -> tuple[Client, object]:
     client = Client()
     extra = (
-        {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": client_address}
-        if via_proxy
-        else {"REMOTE_ADDR": client_address}
+        {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": client_address} if via_proxy else {"REMOTE_ADDR": client_address}
     )
     response = client.post(LOGIN, {"username": username, "password": password, "next": "/admin/"}, **extra)
     return client, response

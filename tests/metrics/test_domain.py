@@ -219,9 +219,7 @@ def test_questions_whose_date_cannot_be_read_are_counted_but_not_dated(db, scrap
     questions = [make_question(f"q{i}", askedAt=text) for i, text in enumerate(unreadable)]
     questions.append(make_question("readable", askedAt="2024-02-29T12:00:00+01:00"))
     make_supervisor(make_contract("odd dates"), state=SupervisorStatus.WAITING_FOR_USER, pending_questions=questions)
-    make_supervisor(
-        make_contract("not a list"), state=SupervisorStatus.WAITING_FOR_USER, pending_questions={"id": "x"}
-    )
+    make_supervisor(make_contract("not a list"), state=SupervisorStatus.WAITING_FOR_USER, pending_questions={"id": "x"})
     samples = scrape()
     assert value(samples, "makima_metrics_source_up", source="supervisors") == 1
     assert value(samples, "makima_pending_questions") == len(questions)
