@@ -47,7 +47,8 @@ def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
-        if name.endswith(".db"):
+        # Only prometheus_client's own files (counter_<pid>.db, gauge_livesum_<pid>.db, ...), never anything else.
+        if name.endswith(".db") and name.startswith(("counter_", "gauge_", "histogram_", "summary_")):
             os.remove(os.path.join(directory, name))
 
 
