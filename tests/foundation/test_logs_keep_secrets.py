@@ -26,29 +26,33 @@ METRICS_TOKEN = "metrics-token-KESTREL-3307"
 
 @pytest.fixture
 def everything_logged(settings):
-    """Every log line of every logger at DEBUG, through the service's own handler, in both formats."""
+    """Every log line of every logger at DEBUG, in both formats, through handlers built as settings.LOGGING's."""
     settings.SECURE_SSL_REDIRECT = False
     clear_key_cache()
-    handler = next(
-        h for h in logging.getLogger().handlers if any(isinstance(f, RequestContextFilter) for f in h.filters)
-    )
-    plain, lines = io.StringIO(), io.StringIO()
-    old_stream, old_formatter = handler.setStream(plain), handler.formatter
-    json_handler = logging.StreamHandler(lines)
-    json_handler.addFilter(RequestContextFilter())
     configurator = logging.config.DictConfigurator(settings.LOGGING)
-    json_handler.setFormatter(configurator.configure_formatter(dict(settings.LOGGING["formatters"]["json"])))
-    loggers = [logging.getLogger(name) for name in ("", "django", "django.request", "django.server", "axes")]
-    old_levels = [logger.level for logger in loggers]
-    for logger in loggers:
+    streams = []
+    handlers = []
+    for name in ("plain", "json"):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.addFilter(RequestContextFilter())
+        handler.setFormatter(configurator.configure_formatter(dict(settings.LOGGING["formatters"][name])))
+        streams.append(stream)
+        handlers.append(handler)
+    loggers = [logging.getLogger(name) for name in ("", "django", "django.server")]
+    levelled = [*loggers, *(logging.getLogger(name) for name in ("django.request", "axes", "supervisors"))]
+    old_levels = [logger.level for logger in levelled]
+    for logger in levelled:
         logger.setLevel(logging.DEBUG)
-        logger.addHandler(json_handler) if logger.name in ("root", "django") else None
-    yield lambda: plain.getvalue() + "\n" + lines.getvalue()
-    for logger, level in zip(loggers, old_levels, strict=True):
+    for logger in loggers:
+        for handler in handlers:
+            logger.addHandler(handler)
+    yield lambda: "\n".join(stream.getvalue() for stream in streams)
+    for logger in loggers:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    for logger, level in zip(levelled, old_levels, strict=True):
         logger.setLevel(level)
-        logger.removeHandler(json_handler)
-    handler.setStream(old_stream)
-    handler.setFormatter(old_formatter)
     clear_key_cache()
 
 

@@ -38,15 +38,15 @@ def _plain_http_and_fresh_keys(settings):
 
 @pytest.fixture
 def json_log():
-    """The service's own console handler, writing JSON lines (LOG_FORMAT=json) into a buffer."""
-    handler = next(
-        h for h in logging.getLogger().handlers if any(isinstance(f, RequestContextFilter) for f in h.filters)
-    )
+    """A handler built as settings.LOGGING builds the service's (its filter, LOG_FORMAT=json), on the same loggers."""
     stream = io.StringIO()
-    old_stream = handler.setStream(stream)
-    old_formatter = handler.formatter
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestContextFilter())
     configurator = logging.config.DictConfigurator(settings.LOGGING)
     handler.setFormatter(configurator.configure_formatter(dict(settings.LOGGING["formatters"]["json"])))
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in ("django", "django.server"))]
+    for logger in loggers:  # Django's loggers do not propagate to the root (settings.LOGGING)
+        logger.addHandler(handler)
 
     class Captured:
         def text(self) -> str:
@@ -59,8 +59,8 @@ def json_log():
             return [line for line in self.lines() if line["logger"] == "makima.access"]
 
     yield Captured()
-    handler.setStream(old_stream)
-    handler.setFormatter(old_formatter)
+    for logger in loggers:
+        logger.removeHandler(handler)
 
 
 def daemon_client(name: str = "alpha") -> tuple[APIClient, str]:

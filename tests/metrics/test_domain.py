@@ -56,6 +56,8 @@ def _job(status: str, *, minutes_ago: float, queue: str = "default") -> None:
 @pytest.fixture
 def world():
     """Supervisors in every interesting condition, daemons alive and gone, logs, watchdog runs, jobs."""
+    global NOW
+    NOW = timezone.now()  # the tests' "now", not the module's import time
     alive = make_daemon("alive", last_heartbeat_at=NOW, status="connected")
     make_daemon("silent", last_heartbeat_at=NOW - timedelta(hours=1), status="connected")
     make_daemon("left", last_heartbeat_at=NOW, status="disconnected")
