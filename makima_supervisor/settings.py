@@ -178,6 +178,8 @@ AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_RESET_ON_SUCCESS = True  # a successful login forgets that combination's earlier failures
 AXES_SENSITIVE_PARAMETERS = ["password"]
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# No start-up banner on every manage.py command; failures and lockouts are still logged (logger axes).
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
