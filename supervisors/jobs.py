@@ -28,7 +28,9 @@ def watchdog() -> dict[str, int]:
 @task()
 def refresh_metrics() -> dict[str, int]:
     """Compute the supervisor figures /metrics serves (one pass over supervisor_states); scrapes ask for it."""
-    from supervisors.metrics.snapshot import refresh_supervisor_figures
+    from supervisors.metrics.snapshot import refresh_supervisor_figures_if_due
 
-    figures = refresh_supervisor_figures()
+    figures = refresh_supervisor_figures_if_due()
+    if figures is None:
+        return {"skipped": 1}  # another run refreshed them moments ago
     return {"duration_ms": figures.duration_ms, "supervisors": sum(figures.by_state.values())}

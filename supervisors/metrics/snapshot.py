@@ -162,6 +162,14 @@ def refresh_supervisor_figures() -> SupervisorFigures:
     return figures
 
 
+def refresh_supervisor_figures_if_due() -> SupervisorFigures | None:
+    """The job's entry: refresh unless another run just did (jobs queued while no worker ran pile up)."""
+    fresh_since = timezone.now() - timedelta(seconds=settings.METRICS_REFRESH_SECONDS / 2)
+    if MetricsSnapshot.objects.filter(name=NAME, computed_at__gte=fresh_since).exists():
+        return None
+    return refresh_supervisor_figures()
+
+
 def current_supervisor_figures(now: datetime) -> tuple[SupervisorFigures, str]:
     """The figures a scrape serves and how they were had: ``snapshot`` (asking for a refresh when due) or ``live``."""
     row = MetricsSnapshot.objects.filter(name=NAME).values("figures", "computed_at", "duration_ms").first()

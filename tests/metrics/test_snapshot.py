@@ -89,3 +89,14 @@ def test_a_snapshot_nobody_refreshed_for_too_long_is_recomputed_by_the_scrape(db
     assert value(samples, "makima_supervisors", state="idle") == 1
     assert value(samples, "makima_supervisor_figures_age_seconds") < 5
     assert queries == QUERIES_PER_SCRAPE + 2
+
+
+def test_refresh_jobs_that_piled_up_while_no_worker_ran_do_the_pass_once(db, settings):
+    from supervisors import jobs
+
+    settings.METRICS_REFRESH_SECONDS = 15
+    MetricsSnapshot.objects.all().delete()
+    make_supervisor(make_contract("a"), state=SupervisorStatus.WORKING)
+    results = [jobs.refresh_metrics.call() for _ in range(4)]
+    assert [r.get("skipped", 0) for r in results] == [0, 1, 1, 1]
+    assert MetricsSnapshot.objects.get(name=NAME).figures["by_state"] == {"working": 1}
