@@ -66,3 +66,33 @@ class TrustedProxyMiddleware:
                         ",".join(settings.TRUSTED_PROXIES),
                     )
         return self.get_response(request)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address of the client that made the request, by the same rule as the forwarded headers.
+
+    The peer (``REMOTE_ADDR``) unless it is a trusted proxy that says, in
+    ``X-Forwarded-For``, for whom it forwards: then the right-most address in
+    that list that is not itself a trusted proxy (each proxy appends the
+    address it heard from, so everything left of the first untrusted hop
+    could have been written by the client). An untrusted peer's
+    ``X-Forwarded-For`` never gets here (:class:`TrustedProxyMiddleware`
+    drops it) and is not believed either way. Used by the metrics endpoint's
+    loopback rule and by the admin login's lockout (django-axes).
+    """
+    meta = request.META
+    peer = meta.get("REMOTE_ADDR", "") or ""
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
+    if not forwarded or not is_trusted_proxy(peer, settings.TRUSTED_PROXIES):
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",")[-32:] if hop.strip()]
+    if hops and trusted_networks(tuple(settings.TRUSTED_PROXIES)) is None:
+        return hops[-1]  # `*`: every hop is "trusted", so only the nearest proxy's word is worth anything
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a garbled list: the peer is the only address known for sure
+        if not is_trusted_proxy(hop, settings.TRUSTED_PROXIES):
+            return hop
+    return hops[0] if hops else peer

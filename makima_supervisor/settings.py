@@ -18,6 +18,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from pythonjsonlogger.core import RESERVED_ATTRS as JSON_LOG_RESERVED_ATTRS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here: the docs page works offline
     "django_tasks",  # Django's tasks framework (the backport of django.tasks): background jobs
     "django_tasks_db",  # its database backend: the queue is a table, workers are `manage.py db_worker`
+    "axes",  # admin login lockout after repeated failures (per username and client address)
     "supervisors",
 ]
 
@@ -63,6 +65,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: forwarded headers from peers outside TRUSTED_PROXIES never reach Django.
     "makima_supervisor.proxy.TrustedProxyMiddleware",
+    # Request id, log context, access line and request metrics: sees every final status.
+    "makima_supervisor.request_log.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "supervisors.api.middleware.BodySizeLimitMiddleware",
     "makima_supervisor.browser_middleware.WhiteNoiseMiddleware",
@@ -72,6 +76,8 @@ MIDDLEWARE = [
     "makima_supervisor.browser_middleware.AuthenticationMiddleware",
     "makima_supervisor.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Admin login lockout (django-axes): answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
     # Last, so its process_exception runs first: database down -> 503 in the API error shape.
     "supervisors.api.db_errors.DatabaseUnavailableMiddleware",
 ]
@@ -151,6 +157,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Staff log in to the admin with a password; django-axes counts failures and locks out.
+# AxesStandaloneBackend first: it refuses a locked-out (username, address) before the password is checked.
+# The daemons' API authenticates keys itself (supervisors/api/authentication.py), not through these.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+#: Failed admin logins before that username is locked out from that client address.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+#: Hours a lockout lasts (0: until staff reset it in the admin, or `manage.py axes_reset`).
+AXES_COOLOFF_HOURS = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_COOLOFF_TIME = AXES_COOLOFF_HOURS or None
+# Per (username, client address) combination: someone guessing another account's password from behind
+# the same proxy (or NAT) never locks a colleague out, and a guesser cannot lock out a user everywhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client address by the service's one rule (X-Forwarded-For believed from TRUSTED_PROXIES only).
+AXES_CLIENT_IP_CALLABLE = "makima_supervisor.proxy.client_address"
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets that combination's earlier failures
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# No start-up banner on every manage.py command; failures and lockouts are still logged (logger axes).
+AXES_VERBOSE = False
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -171,7 +201,7 @@ STORAGES = {
 # --- Security (production defaults; `manage.py check --deploy` is clean) ---
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
@@ -194,14 +224,52 @@ SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
-# --- Logging: one line per event on stderr, level from LOG_LEVEL -------------
+# --- Logging: one line per event on stderr; LOG_FORMAT=json for JSON lines -----------------
+#: Root level, and Django's own loggers' too (so LOG_LEVEL=ERROR means no WARNING from anyone).
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+#: plain: "time level logger [request id] message"; json: one JSON object per line (python-json-logger).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json.")
+#: all: an access line (logger makima.access) per request; errors: only for statuses >= 400.
+ACCESS_LOG = env.str("ACCESS_LOG", default="all").strip().lower()
+if ACCESS_LOG not in ("all", "errors"):
+    raise ImproperlyConfigured(f"ACCESS_LOG={ACCESS_LOG!r}: use all or errors (LOG_LEVEL=WARNING silences INFO lines).")
+# Every record gets request_id, daemon, user and contract (makima_supervisor/request_log.py); Django's
+# own line for a 4xx is dropped (the access line, logger makima.access, says it at the right level).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "filters": {
+        "request_context": {"()": "makima_supervisor.request_log.RequestContextFilter"},
+        "no_client_errors": {"()": "makima_supervisor.request_log.ExpectedRefusalFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(daemon)s %(user)s %(contract)s",
+            "timestamp": "time",  # ISO 8601, UTC
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            # Django's request log hands over the request object itself: never serialised (headers, cookies).
+            "reserved_attrs": [
+                *JSON_LOG_RESERVED_ATTRS,
+                "request",
+                "server_time",
+            ],
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_context"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.request": {"filters": ["no_client_errors"]},
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.db.backends": {"level": LOG_LEVEL if LOG_LEVEL in ("ERROR", "CRITICAL") else "WARNING"},
+        "axes": {"level": LOG_LEVEL},
+    },
 }
 
 # --- The service's own knobs -------------------------------------------------
@@ -272,6 +340,16 @@ RESTORE_JOB_MAX_RESCUES = env.int("RESTORE_JOB_MAX_RESCUES", default=5)
 #: Finished restore jobs (and their per-supervisor results) older than this many days are deleted
 #: by the periodic rescue job; the restoration log keeps every restoration regardless.
 RESTORE_JOB_KEEP_DAYS = env.int("RESTORE_JOB_KEEP_DAYS", default=30)
+
+# --- Metrics (GET /metrics; docs/operations.md) -----------------------------------
+#: When set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, loopback clients only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: A scrape older than this asks the refresh_metrics job for new supervisor figures (a pass over all supervisors).
+METRICS_REFRESH_SECONDS = env.int("METRICS_REFRESH_SECONDS", default=15)
+#: Supervisor figures older than this (no job worker refreshed them) are computed by the scrape itself.
+METRICS_SNAPSHOT_MAX_AGE_SECONDS = env.int("METRICS_SNAPSHOT_MAX_AGE_SECONDS", default=300)
+#: The window of the *_recent gauges (restorations, claims, watchdog runs), in seconds.
+METRICS_RECENT_WINDOW_SECONDS = env.int("METRICS_RECENT_WINDOW_SECONDS", default=3600)
 
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation

@@ -47,3 +47,14 @@ def rescue_restore_jobs() -> dict[str, Any]:
     """Enqueue again the restore jobs whose worker died, forget old finished ones (periodic)."""
     report = rescue_stalled_restore_jobs()
     return {"rescued": report.rescued, "given_up": report.given_up, "forgotten": report.forgotten}
+
+
+@task()
+def refresh_metrics() -> dict[str, int]:
+    """Compute the supervisor figures /metrics serves (one pass over supervisor_states); scrapes ask for it."""
+    from supervisors.metrics.snapshot import refresh_supervisor_figures_if_due
+
+    figures = refresh_supervisor_figures_if_due()
+    if figures is None:
+        return {"skipped": 1}  # another run refreshed them moments ago
+    return {"duration_ms": figures.duration_ms, "supervisors": sum(figures.by_state.values())}

@@ -26,6 +26,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from makima_supervisor.request_log import bind_daemon
 from supervisors.models import Daemon
 from supervisors.services.actors import Actor
 from supervisors.services.ownership import note_lease_renewed, renew_lease
@@ -136,6 +137,7 @@ class DaemonKeyAuthentication(authentication.BaseAuthentication):
             note_lease_renewed(auth.owner.daemon_id, connected=True)
         else:
             renew_lease(auth.owner.daemon_id)  # any request keeps the daemon alive (a statement every few seconds)
+        bind_daemon(auth.owner.daemon_name)  # this request's log lines name the daemon
         return DaemonPrincipal(auth.owner), auth
 
     def authenticate_header(self, request) -> str:

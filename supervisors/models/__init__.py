@@ -4,6 +4,7 @@ from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .events import SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
+from .metrics import MetricsSnapshot
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -15,6 +16,7 @@ __all__ = [
     "Daemon",
     "DaemonApiKey",
     "IdempotencyKey",
+    "MetricsSnapshot",
     "PeriodicJob",
     "QuestionAnswer",
     "RateCounter",

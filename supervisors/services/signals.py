@@ -47,9 +47,8 @@ def send_on_commit(signal: Signal, **kwargs: Any) -> None:
 
 @receiver(question_asked, dispatch_uid="supervisors.log_question_asked")
 def log_question_asked(sender: Any, *, contract_id: Any, question: dict[str, Any], **kwargs: Any) -> None:
-    logger.info(
-        "question asked contract=%s question=%s text=%r", contract_id, question.get("id"), question.get("question")
-    )
+    # The question's text is conversation content: it never goes to the logs (docs/operations.md).
+    logger.info("question asked contract=%s question=%s", contract_id, question.get("id"))
 
 
 @receiver(question_answered, dispatch_uid="supervisors.log_question_answered")
