@@ -40,7 +40,7 @@ HOSTILE_VALUES = [
 def changelists():
     for model in admin.site._registry:
         opts = model._meta
-        if opts.app_label in ("supervisors", "django_tasks_database", "auth"):
+        if opts.app_label in ("supervisors", "django_tasks_database", "auth", "axes"):
             yield f"admin:{opts.app_label}_{opts.model_name}_changelist"
 
 
