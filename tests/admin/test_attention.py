@@ -148,6 +148,6 @@ def test_viewers_without_permission_are_refused(client, fleet):
     from django.contrib.auth.models import User
 
     User.objects.create_user("nobody", password="pw", is_staff=True)
-    client.login(username="nobody", password="pw")
+    client.force_login(User.objects.get(username="nobody"))
     assert client.get(reverse(URL)).status_code == 403
     assert SupervisorState.objects.count() == 11
