@@ -30,6 +30,26 @@ class InvalidInput(ServiceError):
     http_status = 400
 
 
+class Forbidden(ServiceError):
+    """The caller may not do this, whatever the input (a daemon creating a supervisor task for another daemon)."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class BrokenReference(ServiceError):
+    """Well-formed input that names rows which do not fit the world as it is now.
+
+    A task or daemon that does not exist, a task of another contract, a task
+    that is not the supervisor task, pending tasks that were never spawned. The
+    request's shape is right (that would be InvalidInput, 400): it conflicts
+    with what is stored, and may succeed once the world changes (409).
+    """
+
+    code = "bad_reference"
+    http_status = 409
+
+
 class NotFound(ServiceError):
     """The contract, supervisor, task or question does not exist (or is not visible to the caller)."""
 

@@ -23,7 +23,7 @@ from supervisors.enums import TERMINAL_TASK_STATUSES, ContractStatus, DaemonStat
 from supervisors.models import Contract, Daemon, DaemonApiKey, IdempotencyKey, Task
 from supervisors.validators import NUL_MESSAGE, SURROGATE_MESSAGE, has_surrogate
 
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import BrokenReference, Conflict, Forbidden, InvalidInput, NotFound
 from .hot_cursor import hot_cursor
 from .ownership import may_add_tasks, visible_tasks
 
@@ -82,7 +82,8 @@ def create_task(
     (a daemon asking) adds the ownership rules: only contracts it supervises,
     or that nobody supervises yet, else NotFound as for a missing contract; a
     task without ``daemon_id`` runs on the caller, and a supervisor task only
-    on the caller.
+    on the caller (Forbidden otherwise). A ``daemon_id`` that does not exist or
+    a parent task of another contract is a BrokenReference.
     """
     _check_text("name", name)
     if status not in TaskStatus.values:
@@ -90,7 +91,7 @@ def create_task(
     if caller_daemon_id is not None:
         daemon_id = caller_daemon_id if daemon_id is None else daemon_id
         if is_supervisor and daemon_id != caller_daemon_id:
-            raise InvalidInput(
+            raise Forbidden(
                 "A daemon creates a supervisor task only for itself.",
                 fields={"daemon_id": ["Must be your own daemon (or left out) for a supervisor task."]},
             )
@@ -105,9 +106,9 @@ def create_task(
                 code="supervisor_exists",
             )
         if daemon_id is not None and not Daemon.objects.filter(pk=daemon_id).exists():
-            raise InvalidInput(f"Daemon {daemon_id} does not exist.", fields={"daemon_id": ["Not found."]})
+            raise BrokenReference(f"Daemon {daemon_id} does not exist.", fields={"daemon_id": ["Not found."]})
         if parent_task_id is not None and not Task.objects.filter(pk=parent_task_id, contract=contract).exists():
-            raise InvalidInput(
+            raise BrokenReference(
                 f"Parent task {parent_task_id} is not a task of this contract.",
                 fields={"parent_task_id": ["Not a task of this contract."]},
             )

@@ -181,12 +181,13 @@ def test_spawned_task_and_phase_are_save_points(alpha, supervisor):
     assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 2
 
 
-def test_spawned_task_of_another_contract_is_400(alpha, supervisor):
+def test_spawned_task_of_another_contract_is_a_bad_reference(alpha, supervisor):
     foreign = make_task(make_contract("Other"), name="foreign")
     response = alpha.client.post(
         url(supervisor.contract_id, "spawned-tasks/"), {"taskId": str(foreign.id)}, format="json"
     )
-    assert response.status_code in (400, 404), response.content
+    assert response.status_code == 409 and response.json()["code"] == "bad_reference", response.content
+    assert "taskId" in response.json()["fields"]
     supervisor.refresh_from_db()
     assert supervisor.spawned_task_ids == []
 
