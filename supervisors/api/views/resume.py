@@ -45,6 +45,16 @@ def context_body(result: RestorationResult) -> dict[str, Any]:
     }
 
 
+RESUME_CONFLICTS = (
+    "supervisor_completed",
+    "restored_concurrently",
+    "idempotency_key_reused",
+    "manual_intervention_needed",
+    "daemon_alive",
+    "superseded",
+)
+
+
 class ResumeView(ApiView):
     staff_permissions = {"POST": ["supervisors.restore_supervisor"]}
 
@@ -54,7 +64,7 @@ class ResumeView(ApiView):
         examples=examples.RESUME,
         parameters=[IDEMPOTENCY_KEY],
         request=ResumeSerializer,
-        responses={200: RestorationContextSerializer, **errors(404, 409, *BODY_ERRORS)},
+        responses={200: RestorationContextSerializer, **errors(404, *BODY_ERRORS, conflicts=RESUME_CONFLICTS)},
         description=(
             "Run the restoration protocol and return the SupervisorRestorationContext. A daemon may resume its own "
             "supervisors, and with source `task_reassignment` one whose daemon is gone (disconnected or silent past "

@@ -84,7 +84,15 @@ class TasksView(ApiView):
         summary="Create a task",
         examples=examples.TASK_CREATE,
         request=TaskSerializer,
-        responses={201: TaskSerializer, **errors(404, 409, *BODY_ERRORS)},
+        responses={
+            201: TaskSerializer,
+            **errors(
+                404,
+                *BODY_ERRORS,
+                conflicts=["supervisor_exists", "bad_reference"],
+                forbidden="supervisor_task_for_another_daemon",
+            ),
+        },
         description=(
             "A task of a contract this daemon supervises (or of a contract with no supervisor task yet). Without "
             "`daemonId` the task runs on the calling daemon. A contract has one supervisor task "
