@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS_STATE
+from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS_STATE, UNKNOWN_STATE
 
 #: Response keys that are not always present (everything else in a response object is).
 OPTIONAL_RESPONSE_KEYS: dict[str, set[str]] = {
@@ -23,6 +23,12 @@ EXTRA_COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "string",
         "enum": [NO_PREVIOUS_STATE],
         "description": "There was no supervisor state before this restoration (a fresh start).",
+    },
+    "UnknownStateEnum": {
+        "type": "string",
+        "enum": [UNKNOWN_STATE],
+        "description": "The stored state is none of SupervisorStateEnum's (makima wrote a value this service does "
+        "not know); the value itself is in the storedState (previousStoredState) beside it.",
     },
 }
 

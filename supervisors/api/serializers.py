@@ -282,6 +282,45 @@ class AskQuestionResponseSerializer(serializers.Serializer):
 
 # --- Supervisor state ---------------------------------------------------------------
 
+#: ``state`` in a response when the stored value is none of SupervisorStateEnum's. makima itself writes the
+#: table and may store a state this service does not know (newer makima, a bug); a generated client must
+#: still parse the answer, so the value is reported as ``unknown`` and kept verbatim in ``storedState``.
+UNKNOWN_STATE = "unknown"
+_KNOWN_STATES = frozenset(SupervisorStatus.values)
+
+
+def reported_state(stored: str | None) -> str:
+    """A stored state as the API reports it: itself when known, else UNKNOWN_STATE."""
+    return stored if stored in _KNOWN_STATES else UNKNOWN_STATE
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"$ref": "#/components/schemas/SupervisorStateEnum"},
+            {"$ref": "#/components/schemas/UnknownStateEnum"},
+        ],
+        "description": "The supervisor's state; `unknown` when the stored value is not one of "
+        "SupervisorStateEnum's (then `storedState` has it, and a resume repairs it).",
+    }
+)
+class ReportedStateField(serializers.Field):
+    """The stored state, or ``unknown`` for a value outside the enum (read-only)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: str) -> str:
+        return reported_state(value)
+
+
+def stored_state_field(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(
+        read_only=True,
+        help_text="The state exactly as stored: equal to `state` unless that is `unknown`.",
+        **kwargs,
+    )
+
 
 class SupervisorStateSerializer(serializers.Serializer):
     """The seed's SupervisorState; ``conversationHistory`` only with ``?include=conversationHistory``."""
@@ -289,7 +328,8 @@ class SupervisorStateSerializer(serializers.Serializer):
     id = StrictUUIDField()
     contractId = StrictUUIDField(source="contract_id")
     taskId = StrictUUIDField(source="task_id")
-    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    state = ReportedStateField()
+    storedState = stored_state_field(source="state")
     phase = StrictCharField()
     currentActivity = StrictCharField(source="current_activity", allow_null=True)
     progress = StrictIntegerField(min_value=0, max_value=100)
@@ -451,12 +491,21 @@ NO_PREVIOUS_STATE = "none"
         "oneOf": [
             {"$ref": "#/components/schemas/SupervisorStateEnum"},
             {"$ref": "#/components/schemas/NoPreviousStateEnum"},
+            {"$ref": "#/components/schemas/UnknownStateEnum"},
         ],
-        "description": "The state before the restoration; `none` when there was no supervisor state (a fresh start).",
+        "description": "The state before the restoration; `none` when there was no supervisor state (a fresh start), "
+        "`unknown` when the stored value was not one of SupervisorStateEnum's (`previousStoredState` has it).",
     }
 )
 class PreviousStateField(StrictCharField):
-    """A supervisor state, or ``none`` when the restoration created the supervisor."""
+    """A supervisor state, ``none`` when the restoration created the supervisor, or ``unknown``."""
+
+
+def previous_state_fields(previous: str) -> dict[str, Any]:
+    """``previousState`` and ``previousStoredState`` of a restoration context, from the stored previous state."""
+    if previous == NO_PREVIOUS_STATE:
+        return {"previousState": NO_PREVIOUS_STATE, "previousStoredState": None}
+    return {"previousState": reported_state(previous), "previousStoredState": previous}
 
 
 class RestorationContextSerializer(serializers.Serializer):
@@ -464,6 +513,11 @@ class RestorationContextSerializer(serializers.Serializer):
 
     success = StrictBooleanField()
     previousState = PreviousStateField()
+    previousStoredState = StrictCharField(
+        allow_null=True,
+        help_text="The state before the restoration exactly as it was stored (null for a fresh start): equal to "
+        "previousState unless that is `unknown`.",
+    )
     conversationHistory = ConversationHistoryField()
     pendingQuestions = PendingQuestionOutSerializer(many=True)
     waitingTaskIds = serializers.ListField(child=StrictUUIDField())

@@ -169,10 +169,14 @@ def test_each_enum_is_named_once_and_reused(spec):
         for values in re.findall(r'"enum": (\[[^\]]*\])', json.dumps(operation)):
             assert tuple(json.loads(values)) not in named, f"{name} repeats a named enum inline"
     state_ref = {"$ref": "#/components/schemas/SupervisorStateEnum"}
-    assert schemas["OverviewItem"]["properties"]["state"] == state_ref
+    unknown_ref = {"$ref": "#/components/schemas/UnknownStateEnum"}
+    for name in ("OverviewItem", "SupervisorState"):
+        assert schemas[name]["properties"]["state"]["oneOf"] == [state_ref, unknown_ref]
+        assert schemas[name]["properties"]["storedState"]["type"] == "string"
     previous = schemas["RestorationContext"]["properties"]["previousState"]["oneOf"]
-    assert previous == [state_ref, {"$ref": "#/components/schemas/NoPreviousStateEnum"}]
+    assert previous == [state_ref, {"$ref": "#/components/schemas/NoPreviousStateEnum"}, unknown_ref]
     assert schemas["NoPreviousStateEnum"]["enum"] == ["none"]
+    assert schemas["UnknownStateEnum"]["enum"] == ["unknown"]
     stale = next(p for p in spec["paths"]["/api/v1/supervisors/"]["get"]["parameters"] if p["name"] == "stale")
     assert stale["schema"] == {"type": "boolean"}
     assert not [name for name in schemas if name.endswith("RequestRequest")]

@@ -14,7 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from supervisors.api import examples, scoping
-from supervisors.api.serializers import RestorationContextSerializer, ResumeSerializer
+from supervisors.api.serializers import RestorationContextSerializer, ResumeSerializer, previous_state_fields
 from supervisors.services.errors import InvalidInput
 from supervisors.services.restoration import RestorationResult
 from supervisors.services.resume import resume_supervisor
@@ -38,7 +38,7 @@ def context_body(result: RestorationResult) -> dict[str, Any]:
     """The resume's body: RestorationContextSerializer's shape (the schema declares every key)."""
     return {
         **result.context.as_dict(),
-        "previousState": str(result.context.previous_state),
+        **previous_state_fields(str(result.context.previous_state)),
         "recoveryAction": str(result.recovery_action),
         "checkpointId": result.checkpoint_id,
         "outcome": str(result.outcome),

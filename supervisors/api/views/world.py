@@ -21,9 +21,12 @@ from supervisors.api.pagination import (
 from supervisors.api.serializers import (
     ContractSerializer,
     PendingQuestionOutSerializer,
+    ReportedStateField,
     SupervisorStateSerializer,
     TaskSerializer,
     TaskStatusSerializer,
+    reported_state,
+    stored_state_field,
 )
 from supervisors.enums import SupervisorStatus
 from supervisors.selectors import pending_questions_overview, stale_q
@@ -197,7 +200,8 @@ class OverviewItemSerializer(serializers.Serializer):
     contractId = serializers.UUIDField()
     contractName = serializers.CharField()
     supervisorId = serializers.UUIDField()
-    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    state = ReportedStateField()
+    storedState = stored_state_field()
     phase = serializers.CharField()
     question = PendingQuestionOutSerializer()
 
@@ -225,7 +229,8 @@ def _overview_item(item: dict[str, Any]) -> dict[str, Any]:
         "contractId": str(item["contract_id"]),
         "contractName": item["contract_name"],
         "supervisorId": str(item["supervisor_id"]),
-        "state": item["state"],
+        "state": reported_state(item["state"]),
+        "storedState": item["state"],
         "phase": item["phase"],
         "question": item["question"],
     }
