@@ -8,6 +8,7 @@ key is stored) are enforced in one place.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 import uuid
@@ -357,7 +358,9 @@ def find_idempotent_response(*, daemon_id: uuid.UUID, key: str, fingerprint: str
             code="idempotency_key_reused",
             fields={"idempotency_key": ["Used for a different request."]},
         )
-    return StoredResponse(stored.response_status, stored.response_body)
+    body = stored.response_body
+    # Stored as JSON text (see store_idempotent_response); a row from before that is the object itself.
+    return StoredResponse(stored.response_status, json.loads(body) if isinstance(body, str) else body)
 
 
 def store_idempotent_response(
@@ -385,5 +388,7 @@ def store_idempotent_response(
             supervisor_id=supervisor_id,
             request_fingerprint=fingerprint,
             response_status=status,
-            response_body=body,
+            # As JSON text inside the JSON column: jsonb reorders an object's keys, and the replayed answer
+            # must be the first one exactly, keys in the same order.
+            response_body=json.dumps(body),
         )
