@@ -16,17 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from tests.api.live import start_live_api
-
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 10
-
-
-@pytest.fixture
-def live_api(transactional_db, tmp_path):
-    yield from start_live_api(tmp_path / "gunicorn.log")
 
 
 def schemathesis_cli() -> str:
