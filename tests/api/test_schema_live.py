@@ -54,6 +54,7 @@ def run_schemathesis(base_url: str, key: str, report_dir: Path) -> subprocess.Co
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=report_dir.parent,  # its cache (.schemathesis/) goes there, not into the repository
     )
 
 
