@@ -10,6 +10,7 @@ a fixed number of examples per operation, deterministic generation.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 10
 
 
@@ -55,6 +57,7 @@ def run_schemathesis(base_url: str, key: str, report_dir: Path) -> subprocess.Co
         text=True,
         timeout=600,
         cwd=report_dir.parent,  # its cache (.schemathesis/) goes there, not into the repository
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
     )
 
 
