@@ -35,6 +35,7 @@ STATE = {
     "contractId": CONTRACT_ID,
     "taskId": TASK_ID,
     "state": "waiting_for_tasks",
+    "storedState": "waiting_for_tasks",
     "phase": "execute",
     "currentActivity": "Waiting for the test task",
     "progress": 40,
@@ -66,6 +67,7 @@ ANSWER = {
 RESTORATION_CONTEXT = {
     "success": True,
     "previousState": "working",
+    "previousStoredState": "working",
     "conversationHistory": HISTORY,
     "pendingQuestions": [QUESTION],
     "waitingTaskIds": [WORKER_TASK_ID],
@@ -135,7 +137,9 @@ SUPERVISOR_SAVE = [
 ]
 SUPERVISOR_UPDATE = [
     request({"state": "working", "currentActivity": "Reviewing the diff", "progress": 55}),
-    response({**STATE, "state": "working", "currentActivity": "Reviewing the diff", "progress": 55}),
+    response(
+        {**STATE, "state": "working", "storedState": "working", "currentActivity": "Reviewing the diff", "progress": 55}
+    ),
 ]
 SUPERVISOR_HEARTBEAT = [
     request({"state": "working", "currentActivity": "Reviewing the diff", "progress": 55}),
@@ -222,6 +226,7 @@ PENDING_QUESTIONS = [
             "contractName": CONTRACT["name"],
             "supervisorId": SUPERVISOR_ID,
             "state": "waiting_for_user",
+            "storedState": "waiting_for_user",
             "phase": "execute",
             "question": QUESTION,
         }

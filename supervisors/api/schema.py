@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS_STATE
+from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS_STATE, UNKNOWN_STATE
 
 #: Response keys that are not always present (everything else in a response object is).
 OPTIONAL_RESPONSE_KEYS: dict[str, set[str]] = {
@@ -23,6 +23,90 @@ EXTRA_COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "string",
         "enum": [NO_PREVIOUS_STATE],
         "description": "There was no supervisor state before this restoration (a fresh start).",
+    },
+    "UnknownStateEnum": {
+        "type": "string",
+        "enum": [UNKNOWN_STATE],
+        "description": "The stored state is none of SupervisorStateEnum's (makima wrote a value this service does "
+        "not know); the value itself is in the storedState (previousStoredState) beside it.",
+    },
+}
+
+#: OpenAPI links: which response's ids feed which operation, so that a tool walking the schema (schemathesis's
+#: stateful phase) or a reader goes contract -> supervisor task -> supervisor -> question -> answer -> ack.
+_SUPERVISOR_PATH = {"path.contractId": "$response.body#/contractId"}
+_AT_EPOCH = {**_SUPERVISOR_PATH, "header.Supervisor-Epoch": "$response.body#/restorationCount"}
+_SAME_SUPERVISOR = {"path.contractId": "$request.path.contractId"}
+
+
+def _link(operation_id: str, description: str, parameters: dict[str, str], body: Any = None) -> dict[str, Any]:
+    link: dict[str, Any] = {"operationId": operation_id, "description": description, "parameters": parameters}
+    if body is not None:
+        link["requestBody"] = body
+    return link
+
+
+def _supervisor_links(parameters: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """From a response that carries the supervisor (its contractId, and maybe the epoch) to what uses it."""
+    plain = {k: v for k, v in parameters.items() if k.startswith("path.")}
+    return {
+        "ReadSupervisor": _link("supervisor_get", "Read the supervisor.", plain),
+        "UpdateSupervisor": _link(
+            "supervisor_update", "Change some of its fields.", {**parameters, "header.If-Match": "*"}
+        ),
+        "Heartbeat": _link("supervisor_heartbeat", "Send its heartbeat.", parameters),
+        "ChangePhase": _link("supervisor_phase_changed", "Record a phase change.", parameters),
+        "AskQuestion": _link("supervisor_question_ask", "Ask the human a question.", parameters),
+        "ListQuestions": _link("supervisor_questions_list", "Its pending questions.", plain),
+        "ListAnswers": _link("supervisor_answers_list", "Answers not yet acknowledged.", plain),
+        "Validate": _link("supervisor_validate", "Validate its state.", plain),
+        "Resume": _link("supervisor_resume", "Resume it (after a crash).", plain),
+    }
+
+
+LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("contract_create", "201"): {
+        "ReadContract": _link("contract_get", "Read the contract.", {"path.contractId": "$response.body#/id"}),
+        "CreateSupervisorTask": _link(
+            "task_create",
+            "Create the contract's supervisor task (on you: daemonId null or left out).",
+            {},
+            {"contractId": "$response.body#/id", "isSupervisor": True, "daemonId": None, "parentTaskId": None},
+        ),
+    },
+    ("task_create", "201"): {
+        "ReadTask": _link("task_get", "Read the task.", {"path.taskId": "$response.body#/id"}),
+        "ChangeTaskStatus": _link("task_status_update", "Report its status.", {"path.taskId": "$response.body#/id"}),
+        "SaveSupervisor": _link(
+            "supervisor_save",
+            "Save the supervisor's first state on this (supervisor) task (epoch 0, no If-Match: it is new).",
+            {**_SUPERVISOR_PATH, "header.Supervisor-Epoch": "0", "header.If-Match": "*"},
+            {"taskId": "$response.body#/id", "spawnedTaskIds": [], "pendingTaskIds": []},
+        ),
+    },
+    ("supervisor_save", "200"): _supervisor_links(_AT_EPOCH),
+    ("supervisor_save", "201"): _supervisor_links(_AT_EPOCH),
+    ("supervisor_resume", "200"): _supervisor_links(
+        {"path.contractId": "$request.path.contractId", "header.Supervisor-Epoch": "$response.body#/restorationCount"}
+    ),
+    ("supervisor_question_ask", "201"): {
+        "Answer": _link(
+            "supervisor_question_answer",
+            "Answer it (a person, or the daemon on its behalf).",
+            {**_SAME_SUPERVISOR, "path.questionId": "$response.body#/question/id"},
+        ),
+        "Withdraw": _link(
+            "supervisor_question_withdraw",
+            "Withdraw it.",
+            {**_SAME_SUPERVISOR, "path.questionId": "$response.body#/question/id"},
+        ),
+    },
+    ("supervisor_question_answer", "200"): {
+        "Acknowledge": _link(
+            "supervisor_answer_ack",
+            "The daemon acknowledges the answer once it acted on it.",
+            {**_SAME_SUPERVISOR, "path.questionId": "$response.body#/questionId"},
+        ),
     },
 }
 
@@ -52,7 +136,19 @@ def finish_schema(result: dict[str, Any], generator, request, public) -> dict[st
             if method in UNSAFE_METHODS:
                 require_csrf_with_cookie(operation)
     document_cookie_auth(result["components"].setdefault("securitySchemes", {}))
+    add_links(result)
     return result
+
+
+def add_links(result: dict[str, Any]) -> None:
+    """Put LINKS on the responses they start from (an operation missing from the document is an error)."""
+    responses = {
+        operation["operationId"]: operation["responses"]
+        for path_item in result.get("paths", {}).values()
+        for operation in path_item.values()
+    }
+    for (operation_id, status), links in LINKS.items():
+        responses[operation_id][status]["links"] = links
 
 
 def require_response_keys(schemas: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import MaxLengthValidator
+from django.core.validators import MaxLengthValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -80,6 +80,11 @@ class StrictDateTimeField(serializers.DateTimeField):
 
 
 # --- Shared pieces ----------------------------------------------------------------
+
+#: Names and texts that must say something: a character Python's ``str.strip()`` keeps (what the services
+#: check). Spelt out rather than ``\\S``, whose meaning differs between regex dialects (ECMA's keeps U+001C).
+NOT_WHITESPACE = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+NOT_BLANK = RegexValidator(NOT_WHITESPACE, "Must contain a character other than whitespace.")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -175,7 +180,8 @@ def question_list(**kwargs: Any) -> serializers.ListSerializer:
     return FullPendingQuestionSerializer(
         many=True,
         max_length=MAX_PENDING_QUESTIONS,
-        help_text=f"At most {MAX_PENDING_QUESTIONS} questions (setting SUPERVISOR_MAX_PENDING_QUESTIONS).",
+        help_text=f"At most {MAX_PENDING_QUESTIONS} questions (setting SUPERVISOR_MAX_PENDING_QUESTIONS). An id "
+        "listed twice is one question: the later listing, at the first one's position.",
         **kwargs,
     )
 
@@ -201,7 +207,7 @@ class PendingQuestionSerializer(StrictSerializer):
     """The seed's PendingQuestion."""
 
     id = StrictUUIDField(required=False, help_text="Generated when omitted.")
-    question = StrictCharField(max_length=10_000, trim_whitespace=False)
+    question = StrictCharField(max_length=10_000, trim_whitespace=False, validators=[NOT_BLANK])
     choices = BoundedListField(
         child=StrictCharField(max_length=1_000, trim_whitespace=False), max_length=50, default=list
     )
@@ -256,7 +262,7 @@ class StoredQuestionsField(serializers.JSONField):
 class AnswerSerializer(StrictSerializer):
     """A human's answer (the component is AnswerRequest: drf-spectacular adds Request to request bodies)."""
 
-    answer = StrictCharField(max_length=TEXT_MAX, trim_whitespace=False)
+    answer = StrictCharField(max_length=TEXT_MAX, trim_whitespace=False, validators=[NOT_BLANK])
 
 
 class QuestionAnswerSerializer(serializers.Serializer):
@@ -276,6 +282,45 @@ class AskQuestionResponseSerializer(serializers.Serializer):
 
 # --- Supervisor state ---------------------------------------------------------------
 
+#: ``state`` in a response when the stored value is none of SupervisorStateEnum's. makima itself writes the
+#: table and may store a state this service does not know (newer makima, a bug); a generated client must
+#: still parse the answer, so the value is reported as ``unknown`` and kept verbatim in ``storedState``.
+UNKNOWN_STATE = "unknown"
+_KNOWN_STATES = frozenset(SupervisorStatus.values)
+
+
+def reported_state(stored: str | None) -> str:
+    """A stored state as the API reports it: itself when known, else UNKNOWN_STATE."""
+    return stored if stored in _KNOWN_STATES else UNKNOWN_STATE
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"$ref": "#/components/schemas/SupervisorStateEnum"},
+            {"$ref": "#/components/schemas/UnknownStateEnum"},
+        ],
+        "description": "The supervisor's state; `unknown` when the stored value is not one of "
+        "SupervisorStateEnum's (then `storedState` has it, and a resume repairs it).",
+    }
+)
+class ReportedStateField(serializers.Field):
+    """The stored state, or ``unknown`` for a value outside the enum (read-only)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: str) -> str:
+        return reported_state(value)
+
+
+def stored_state_field(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(
+        read_only=True,
+        help_text="The state exactly as stored: equal to `state` unless that is `unknown`.",
+        **kwargs,
+    )
+
 
 class SupervisorStateSerializer(serializers.Serializer):
     """The seed's SupervisorState; ``conversationHistory`` only with ``?include=conversationHistory``."""
@@ -283,7 +328,8 @@ class SupervisorStateSerializer(serializers.Serializer):
     id = StrictUUIDField()
     contractId = StrictUUIDField(source="contract_id")
     taskId = StrictUUIDField(source="task_id")
-    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    state = ReportedStateField()
+    storedState = stored_state_field(source="state")
     phase = StrictCharField()
     currentActivity = StrictCharField(source="current_activity", allow_null=True)
     progress = StrictIntegerField(min_value=0, max_value=100)
@@ -320,7 +366,7 @@ class SaveSupervisorStateSerializer(StrictSerializer):
     """PUT: the whole state (UPSERT by contract)."""
 
     taskId = StrictUUIDField(source="task_id")
-    phase = StrictCharField(max_length=PHASE_MAX)
+    phase = StrictCharField(max_length=PHASE_MAX, validators=[NOT_BLANK])
     state = serializers.ChoiceField(choices=SupervisorStatus.choices)
     conversationHistory = ConversationHistoryField(source="conversation_history", default=list)
     pendingTaskIds = task_id_list(source="pending_task_ids", default=list)
@@ -350,7 +396,7 @@ class UpdateSupervisorStateSerializer(StrictSerializer):
 
     conversationHistory = ConversationHistoryField(source="conversation_history", required=False)
     pendingTaskIds = task_id_list(source="pending_task_ids", required=False)
-    phase = StrictCharField(max_length=PHASE_MAX, required=False)
+    phase = StrictCharField(max_length=PHASE_MAX, required=False, validators=[NOT_BLANK])
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
     currentActivity = StrictCharField(
         source="current_activity",
@@ -372,8 +418,12 @@ class UpdateSupervisorStateSerializer(StrictSerializer):
 
 
 def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Validated PendingQuestion dicts (snake_case sources) back to their stored camelCase form."""
-    out = []
+    """Validated PendingQuestion dicts (snake_case sources) back to their stored camelCase form.
+
+    An id listed twice is one question: the later listing, at the first one's position (as a batch
+    heartbeat naming a contract twice). The schema cannot say "ids distinct", so the API does not refuse it.
+    """
+    by_id: dict[str, dict[str, Any]] = {}
     for q in questions:
         item = {
             "question": q["question"],
@@ -385,8 +435,8 @@ def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item["id"] = str(q["id"])
         if q.get("asked_at") is not None:
             item["askedAt"] = q["asked_at"].isoformat()
-        out.append(item)
-    return out
+        by_id[item.get("id") or f"new-{len(by_id)}"] = item
+    return list(by_id.values())
 
 
 class HeartbeatSerializer(StrictSerializer):
@@ -414,7 +464,7 @@ class SpawnedTaskSerializer(StrictSerializer):
 
 
 class PhaseSerializer(StrictSerializer):
-    phase = StrictCharField(max_length=PHASE_MAX)
+    phase = StrictCharField(max_length=PHASE_MAX, validators=[NOT_BLANK])
 
 
 class ResumeSerializer(StrictSerializer):
@@ -441,12 +491,21 @@ NO_PREVIOUS_STATE = "none"
         "oneOf": [
             {"$ref": "#/components/schemas/SupervisorStateEnum"},
             {"$ref": "#/components/schemas/NoPreviousStateEnum"},
+            {"$ref": "#/components/schemas/UnknownStateEnum"},
         ],
-        "description": "The state before the restoration; `none` when there was no supervisor state (a fresh start).",
+        "description": "The state before the restoration; `none` when there was no supervisor state (a fresh start), "
+        "`unknown` when the stored value was not one of SupervisorStateEnum's (`previousStoredState` has it).",
     }
 )
 class PreviousStateField(StrictCharField):
-    """A supervisor state, or ``none`` when the restoration created the supervisor."""
+    """A supervisor state, ``none`` when the restoration created the supervisor, or ``unknown``."""
+
+
+def previous_state_fields(previous: str) -> dict[str, Any]:
+    """``previousState`` and ``previousStoredState`` of a restoration context, from the stored previous state."""
+    if previous == NO_PREVIOUS_STATE:
+        return {"previousState": NO_PREVIOUS_STATE, "previousStoredState": None}
+    return {"previousState": reported_state(previous), "previousStoredState": previous}
 
 
 class RestorationContextSerializer(serializers.Serializer):
@@ -454,6 +513,11 @@ class RestorationContextSerializer(serializers.Serializer):
 
     success = StrictBooleanField()
     previousState = PreviousStateField()
+    previousStoredState = StrictCharField(
+        allow_null=True,
+        help_text="The state before the restoration exactly as it was stored (null for a fresh start): equal to "
+        "previousState unless that is `unknown`.",
+    )
     conversationHistory = ConversationHistoryField()
     pendingQuestions = PendingQuestionOutSerializer(many=True)
     waitingTaskIds = serializers.ListField(child=StrictUUIDField())
@@ -507,7 +571,13 @@ class DaemonHeartbeatSerializer(StrictSerializer):
     """A daemon's own heartbeat, optionally carrying its supervisors' heartbeats (one statement)."""
 
     status = serializers.ChoiceField(choices=DaemonStatus.choices, default=DaemonStatus.CONNECTED)
-    supervisors = SupervisorHeartbeatItemSerializer(many=True, default=list, max_length=MAX_BATCH)
+    supervisors = SupervisorHeartbeatItemSerializer(
+        many=True,
+        default=list,
+        max_length=MAX_BATCH,
+        help_text="Heartbeats of this daemon's supervisors, applied in order: a contract listed twice gets the "
+        "later item.",
+    )
 
 
 class ClaimSerializer(StrictSerializer):
@@ -522,6 +592,7 @@ class ClaimSerializer(StrictSerializer):
         child=serializers.ChoiceField(choices=SupervisorStatus.choices),
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=len(SupervisorStatus.values),
         help_text="Only supervisors in these states (completed and FAILOVER_EXCLUDE_STATES are never claimed).",
     )
@@ -530,6 +601,7 @@ class ClaimSerializer(StrictSerializer):
         source="contract_ids",
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=1000,
         help_text="Only these contracts' supervisors.",
     )
@@ -583,8 +655,8 @@ class DaemonHeartbeatResponseSerializer(serializers.Serializer):
 
 class ContractSerializer(serializers.Serializer):
     id = StrictUUIDField(read_only=True)
-    name = StrictCharField(max_length=10_000)
-    phase = StrictCharField(max_length=PHASE_MAX)
+    name = StrictCharField(max_length=10_000, validators=[NOT_BLANK])
+    phase = StrictCharField(max_length=PHASE_MAX, validators=[NOT_BLANK])
     status = serializers.ChoiceField(choices=ContractStatus.choices, default=ContractStatus.ACTIVE)
     createdAt = StrictDateTimeField(source="created_at", read_only=True)
     updatedAt = StrictDateTimeField(source="updated_at", read_only=True)
@@ -599,7 +671,7 @@ class TaskSerializer(serializers.Serializer):
     contractId = StrictUUIDField(source="contract_id")
     parentTaskId = StrictUUIDField(source="parent_task_id", allow_null=True, required=False, default=None)
     daemonId = StrictUUIDField(source="daemon_id", allow_null=True, required=False, default=None)
-    name = StrictCharField(max_length=10_000)
+    name = StrictCharField(max_length=10_000, validators=[NOT_BLANK])
     status = serializers.ChoiceField(choices=TaskStatus.choices, default=TaskStatus.PENDING)
     isSupervisor = StrictBooleanField(source="is_supervisor", default=False)
     createdAt = StrictDateTimeField(source="created_at", read_only=True)

@@ -24,10 +24,31 @@ class ServiceError(Exception):
 
 
 class InvalidInput(ServiceError):
-    """The input breaks a rule (an enum value, a range, a JSON shape, a foreign task)."""
+    """The input breaks a rule the request alone shows (an enum value, a range, a JSON shape)."""
 
     code = "invalid"
     http_status = 400
+
+
+class Forbidden(ServiceError):
+    """The caller may not do this, whatever the input (a daemon creating a supervisor task for another daemon)."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class BrokenReference(InvalidInput):
+    """Well-formed input that names rows which do not fit the world as it is now.
+
+    A task or daemon that does not exist, a task of another contract, a task
+    that is not the supervisor task, pending tasks that were never spawned. The
+    request's shape is right (that would be InvalidInput, 400): it conflicts
+    with what is stored, and may succeed once the world changes (409). An
+    InvalidInput all the same for the surfaces that show refusals by field (the admin's forms).
+    """
+
+    code = "bad_reference"
+    http_status = 409
 
 
 class NotFound(ServiceError):

@@ -37,7 +37,7 @@ from supervisors.validators import (
     validate_storable_json,
 )
 
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import BrokenReference, Conflict, InvalidInput, NotFound
 from .ownership import UNFENCED, Fence, check_fence, not_visible
 
 
@@ -57,6 +57,13 @@ def raise_if(errors: dict[str, list[str]]) -> None:
     if errors:
         summary = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
         raise InvalidInput(f"Invalid input. {summary}", fields=errors)
+
+
+def raise_if_broken(references: dict[str, list[str]]) -> None:
+    """BrokenReference (409 ``bad_reference``) naming each field whose ids do not fit the stored world."""
+    if references:
+        summary = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in references.items())
+        raise BrokenReference(f"The request names tasks that do not fit. {summary}", fields=references)
 
 
 def some_of(items: list[str]) -> str:

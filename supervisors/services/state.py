@@ -33,7 +33,7 @@ from . import heartbeat_sql
 from .actors import Actor
 from .arrays import UUIDArrayAppend, UUIDArrayContains
 from .checkpoints import take_checkpoint
-from .errors import InvalidInput, NotFound, PreconditionFailed
+from .errors import BrokenReference, InvalidInput, NotFound, PreconditionFailed
 from .events import actor_of, record_event
 from .inputs import (
     check_task_ids,
@@ -43,6 +43,7 @@ from .inputs import (
     parse_id_list,
     parse_uuid,
     raise_if,
+    raise_if_broken,
     refuse_answered_questions,
     row_version_annotation,
     some_of,
@@ -191,9 +192,10 @@ def save_supervisor_state_full(
     and creates one only on the contract's supervisor task assigned to it;
     anything else is NotFound, exactly as for a contract that does not exist.
 
-    Guarantees: the contract exists (else NotFound); ``task_id`` and every
-    spawned task are tasks of this contract, pending tasks were spawned, the
-    questions are well formed (else InvalidInput, nothing written). With
+    Guarantees: the contract exists (else NotFound); the values are well
+    formed (else InvalidInput); ``task_id`` is this contract's supervisor task,
+    every spawned task is a task of this contract and pending tasks were
+    spawned (else BrokenReference); nothing is written on a refusal. With
     ``expected_version`` the save only happens if the row is still at that
     version (PreconditionFailed otherwise, also when there is no row yet).
     Two concurrent first saves of one contract end with one row, the later
@@ -219,11 +221,13 @@ def save_supervisor_state_full(
         raise NotFound(f"Contract {contract_uuid} does not exist.", fields={"contract_id": ["No such contract."]})
     if fence.daemon_id is not None and not may_add_tasks(fence.daemon_id, contract_uuid):
         raise not_visible(contract_uuid)
-    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, errors)
-    if "task_id" not in errors and not Task.objects.filter(pk=task_uuid, is_supervisor=True).exists():
-        errors["task_id"] = ["Must be the contract's supervisor task (a task marked isSupervisor)."]
-    _spawned_and_pending(contract_uuid, spawned, pending, errors)
     raise_if(errors)
+    references: dict[str, list[str]] = {}
+    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, references)
+    if "task_id" not in references and not Task.objects.filter(pk=task_uuid, is_supervisor=True).exists():
+        references["task_id"] = ["Must be the contract's supervisor task (a task marked isSupervisor)."]
+    _spawned_and_pending(contract_uuid, spawned, pending, references)
+    raise_if_broken(references)
     values.update(task_id=task_uuid, spawned_task_ids=spawned, pending_task_ids=pending)
 
     with transaction.atomic():
@@ -335,10 +339,11 @@ def update_supervisor_detailed_state(
         spawned = values.get("spawned_task_ids", supervisor.spawned_task_ids)
         pending = values.get("pending_task_ids", supervisor.pending_task_ids)
         if "spawned_task_ids" in values or "pending_task_ids" in values:
+            references: dict[str, list[str]] = {}
             _spawned_and_pending(
-                contract_uuid, spawned, pending, errors, check_spawned=values.get("spawned_task_ids", [])
+                contract_uuid, spawned, pending, references, check_spawned=values.get("spawned_task_ids", [])
             )
-            raise_if(errors)
+            raise_if_broken(references)
         if dry_run:
             return supervisor
         before = {f: getattr(supervisor, f) for f in ("state", "phase") if f in values}
@@ -457,7 +462,7 @@ def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id:
 
     Same guarantees as :func:`update_supervisor_heartbeat_state`. All items are
     validated first (InvalidInput names ``items[i].field``); a contract listed
-    twice is refused, since which value should win is not obvious. The
+    twice is one heartbeat, the later item's (items apply in order). The
     statement's text does not depend on the number of items (arrays on
     PostgreSQL, a JSON array on SQLite).
     """
@@ -468,16 +473,14 @@ def update_supervisor_heartbeat_states(items: list[HeartbeatItem], *, daemon_id:
 
 
 def _heartbeat_rows(items: list[HeartbeatItem]) -> list[heartbeat_sql.Row]:
-    """Every item validated (InvalidInput names ``items[i].field``), as rows for heartbeat_sql; no contract twice."""
+    """Every item validated (InvalidInput names ``items[i].field``), as rows for heartbeat_sql.
+
+    A contract listed twice keeps its later item, at its first position: the items apply in order.
+    """
     rows: dict[uuid.UUID, heartbeat_sql.Row] = {}
     for index, item in enumerate(items):
         contract_uuid = parse_uuid(item.contract_id, f"items[{index}].contract_id")
         _clean_heartbeat(item.state, item.current_activity, item.progress, prefix=f"items[{index}].")
-        if contract_uuid in rows:
-            raise InvalidInput(
-                f"Contract {contract_uuid} appears twice in one heartbeat batch.",
-                fields={f"items[{index}].contract_id": ["Listed twice."]},
-            )
         if item.epoch is not None and (type(item.epoch) is not int or not 0 <= item.epoch < 2**31):
             raise InvalidInput(
                 f"Item {index}'s epoch must be a non-negative integer.",
@@ -531,7 +534,7 @@ def add_supervisor_spawned_task(
     """Record that the supervisor spawned ``task_id`` (and, with ``wait``, waits on it).
 
     Guarantees: the task exists and belongs to this contract and is not the
-    supervisor's own task (InvalidInput otherwise). Adding a task twice does
+    supervisor's own task (BrokenReference otherwise). Adding a task twice does
     not duplicate it. Concurrent calls each keep their task: the membership
     test and the append run under the row lock. The append happens in the
     database (``array_append``), so the call costs the same for the first and
@@ -540,9 +543,9 @@ def add_supervisor_spawned_task(
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     task_uuid = parse_uuid(task_id, "task_id")
-    errors: dict[str, list[str]] = {}
-    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, errors)
-    raise_if(errors)
+    references: dict[str, list[str]] = {}
+    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, references)
+    raise_if_broken(references)
     with transaction.atomic():
         supervisor = lock_supervisor(
             contract_uuid,
@@ -554,7 +557,7 @@ def add_supervisor_spawned_task(
             },
         )
         if supervisor.task_id == task_uuid:
-            raise InvalidInput(
+            raise BrokenReference(
                 "A supervisor cannot spawn its own task.", fields={"task_id": ["This is the supervisor's own task."]}
             )
         changes: dict[str, Any] = {}

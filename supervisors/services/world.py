@@ -8,6 +8,7 @@ key is stored) are enforced in one place.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 import uuid
@@ -23,7 +24,7 @@ from supervisors.enums import TERMINAL_TASK_STATUSES, ContractStatus, DaemonStat
 from supervisors.models import Contract, Daemon, DaemonApiKey, IdempotencyKey, Task
 from supervisors.validators import NUL_MESSAGE, SURROGATE_MESSAGE, has_surrogate
 
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import BrokenReference, Conflict, Forbidden, InvalidInput, NotFound
 from .hot_cursor import hot_cursor
 from .ownership import may_add_tasks, visible_tasks
 
@@ -82,7 +83,8 @@ def create_task(
     (a daemon asking) adds the ownership rules: only contracts it supervises,
     or that nobody supervises yet, else NotFound as for a missing contract; a
     task without ``daemon_id`` runs on the caller, and a supervisor task only
-    on the caller.
+    on the caller (Forbidden otherwise). A ``daemon_id`` that does not exist or
+    a parent task of another contract is a BrokenReference.
     """
     _check_text("name", name)
     if status not in TaskStatus.values:
@@ -90,7 +92,7 @@ def create_task(
     if caller_daemon_id is not None:
         daemon_id = caller_daemon_id if daemon_id is None else daemon_id
         if is_supervisor and daemon_id != caller_daemon_id:
-            raise InvalidInput(
+            raise Forbidden(
                 "A daemon creates a supervisor task only for itself.",
                 fields={"daemon_id": ["Must be your own daemon (or left out) for a supervisor task."]},
             )
@@ -105,9 +107,9 @@ def create_task(
                 code="supervisor_exists",
             )
         if daemon_id is not None and not Daemon.objects.filter(pk=daemon_id).exists():
-            raise InvalidInput(f"Daemon {daemon_id} does not exist.", fields={"daemon_id": ["Not found."]})
+            raise BrokenReference(f"Daemon {daemon_id} does not exist.", fields={"daemon_id": ["Not found."]})
         if parent_task_id is not None and not Task.objects.filter(pk=parent_task_id, contract=contract).exists():
-            raise InvalidInput(
+            raise BrokenReference(
                 f"Parent task {parent_task_id} is not a task of this contract.",
                 fields={"parent_task_id": ["Not a task of this contract."]},
             )
@@ -356,7 +358,9 @@ def find_idempotent_response(*, daemon_id: uuid.UUID, key: str, fingerprint: str
             code="idempotency_key_reused",
             fields={"idempotency_key": ["Used for a different request."]},
         )
-    return StoredResponse(stored.response_status, stored.response_body)
+    body = stored.response_body
+    # Stored as JSON text (see store_idempotent_response); a row from before that is the object itself.
+    return StoredResponse(stored.response_status, json.loads(body) if isinstance(body, str) else body)
 
 
 def store_idempotent_response(
@@ -384,5 +388,7 @@ def store_idempotent_response(
             supervisor_id=supervisor_id,
             request_fingerprint=fingerprint,
             response_status=status,
-            response_body=body,
+            # As JSON text inside the JSON column: jsonb reorders an object's keys, and the replayed answer
+            # must be the first one exactly, keys in the same order.
+            response_body=json.dumps(body),
         )

@@ -120,5 +120,13 @@ def staff(db) -> APIClient:
     )
 
 
+@pytest.fixture
+def live_api(transactional_db, tmp_path):
+    """The service under gunicorn in a child process, on this test's (committed) database."""
+    from tests.api.live import start_live_api
+
+    yield from start_live_api(tmp_path / "gunicorn.log")
+
+
 def url(contract_id, tail: str = "") -> str:
     return f"/api/v1/contracts/{contract_id}/supervisor/{tail}"

@@ -129,7 +129,17 @@ def problems(method: str, path: str, status: int, content_type: str, body: bytes
         instance = json.loads(body)
     except ValueError as exc:
         return [f"{where}: the body is not JSON ({exc})"]
-    return [f"{where}: {problem}" for problem in schema_problems(content[JSON_CONTENT]["schema"], instance)]
+    found = [f"{where}: {problem}" for problem in schema_problems(content[JSON_CONTENT]["schema"], instance)]
+    if status >= 400 and isinstance(instance, dict) and isinstance(instance.get("code"), str):
+        listed = declared_codes(response)
+        if instance["code"] not in listed:
+            found.append(f"{where}: code {instance['code']!r} is not listed for it (listed: {', '.join(listed)})")
+    return found
+
+
+def declared_codes(response: dict[str, Any]) -> list[str]:
+    """The ``code`` values an error response's description lists (each in backticks, before a colon)."""
+    return re.findall(r"`([a-z_]+)`:", response.get("description", ""))
 
 
 def check_response(response: Any) -> None:

@@ -65,3 +65,12 @@ def test_a_real_response_through_the_test_client_fails_the_test(alpha, monkeypat
     monkeypatch.setattr(DaemonMeView, "get", lambda self, request: Response({**GOOD, "leaseState": "ok"}))
     with pytest.raises(ResponseContractError, match="leaseState"):
         alpha.client.get(ME)
+
+
+def test_an_error_code_the_operation_does_not_list_fails():
+    """Each error response lists its `code` values; a refusal with another code breaks the contract."""
+    path = "/api/v1/contracts/3f1c2a9e-5b7d-4e21-9a0c-6d8e1f2b3c4d/supervisor/heartbeat/"
+    body = {"code": "superseded", "message": "x", "fields": {}}
+    assert check(body, status=409, method="POST", path=path) == []
+    found = check({**body, "code": "daemon_alive"}, status=409, method="POST", path=path)
+    assert found and "'daemon_alive' is not listed" in found[0]

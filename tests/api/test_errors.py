@@ -91,7 +91,7 @@ def test_service_errors_are_camel_cased_too(alpha, supervisor):
 
     task = make_task(supervisor.contract, name="child")
     response = alpha.client.patch(url(supervisor.contract_id), {"pendingTaskIds": [str(task.id)]}, format="json")
-    body = assert_shape(response, 400)
+    body = assert_shape(response, 409)
     assert "pendingTaskIds" in body["fields"]
     supervisor.refresh_from_db()
     assert supervisor.pending_task_ids == []

@@ -74,5 +74,9 @@ def test_daemon_heartbeat_batch_on_the_lean_path(alpha, supervisor):
     body = response.json()
     assert body["supervisorsUpdated"] == 1 and body["status"] == "connected"
     assert body["lastHeartbeatAt"].endswith("Z")
-    duplicate = post(alpha.client, ME, {"supervisors": [item, item]})
-    assert duplicate.status_code == 400
+    later = {**item, "progress": 77}
+    duplicate = post(alpha.client, ME, {"supervisors": [item, later]})
+    assert duplicate.status_code == 200  # one contract twice: one heartbeat, the later item's
+    assert duplicate.json()["supervisorsUpdated"] == 1
+    supervisor.refresh_from_db()
+    assert supervisor.progress == 77

@@ -57,7 +57,7 @@ def test_unknown_task_ids_reported_are_capped(alpha, supervisor):
     """Well-formed ids of tasks that do not exist: the service's refusal is capped too."""
     ids = [str(uuid.uuid4()) for _ in range(500)]
     response = alpha.client.patch(url(supervisor.contract_id), {"spawnedTaskIds": ids}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409 and response.json()["code"] == "bad_reference"
     messages = response.json()["fields"]["spawnedTaskIds"]
     assert len(messages) == MAX_REPORTED_ERRORS + 1
     assert messages[-1] == f"... and {500 - MAX_REPORTED_ERRORS} more errors like these (not listed)."

@@ -27,8 +27,8 @@ def test_put_refuses_a_worker_task_as_the_supervisors_task(alpha):
     response = alpha.client.put(
         url(contract.id), {"taskId": str(worker.id), "phase": contract.phase, "state": "working"}, format="json"
     )
-    assert response.status_code == 400, response.content
-    assert "taskId" in response.json()["fields"]
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "bad_reference" and "taskId" in response.json()["fields"]
     assert not SupervisorState.objects.filter(contract=contract).exists()
 
 
@@ -76,8 +76,8 @@ def test_a_daemon_cannot_make_another_daemon_a_supervisor(alpha, beta):
         {"contractId": str(contract.id), "name": "s", "isSupervisor": True, "daemonId": str(beta.daemon.id)},
         format="json",
     )
-    assert response.status_code == 400
-    assert "daemonId" in response.json()["fields"]
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied" and "daemonId" in response.json()["fields"]
     assert not Task.objects.filter(contract=contract).exists()
 
 

@@ -240,3 +240,15 @@ def test_expired_idempotency_keys_are_dropped_and_reusable(alpha, supervisor, se
     assert again.status_code == 200
     assert again.json()["restorationCount"] == 2
     assert IdempotencyKey.objects.filter(daemon=alpha.daemon).count() == 1
+
+
+def test_a_replayed_answer_is_the_first_one_byte_for_byte_keys_in_the_same_order(alpha, supervisor):
+    """PostgreSQL's jsonb sorts an object's keys; the replay must still be the answer the daemon first got."""
+    supervisor.pending_questions = [make_question(text="Ship it?", context="ctx")]
+    supervisor.conversation_history = [{"zeta": 1, "role": "user", "alpha": {"y": 2, "b": 1}}]
+    supervisor.save()
+    first = resume(alpha.client, supervisor.contract_id, key="order-1")
+    second = resume(alpha.client, supervisor.contract_id, key="order-1")
+    assert first.status_code == second.status_code == 200
+    assert list(second.json()) == list(first.json())
+    assert second.content == first.content

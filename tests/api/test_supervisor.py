@@ -181,12 +181,13 @@ def test_spawned_task_and_phase_are_save_points(alpha, supervisor):
     assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 2
 
 
-def test_spawned_task_of_another_contract_is_400(alpha, supervisor):
+def test_spawned_task_of_another_contract_is_a_bad_reference(alpha, supervisor):
     foreign = make_task(make_contract("Other"), name="foreign")
     response = alpha.client.post(
         url(supervisor.contract_id, "spawned-tasks/"), {"taskId": str(foreign.id)}, format="json"
     )
-    assert response.status_code in (400, 404), response.content
+    assert response.status_code == 409 and response.json()["code"] == "bad_reference", response.content
+    assert "taskId" in response.json()["fields"]
     supervisor.refresh_from_db()
     assert supervisor.spawned_task_ids == []
 
@@ -232,3 +233,22 @@ def test_etag_sees_a_write_by_another_program_that_leaves_updated_at_alone(alpha
     assert "If-Match" in stale.json()["fields"]
     supervisor.refresh_from_db()
     assert supervisor.progress == 77
+
+
+def test_a_question_id_listed_twice_is_one_question_the_later_listing(alpha, supervisor):
+    """The schema cannot say "ids distinct", so a save listing one id twice is accepted, the later one winning."""
+    first = make_question(text="Deploy?")
+    later = {**first, "question": "Deploy to staging?"}
+    other = make_question(text="Merge?")
+    body = {"taskId": str(supervisor.task_id), "phase": "plan", "state": "waiting_for_user"}
+    response = alpha.client.put(
+        url(supervisor.contract_id), {**body, "pendingQuestions": [first, other, later]}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    questions = response.json()["pendingQuestions"]
+    assert [(q["id"], q["question"]) for q in questions] == [
+        (first["id"], "Deploy to staging?"),
+        (other["id"], "Merge?"),
+    ]
+    response = alpha.client.patch(url(supervisor.contract_id), {"pendingQuestions": [other, other]}, format="json")
+    assert [q["id"] for q in response.json()["pendingQuestions"]] == [other["id"]]

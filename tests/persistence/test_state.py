@@ -8,7 +8,7 @@ import pytest
 
 from supervisors.enums import SavePoint, SupervisorStatus
 from supervisors.models import SupervisorCheckpoint, SupervisorState
-from supervisors.services.errors import InvalidInput, NotFound, PreconditionFailed
+from supervisors.services.errors import BrokenReference, InvalidInput, NotFound, PreconditionFailed
 from supervisors.services.state import (
     add_supervisor_spawned_task,
     get_supervisor_state_for_restoration,
@@ -87,7 +87,6 @@ def test_full_save_for_unknown_contract_is_not_found(db):
         ({"conversation_history": [{"content": "no role"}]}, "conversation_history"),
         ({"pending_questions": [{"id": "x", "question": ""}]}, "pending_questions"),
         ({"spawned_task_ids": ["not-a-uuid"]}, "spawned_task_ids"),
-        ({"spawned_task_ids": [str(uuid.uuid4())]}, "spawned_task_ids"),
         ({"current_activity": "nul\x00here"}, "current_activity"),
         ({"phase": "a\x00b"}, "phase"),
         ({"phase": "a\ud800b"}, "phase"),
@@ -107,17 +106,25 @@ def test_full_save_refuses_bad_input_and_writes_nothing(supervisor, overrides, f
     assert not SupervisorCheckpoint.objects.filter(supervisor=supervisor).exists()
 
 
+def test_a_spawned_task_that_does_not_exist_is_a_broken_reference_and_writes_nothing(supervisor):
+    before = SupervisorState.objects.get(pk=supervisor.pk)
+    with pytest.raises(BrokenReference) as caught:
+        full_save(supervisor.contract, supervisor.task, spawned_task_ids=[str(uuid.uuid4())])
+    assert "spawned_task_ids" in caught.value.fields and caught.value.http_status == 409
+    assert SupervisorState.objects.get(pk=supervisor.pk).updated_at == before.updated_at
+
+
 def test_pending_task_must_have_been_spawned(supervisor, tasks):
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(BrokenReference) as caught:
         full_save(supervisor.contract, supervisor.task, spawned_task_ids=[tasks[0].id], pending_task_ids=[tasks[1].id])
     assert "pending_task_ids" in caught.value.fields
 
 
 def test_task_of_another_contract_is_refused(supervisor, foreign_task):
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(BrokenReference) as caught:
         full_save(supervisor.contract, supervisor.task, spawned_task_ids=[foreign_task.id])
     assert "another contract" in " ".join(caught.value.fields["spawned_task_ids"])
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(BrokenReference) as caught:
         full_save(supervisor.contract, foreign_task)
     assert "task_id" in caught.value.fields
 
@@ -148,7 +155,7 @@ def test_partial_update_refuses_unknown_fields_and_bad_values(supervisor):
     with pytest.raises(InvalidInput) as caught:
         update_supervisor_detailed_state(supervisor.contract_id, {"restoration_count": 9})
     assert "restoration_count" in caught.value.fields
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(BrokenReference) as caught:
         update_supervisor_detailed_state(supervisor.contract_id, {"pending_task_ids": [str(uuid.uuid4())]})
     assert "pending_task_ids" in caught.value.fields
 
@@ -171,12 +178,12 @@ def test_spawned_task_is_recorded_once_and_waited_on(supervisor, tasks):
 
 
 def test_spawned_task_must_be_a_task_of_the_contract(supervisor, foreign_task):
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(BrokenReference) as caught:
         add_supervisor_spawned_task(supervisor.contract_id, foreign_task.id)
     assert "task_id" in caught.value.fields
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BrokenReference):
         add_supervisor_spawned_task(supervisor.contract_id, uuid.uuid4())
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BrokenReference):
         add_supervisor_spawned_task(supervisor.contract_id, supervisor.task_id)
     assert SupervisorState.objects.get(pk=supervisor.pk).spawned_task_ids == []
 

@@ -21,7 +21,7 @@ class ClaimView(ApiView):
         summary="Claim orphaned supervisors",
         examples=examples.CLAIM,
         request=ClaimSerializer,
-        responses={200: ClaimResponseSerializer, **errors(409, *BODY_ERRORS)},
+        responses={200: ClaimResponseSerializer, **errors(*BODY_ERRORS, conflicts=["failover_disabled"])},
         description=(
             "Take over up to `capacity` supervisors whose daemon is gone (by its lease; never completed ones, "
             "nor FAILOVER_EXCLUDE_STATES), oldest activity first. Each is restored with source "

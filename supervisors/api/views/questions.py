@@ -59,7 +59,7 @@ class QuestionsView(ApiView):
         responses={
             200: OpenApiResponse(AskQuestionResponseSerializer, description="Already pending (same id)."),
             201: AskQuestionResponseSerializer,
-            **errors(404, 409, *BODY_ERRORS),
+            **fenced_write(404, *BODY_ERRORS, conflicts=["conflict", "question_already_answered"]),
         },
         description="Ask the human a question (save point). Re-asking with the same id is harmless.",
     )
@@ -85,7 +85,7 @@ class QuestionView(ApiView):
         parameters=[EPOCH],
         responses={
             204: OpenApiResponse(description="Withdrawn: the question is no longer pending (no body)."),
-            **fenced_write(404),
+            **fenced_write(404, conflicts=["conflict", "question_already_answered"]),
         },
         description="Withdraw a pending question without an answer.",
     )
@@ -107,7 +107,10 @@ class AnswerView(ApiView):
         examples=examples.QUESTION_ANSWER,
         parameters=[EPOCH],
         request=AnswerSerializer,
-        responses={200: QuestionAnswerSerializer, **fenced_write(404, *BODY_ERRORS)},
+        responses={
+            200: QuestionAnswerSerializer,
+            **fenced_write(404, *BODY_ERRORS, conflicts=["conflict", "question_already_answered"]),
+        },
         description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:

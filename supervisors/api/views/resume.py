@@ -14,7 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from supervisors.api import examples, scoping
-from supervisors.api.serializers import RestorationContextSerializer, ResumeSerializer
+from supervisors.api.serializers import RestorationContextSerializer, ResumeSerializer, previous_state_fields
 from supervisors.services.errors import InvalidInput
 from supervisors.services.restoration import RestorationResult
 from supervisors.services.resume import resume_supervisor
@@ -38,11 +38,21 @@ def context_body(result: RestorationResult) -> dict[str, Any]:
     """The resume's body: RestorationContextSerializer's shape (the schema declares every key)."""
     return {
         **result.context.as_dict(),
-        "previousState": str(result.context.previous_state),
+        **previous_state_fields(str(result.context.previous_state)),
         "recoveryAction": str(result.recovery_action),
         "checkpointId": result.checkpoint_id,
         "outcome": str(result.outcome),
     }
+
+
+RESUME_CONFLICTS = (
+    "supervisor_completed",
+    "restored_concurrently",
+    "idempotency_key_reused",
+    "manual_intervention_needed",
+    "daemon_alive",
+    "superseded",
+)
 
 
 class ResumeView(ApiView):
@@ -54,7 +64,7 @@ class ResumeView(ApiView):
         examples=examples.RESUME,
         parameters=[IDEMPOTENCY_KEY],
         request=ResumeSerializer,
-        responses={200: RestorationContextSerializer, **errors(404, 409, *BODY_ERRORS)},
+        responses={200: RestorationContextSerializer, **errors(404, *BODY_ERRORS, conflicts=RESUME_CONFLICTS)},
         description=(
             "Run the restoration protocol and return the SupervisorRestorationContext. A daemon may resume its own "
             "supervisors, and with source `task_reassignment` one whose daemon is gone (disconnected or silent past "

@@ -90,7 +90,7 @@ class SupervisorView(ApiView):
         responses={
             200: SupervisorStateSerializer,
             201: SupervisorStateSerializer,
-            **fenced_write(404, 412, *BODY_ERRORS),
+            **fenced_write(404, 412, *BODY_ERRORS, conflicts=["bad_reference", "question_already_answered"]),
         },
         description="Save the whole state (UPSERT). A new supervisor's task must be one of this daemon's.",
     )
@@ -113,7 +113,10 @@ class SupervisorView(ApiView):
         examples=examples.SUPERVISOR_UPDATE,
         parameters=[IF_MATCH, EPOCH, ETAG],
         request=UpdateSupervisorStateSerializer,
-        responses={200: SupervisorStateSerializer, **fenced_write(404, 412, *BODY_ERRORS)},
+        responses={
+            200: SupervisorStateSerializer,
+            **fenced_write(404, 412, *BODY_ERRORS, conflicts=["bad_reference", "question_already_answered"]),
+        },
         description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
     )
     def patch(self, request, contractId: str) -> Response:
@@ -183,7 +186,7 @@ class SpawnedTaskView(ApiView):
         examples=examples.TASK_SPAWNED,
         parameters=[EPOCH],
         request=SpawnedTaskSerializer,
-        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
+        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS, conflicts=["bad_reference"])},
         description="A task was spawned (save point); with `wait` the supervisor also waits on it.",
     )
     def post(self, request, contractId: str) -> Response:

@@ -21,9 +21,12 @@ from supervisors.api.pagination import (
 from supervisors.api.serializers import (
     ContractSerializer,
     PendingQuestionOutSerializer,
+    ReportedStateField,
     SupervisorStateSerializer,
     TaskSerializer,
     TaskStatusSerializer,
+    reported_state,
+    stored_state_field,
 )
 from supervisors.enums import SupervisorStatus
 from supervisors.selectors import pending_questions_overview, stale_q
@@ -84,7 +87,15 @@ class TasksView(ApiView):
         summary="Create a task",
         examples=examples.TASK_CREATE,
         request=TaskSerializer,
-        responses={201: TaskSerializer, **errors(404, 409, *BODY_ERRORS)},
+        responses={
+            201: TaskSerializer,
+            **errors(
+                404,
+                *BODY_ERRORS,
+                conflicts=["supervisor_exists", "bad_reference"],
+                forbidden="supervisor_task_for_another_daemon",
+            ),
+        },
         description=(
             "A task of a contract this daemon supervises (or of a contract with no supervisor task yet). Without "
             "`daemonId` the task runs on the calling daemon. A contract has one supervisor task "
@@ -189,7 +200,8 @@ class OverviewItemSerializer(serializers.Serializer):
     contractId = serializers.UUIDField()
     contractName = serializers.CharField()
     supervisorId = serializers.UUIDField()
-    state = serializers.ChoiceField(choices=SupervisorStatus.choices)
+    state = ReportedStateField()
+    storedState = stored_state_field()
     phase = serializers.CharField()
     question = PendingQuestionOutSerializer()
 
@@ -217,7 +229,8 @@ def _overview_item(item: dict[str, Any]) -> dict[str, Any]:
         "contractId": str(item["contract_id"]),
         "contractName": item["contract_name"],
         "supervisorId": str(item["supervisor_id"]),
-        "state": item["state"],
+        "state": reported_state(item["state"]),
+        "storedState": item["state"],
         "phase": item["phase"],
         "question": item["question"],
     }
