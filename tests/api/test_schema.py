@@ -208,6 +208,17 @@ def test_the_stale_filter_takes_true_and_false(alpha, supervisor):
     assert alpha.client.get("/api/v1/supervisors/?stale=1").status_code == 400
 
 
+def test_the_phase_filter_matches_exactly_and_whitespace_finds_nothing(alpha, supervisor):
+    """Found by schemathesis: ``?phase=%0D`` is schema-valid, and was a 400 (DRF trimmed it to blank)."""
+    supervisors = "/api/v1/supervisors/"
+    assert [s["contractId"] for s in alpha.client.get(supervisors, {"phase": supervisor.phase}).json()] == [
+        str(supervisor.contract_id)
+    ]
+    for phase in ("\r", " ", f" {supervisor.phase}"):
+        response = alpha.client.get(supervisors, {"phase": phase})
+        assert (response.status_code, response.json()) == (200, []), phase
+
+
 def test_every_operation_shows_an_example_request_and_response_that_fit_the_schema(spec):
     """Examples a daemon author copies must be true: each validates against the schema it illustrates."""
     from tests.api.contract import schema_problems

@@ -167,7 +167,8 @@ class QueryBooleanField(serializers.Field):
 
 class SupervisorFilterSerializer(PageParamsSerializer):
     state = serializers.ChoiceField(choices=SupervisorStatus.choices, required=False)
-    phase = serializers.CharField(max_length=50, required=False, min_length=1)
+    # Matched exactly as given: a value no phase has (whitespace included) finds nothing, it is not an error.
+    phase = serializers.CharField(max_length=50, required=False, min_length=1, trim_whitespace=False)
     stale = QueryBooleanField(
         required=False, help_text="true: only supervisors silent past the stale threshold; false: only the others."
     )
