@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.template.defaultfilters import date as date_filter
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -76,11 +77,25 @@ def daemon_liveness(daemon: Daemon | None) -> SafeString:
     return format_html('<span class="sv-state sv-bad">gone</span> {}', since)
 
 
-def when(moment: datetime | None) -> SafeString | str:
-    """One readable local format with the relative age, the exact ISO time on hover: "2026-11-29 17:53 (4 min ago)"."""
+def age(moment: datetime, now: datetime | None = None) -> str:
+    """How long ago, in words ("under a minute ago", "3 hours, 2 minutes ago")."""
+    now = now or timezone.now()
+    if moment > now:
+        return f"in {timesince(now, moment)}"
+    if (now - moment).total_seconds() < 60:
+        return "under a minute ago"
+    return f"{timesince(moment, now)} ago"
+
+
+def readable(moment: datetime | None) -> str:
+    """A time in the site's time zone and one format (to the second), the same on every admin page."""
     if moment is None:
         return "—"
-    local = timezone.localtime(moment)
-    now = timezone.now()
-    age = f"{timesince(moment, now, depth=1)} ago" if moment <= now else f"in {timesince(now, moment, depth=1)}"
-    return format_html('<span title="{}">{} ({})</span>', local.isoformat(), f"{local:%Y-%m-%d %H:%M}", age)
+    return date_filter(timezone.localtime(moment), "Y-m-d H:i:s T")
+
+
+def when(moment: datetime | None) -> SafeString | str:
+    """A readable time with its age, the exact ISO time on hover: "2026-11-29 17:53:10 UTC (4 minutes ago)"."""
+    if moment is None:
+        return "—"
+    return format_html('<span title="{}">{} ({})</span>', moment.isoformat(), readable(moment), age(moment))

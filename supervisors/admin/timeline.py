@@ -14,17 +14,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
-from django.template.defaultfilters import date as date_filter
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.text import Truncator
-from django.utils.timesince import timesince
 
 from supervisors.enums import ActorKind, EventKind, RestorationOutcome, RestorationSource
 from supervisors.models import SupervisorEvent, SupervisorState
 from supervisors.selectors import supervisor_timeline
+from supervisors.validators import parse_aware_datetime
+
+from .display import age, readable
 
 if TYPE_CHECKING:
     from .supervisor import SupervisorStateAdmin
@@ -80,22 +80,8 @@ def row_of(event: SupervisorEvent, now: datetime) -> EventRow:
     )
 
 
-def age(moment: datetime, now: datetime) -> str:
-    """How long ago, in words ("under a minute ago", "3 hours, 2 minutes ago")."""
-    if (now - moment).total_seconds() < 60:
-        return "under a minute ago"
-    return f"{timesince(moment, now)} ago"
-
-
-def readable(moment: datetime | None) -> str:
-    """A time in the site's time zone and format (to the second)."""
-    if moment is None:
-        return "—"
-    return date_filter(timezone.localtime(moment), "Y-m-d H:i:s T")
-
-
 def _when_text(value: Any) -> str:
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    parsed = parse_aware_datetime(value)  # details may hold anything: an impossible date is not a 500
     return readable(parsed) if parsed is not None else str(value or "an unknown time")
 
 
