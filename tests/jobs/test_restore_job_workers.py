@@ -111,8 +111,10 @@ def test_a_queued_admin_restore_of_5000_supervisors_completes_with_progress_visi
     finally:
         output = stop(process)
     assert process.returncode == 0, output
+    # Progress rose while it ran. The last chunk's commit and the job's flip to done are two moments, so
+    # "running, 5000 done" can be seen in between: a true state, not a stuck job.
     running = sorted(set(seen))
-    assert len(running) >= 2 and running[0] < running[-1] < 5000, f"progress seen while running: {running}"
+    assert len(running) >= 2 and running[0] < running[-1] <= 5000, f"progress seen while running: {running}"
     assert shown_done(admin_client, job) == ("done", 5000)
     exactly_once(job, 5000)
 
