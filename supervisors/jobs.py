@@ -47,3 +47,21 @@ def rescue_restore_jobs() -> dict[str, Any]:
     """Enqueue again the restore jobs whose worker died, forget old finished ones (periodic)."""
     report = rescue_stalled_restore_jobs()
     return {"rescued": report.rescued, "given_up": report.given_up, "forgotten": report.forgotten}
+
+
+@task()
+def dispatch_notifications() -> dict[str, int]:
+    """Fan the new events out to the matching subscriptions as deliveries (periodic; the notifications service)."""
+    from supervisors.services.notifications import dispatch_new_events
+
+    report = dispatch_new_events()
+    return {"events": report.events, "deliveries": report.deliveries, "busy": int(report.busy)}
+
+
+@task()
+def deliver_notifications() -> dict[str, int]:
+    """Send the due deliveries: webhooks and emails, retried with backoff (periodic, and after a dispatch)."""
+    from supervisors.services.notifications import deliver_due_notifications
+
+    report = deliver_due_notifications()
+    return {"delivered": report.delivered, "failed": report.failed, "dead": report.dead}

@@ -4,6 +4,7 @@ from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .events import SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
+from .notifications import Delivery, Subscription
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -14,6 +15,7 @@ __all__ = [
     "ConversationSnapshot",
     "Daemon",
     "DaemonApiKey",
+    "Delivery",
     "IdempotencyKey",
     "PeriodicJob",
     "QuestionAnswer",
@@ -21,6 +23,7 @@ __all__ = [
     "RestorationLog",
     "RestoreJob",
     "RestoreJobItem",
+    "Subscription",
     "SupervisorCheckpoint",
     "SupervisorEvent",
     "SupervisorState",

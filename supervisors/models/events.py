@@ -48,6 +48,9 @@ class SupervisorEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     #: Events that must be written once per episode (a stale supervisor) carry a key; NULLs never collide.
     dedupe_key = models.CharField(max_length=100, null=True, blank=True)
+    #: The notification outbox's marker: NULL until the dispatcher has fanned the event out to the
+    #: subscriptions (``services.notifications.dispatch``). Events older than notifications count as dispatched.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "supervisor_events"
@@ -55,6 +58,14 @@ class SupervisorEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["supervisor", "sequence"], name="supervisor_event_sequence"),
             models.UniqueConstraint(fields=["supervisor", "dedupe_key"], name="supervisor_event_once"),
+        ]
+        indexes = [
+            # The outbox: only the events not yet dispatched, in the dispatcher's order.
+            models.Index(
+                fields=["supervisor", "sequence"],
+                condition=models.Q(dispatched_at__isnull=True),
+                name="supervisor_events_undispatched",
+            ),
         ]
 
     def __str__(self) -> str:
