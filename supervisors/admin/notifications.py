@@ -47,6 +47,9 @@ class SubscriptionForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every type in this list.",
     )
+    webhook_url = forms.URLField(
+        required=False, max_length=2000, assume_scheme="https", help_text="http:// or https:// only."
+    )
     contract_ids = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
