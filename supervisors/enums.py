@@ -240,6 +240,7 @@ class NotificationType(models.TextChoices):
     CHECKPOINT_RESTORED = "checkpoint_restored", "A supervisor was restored from a checkpoint"
     TAKEN_OVER = "taken_over", "A supervisor was taken over by another daemon"
     CLAIMED = "claimed", "A supervisor was claimed by a daemon"
+    DAEMON_GONE = "daemon_gone", "A daemon is gone (found silent past its lease by the watchdog)"
     TEST = "test", "Test event (from the admin)"
 
 

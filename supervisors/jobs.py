@@ -31,9 +31,10 @@ def watchdog() -> dict[str, int]:
 @task()
 def prune_supervisor_events() -> dict[str, int]:
     """Keep the newest SUPERVISOR_EVENTS_KEEP events of each supervisor (one DELETE)."""
+    from supervisors.services.events import prune_daemon_events
     from supervisors.services.events import prune_supervisor_events as prune
 
-    return {"events_deleted": prune()}
+    return {"events_deleted": prune(), "daemon_events_deleted": prune_daemon_events()}
 
 
 @task()

@@ -1,7 +1,7 @@
 """The app's models, split by what they hold; import them from here."""
 
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
-from .events import SupervisorEvent
+from .events import DaemonEvent, SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
 from .notifications import Delivery, Subscription
@@ -15,6 +15,7 @@ __all__ = [
     "ConversationSnapshot",
     "Daemon",
     "DaemonApiKey",
+    "DaemonEvent",
     "Delivery",
     "IdempotencyKey",
     "PeriodicJob",

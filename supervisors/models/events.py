@@ -70,3 +70,36 @@ class SupervisorEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DaemonEvent(models.Model):
+    """Something that happened to a daemon and is worth a person's attention: the watchdog found it gone.
+
+    The notification outbox's rows for what is not one supervisor's (a
+    supervisor's are :class:`SupervisorEvent`): written by the watchdog in the
+    transaction that marks the daemon disconnected, dispatched like the
+    supervisors' events (``dispatched_at``). The daemon is kept by id and name,
+    not by a foreign key: makima owns and may delete daemons.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    daemon_id = models.UUIDField()
+    daemon_name = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=40, default="daemon_gone")
+    occurred_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "daemon_events"
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(
+                fields=["occurred_at"],
+                condition=models.Q(dispatched_at__isnull=True),
+                name="daemon_events_undispatched",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.daemon_name} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"

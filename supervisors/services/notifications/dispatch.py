@@ -9,9 +9,10 @@ batch undispatched, and the next run does it; a delivery exists once per
 works at a time (a PostgreSQL advisory lock; SQLite's writers are serialized
 anyway), so a supervisor's events become deliveries in their order.
 
-Five statements per batch whatever its size: lock, events (with their
-supervisor's contract and pending questions), subscriptions, INSERT of the
-deliveries, UPDATE of the marker.
+At most seven statements per batch whatever its size: lock, events (with
+their supervisor's contract and pending questions), daemon events (a daemon
+gone: ``DaemonEvent``), subscriptions, INSERT of the deliveries, UPDATE of
+each marker.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from supervisors.models import Delivery, Subscription, SupervisorEvent
+from supervisors.enums import NotificationType
+from supervisors.models import DaemonEvent, Delivery, Subscription, SupervisorEvent
 
 from . import payload as payloads
 from .types import notification_type
@@ -74,6 +76,22 @@ def _facts(event: SupervisorEvent, kind: str) -> payloads.EventFacts:
     )
 
 
+def _daemon_facts(event: DaemonEvent) -> payloads.EventFacts:
+    return payloads.EventFacts(
+        event_id=event.id,
+        type=NotificationType.DAEMON_GONE,
+        kind=event.kind,
+        occurred_at=event.occurred_at,
+        supervisor_id=None,
+        contract_id=None,
+        contract_name="",
+        actor="system:watchdog",
+        details=event.details if isinstance(event.details, dict) else {},
+        daemon_id=event.daemon_id,
+        daemon_name=event.daemon_name,
+    )
+
+
 def dispatch_batch(*, limit: int | None = None, now: datetime | None = None) -> DispatchReport:
     """Dispatch up to ``limit`` (NOTIFICATIONS_DISPATCH_BATCH) undispatched events; opens its transaction.
 
@@ -95,36 +113,47 @@ def dispatch_batch(*, limit: int | None = None, now: datetime | None = None) -> 
                 "supervisor__pending_questions", "supervisor__contract_id", "supervisor__contract__name",
             )[:limit]
         )  # fmt: skip
-        if not events:
+        daemon_events = list(DaemonEvent.objects.filter(dispatched_at__isnull=True).order_by("occurred_at")[:limit])
+        if not events and not daemon_events:
             return report
         subscriptions = list(Subscription.objects.filter(enabled=True))
         give_up = now + timedelta(seconds=settings.NOTIFICATIONS_RETRY_FOR_SECONDS)
-        deliveries = []
-        for event in events:
-            kind = notification_type(event.kind, event.details)
-            targets = [s for s in subscriptions if kind and s.wants(kind, event.contract_id)]
+        deliveries: list[Delivery] = []
+
+        def fan_out(facts: payloads.EventFacts, order_key: str, sequence: int) -> None:
+            targets = [s for s in subscriptions if s.wants(facts.type, facts.contract_id)]
             if not targets:
-                continue
-            content = payloads.build(_facts(event, kind))
-            deliveries += [
+                return
+            content = payloads.build(facts)
+            deliveries.extend(
                 Delivery(
                     subscription=subscription,
-                    event_id=event.id,
-                    event_type=kind,
-                    order_key=str(event.supervisor_id),
-                    sequence=event.sequence,
+                    event_id=facts.event_id,
+                    event_type=facts.type,
+                    order_key=order_key,
+                    sequence=sequence,
                     payload=content,
                     created_at=now,
                     next_attempt_at=now,
                     give_up_at=give_up,
                 )
                 for subscription in targets
-            ]
+            )
+
+        for event in events:
+            kind = notification_type(event.kind, event.details)
+            if kind:
+                fan_out(_facts(event, kind), str(event.supervisor_id), event.sequence)
+        for event in daemon_events:
+            fan_out(_daemon_facts(event), f"daemon:{event.daemon_id}", int(event.occurred_at.timestamp() * 1e6))
         if deliveries:
             insert_deliveries(deliveries)
             transaction.on_commit(_enqueue_delivery)
-        SupervisorEvent.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
-        report.events, report.deliveries = len(events), len(deliveries)
+        if events:
+            SupervisorEvent.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
+        if daemon_events:
+            DaemonEvent.objects.filter(pk__in=[e.pk for e in daemon_events]).update(dispatched_at=now)
+        report.events, report.deliveries = len(events) + len(daemon_events), len(deliveries)
     return report
 
 

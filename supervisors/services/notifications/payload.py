@@ -40,6 +40,9 @@ class EventFacts:
     details: dict[str, Any]
     #: For ``question_asked``: the question as the supervisor holds it (None once answered or withdrawn).
     question: dict[str, Any] | None = None
+    #: For ``daemon_gone``: the daemon.
+    daemon_id: uuid.UUID | None = None
+    daemon_name: str = ""
 
 
 def admin_url(name: str, *args: Any) -> str:
@@ -61,6 +64,9 @@ def build(facts: EventFacts) -> dict[str, Any]:
         "details": facts.details,
         "links": {},
     }
+    if facts.daemon_id is not None:
+        payload["daemon"] = {"id": str(facts.daemon_id), "name": facts.daemon_name}
+        payload["links"]["daemon"] = admin_url("admin:supervisors_daemon_change", facts.daemon_id)
     if facts.supervisor_id is not None:
         payload["links"]["supervisor"] = admin_url("admin:supervisors_supervisorstate_change", facts.supervisor_id)
     if facts.type == NotificationType.QUESTION_ASKED:
@@ -89,7 +95,9 @@ def body(payload: dict[str, Any]) -> bytes:
 
 
 def email_subject(payload: dict[str, Any]) -> str:
-    contract = payload.get("contract", {}).get("name") or payload.get("contract", {}).get("id") or "makima"
+    contract = payload.get("contract") or {}
+    daemon = payload.get("daemon") or {}
+    contract = contract.get("name") or contract.get("id") or daemon.get("name") or "makima"
     if payload.get("type") == NotificationType.QUESTION_ASKED:
         return f"[makima] Question waiting for you: {contract}"
     label = dict(NotificationType.choices).get(payload.get("type"), payload.get("type"))
@@ -102,7 +110,9 @@ def email_text(payload: dict[str, Any]) -> str:
     lines = [
         email_subject(payload).removeprefix("[makima] "),
         "",
-        f"Contract: {contract.get('name') or '-'} ({contract.get('id') or '-'})",
+        f"Contract: {contract.get('name') or '-'} ({contract.get('id') or '-'})"
+        if contract.get("id")
+        else f"Daemon: {(payload.get('daemon') or {}).get('name') or '-'}",
         f"When: {payload.get('occurredAt')}",
         f"By: {payload.get('actor') or '-'}",
     ]
@@ -119,7 +129,7 @@ def email_text(payload: dict[str, Any]) -> str:
     links = payload.get("links") or {}
     if links.get("answer"):
         lines += ["", f"Answer it in the admin: {links['answer']}"]
-    elif links.get("supervisor"):
-        lines += ["", f"Open it in the admin: {links['supervisor']}"]
+    elif links.get("supervisor") or links.get("daemon"):
+        lines += ["", f"Open it in the admin: {links.get('supervisor') or links.get('daemon')}"]
     lines += ["", f"Event id: {payload.get('id')}"]
     return "\n".join(lines) + "\n"

@@ -203,3 +203,23 @@ def _uuid(text: str):
     import uuid
 
     return uuid.UUID(text)
+
+
+def test_a_daemon_found_gone_by_the_watchdog_is_notified_with_its_interrupted_supervisors():
+    from supervisors.services.watchdog import run_watchdog
+    from tests.services.test_watchdog import crashed_daemon, fleet
+
+    daemon = crashed_daemon("rack-4")
+    (orphan,) = fleet(daemon, ["working"], "orphan")
+    with Receiver() as receiver:
+        webhook(receiver.url, name="all")
+        webhook(receiver.url, name="one contract", contract_ids=[str(orphan.contract_id)])
+        run_watchdog()
+        run_watchdog()  # a second run finds nothing new: no second notification
+        drain()
+        got = sorted((r.payload["type"], r.payload.get("daemon", {}).get("name")) for r in receiver.accepted())
+    # The daemon's loss goes to the subscription for every contract; its supervisor's interruption to both.
+    assert got == [("daemon_gone", "rack-4"), ("interrupted", None), ("interrupted", None)]
+    gone = Delivery.objects.get(event_type="daemon_gone")
+    assert gone.payload["daemon"]["id"] == str(daemon.pk)
+    assert gone.payload["links"]["daemon"].endswith(f"/admin/supervisors/daemon/{daemon.pk}/change/")
