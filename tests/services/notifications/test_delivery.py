@@ -223,3 +223,47 @@ def test_a_daemon_found_gone_by_the_watchdog_is_notified_with_its_interrupted_su
     gone = Delivery.objects.get(event_type="daemon_gone")
     assert gone.payload["daemon"]["id"] == str(daemon.pk)
     assert gone.payload["links"]["daemon"].endswith(f"/admin/supervisors/daemon/{daemon.pk}/change/")
+
+
+def test_a_receiver_that_hangs_or_redirects_is_a_failed_attempt_within_the_timeout(settings):
+    settings.NOTIFICATIONS_TIMEOUT_SECONDS = 0.5
+    from supervisors.services.notifications.send import post_webhook
+
+    with Receiver(["hang"]) as receiver:
+        started = time.monotonic()
+        error = post_webhook(receiver.url, "s", {"id": "x", "type": "test"})
+        assert time.monotonic() - started < 3
+        assert "timed out" in error
+    for url in ("ftp://127.0.0.1/x", "file:///etc/passwd", "http:///nohost"):
+        assert post_webhook(url, "s", {"id": "x"}) == "refused: only http and https URLs are delivered to"
+
+
+def test_a_redirect_is_not_followed(settings):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from supervisors.services.notifications.send import post_webhook
+
+    hits: list[str] = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            hits.append(self.path)
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = HTTPServer(("127.0.0.1", 0), Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        error = post_webhook(f"http://127.0.0.1:{server.server_address[1]}/hook", "s", {"id": "x"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert error == "HTTP 307"
+    assert hits == ["/hook"]
