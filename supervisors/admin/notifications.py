@@ -36,7 +36,7 @@ STATUS_TONES = {
     DeliveryStatus.PENDING: "warn",
     DeliveryStatus.DELIVERED: "ok",
     DeliveryStatus.DEAD: "bad",
-    DeliveryStatus.DISCARDED: "info",
+    DeliveryStatus.DISCARDED: "muted",
 }
 
 
@@ -48,7 +48,11 @@ class SubscriptionForm(forms.ModelForm):
         help_text="None ticked: every type in this list.",
     )
     webhook_url = forms.URLField(
-        required=False, max_length=2000, assume_scheme="https", help_text="http:// or https:// only."
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        help_text="http:// or https:// only.",
+        widget=forms.URLInput(attrs={"size": 80}),
     )
     contract_ids = forms.CharField(
         required=False,
@@ -143,6 +147,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["subscription"]
     search_fields = ["event_id"]
     actions = ["retry", "discard"]
+
+    class Media:
+        css = {"all": ("supervisors/admin.css",)}
+
     fields = [
         "event_id",
         "event_type",
