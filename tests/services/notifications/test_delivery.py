@@ -267,3 +267,16 @@ def test_a_redirect_is_not_followed(settings):
         server.server_close()
     assert error == "HTTP 307"
     assert hits == ["/hook"]
+
+
+def test_an_email_server_that_refuses_is_retried_then_dead_lettered(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", 9  # nothing listens there
+    settings.NOTIFICATIONS_RETRY_FOR_SECONDS = 0.3
+    (supervisor,) = supervisors(1, state="working")
+    Subscription.objects.create(name="on call", email="oncall@example.com")
+    ask(supervisor, "Anyone there?")
+    drain()
+    delivery = Delivery.objects.get()
+    assert delivery.status == "dead" and delivery.attempts >= 2
+    assert "Connection refused" in delivery.last_error or "ConnectionRefusedError" in delivery.last_error
