@@ -132,3 +132,11 @@ def test_staff_who_may_only_look_see_deliveries_but_cannot_retry_them(client):
 def test_searching_deliveries_for_anything_is_never_an_error(admin_client, term):
     dead_letter(Subscription.objects.create(name="hook", email="a@example.com"))
     assert admin_client.get(DELIVERIES, {"q": term}).status_code == 200
+
+
+@pytest.mark.parametrize("object_id", ["abc", "99999999999999999999999", "-1", "%00", "1.5"])
+def test_a_bad_delivery_or_subscription_link_is_never_a_500(admin_client, object_id):
+    admin_client.raise_request_exception = False
+    for name in ("admin:supervisors_delivery_change", "admin:supervisors_subscription_change"):
+        url = reverse(name, args=["X"]).replace("/X/", f"/{object_id}/")
+        assert admin_client.get(url).status_code < 500, url
