@@ -63,15 +63,14 @@ class SoakNotifications:
         return self
 
     def drain(self, contracts: Iterable, timeout: float = 60.0) -> None:
-        """Wait until every question event of ``contracts`` is dispatched and no delivery is pending."""
+        """Wait until every event of ``contracts`` is dispatched (the outbox is empty) and no delivery is pending."""
         from supervisors.models import Delivery, SupervisorEvent
 
         contracts = list(contracts)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            undispatched = SupervisorEvent.objects.filter(
-                contract_id__in=contracts, kind="question_asked", dispatched_at__isnull=True
-            ).exists()
+            outbox = SupervisorEvent.objects.filter(contract_id__in=contracts, dispatched_at__isnull=True)
+            undispatched = outbox.exists()
             if (
                 not undispatched
                 and not Delivery.objects.filter(subscription_id=self.subscription_id, status="pending").exists()
