@@ -3,7 +3,7 @@
 Modules: ``types`` (which events, under which type; pure), ``payload`` (what
 a notification says; pure), ``dispatch`` (the outbox: events -> deliveries),
 ``deliver`` (claim, send, record; staff's retry, discard, test event),
-``send`` (a signed webhook request, an email), ``retry`` (backoff).
+``send`` (a signed webhook request, an email), ``retry`` (backoff), ``delivery_rows`` (the batch INSERT).
 ``docs/notifications.md`` says what is guaranteed.
 """
 

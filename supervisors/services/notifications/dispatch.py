@@ -17,13 +17,11 @@ each marker.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -31,6 +29,7 @@ from supervisors.enums import NotificationType
 from supervisors.models import DaemonEvent, Delivery, Subscription, SupervisorEvent
 
 from . import payload as payloads
+from .delivery_rows import insert_deliveries
 from .types import notification_type
 
 logger = logging.getLogger("supervisors.notifications")
@@ -155,56 +154,6 @@ def dispatch_batch(*, limit: int | None = None, now: datetime | None = None) -> 
             DaemonEvent.objects.filter(pk__in=[e.pk for e in daemon_events]).update(dispatched_at=now)
         report.events, report.deliveries = len(events) + len(daemon_events), len(deliveries)
     return report
-
-
-def insert_deliveries(deliveries: list[Delivery]) -> int:
-    """INSERT the deliveries in ONE statement whatever their number (one JSON parameter; ``bulk_create``
-    splits on SQLite), skipping one its subscription already has for that event."""
-    fields = [Delivery._meta.get_field(name) for name in _INSERTED]
-    rows = [
-        # The payload travels as a JSON value inside the parameter, the rest as the columns store them.
-        {f.column: d.payload if f.name == "payload" else f.get_db_prep_save(getattr(d, f.attname), connection)
-         for f in fields}
-        for d in deliveries
-    ]  # fmt: skip
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    if connection.vendor == "postgresql":
-        casts = {
-            "subscription_id": "bigint",
-            "event_id": "uuid",
-            "sequence": "bigint",
-            "attempts": "integer",
-            "created_at": "timestamptz",
-            "next_attempt_at": "timestamptz",
-            "give_up_at": "timestamptz",
-        }
-        values = ", ".join(
-            f"j.v->'{f.column}'" if f.column == "payload" else f"(j.v->>'{f.column}')::{casts.get(f.column, 'text')}"
-            for f in fields
-        )
-        source = "jsonb_array_elements(%s::jsonb) AS j(v)"
-    else:
-        values = ", ".join(
-            f"json(json_extract(j.value, '$.{f.column}'))"
-            if f.column == "payload"
-            else f"json_extract(j.value, '$.{f.column}')"
-            for f in fields
-        )
-        source = "json_each(%s) AS j WHERE true"  # "WHERE true": SQLite's parser, before an upsert clause
-    sql = (
-        f"INSERT INTO {quote(Delivery._meta.db_table)} ({columns}) SELECT {values} FROM {source} "
-        "ON CONFLICT (subscription_id, event_id) DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, cls=DjangoJSONEncoder)])
-        return cursor.rowcount
-
-
-_INSERTED = (
-    "subscription", "event_id", "event_type", "order_key", "sequence", "payload", "status", "attempts",
-    "created_at", "next_attempt_at", "give_up_at", "last_error",
-)  # fmt: skip
 
 
 def dispatch_new_events(*, batches: int = 20) -> DispatchReport:
