@@ -351,6 +351,28 @@ METRICS_SNAPSHOT_MAX_AGE_SECONDS = env.int("METRICS_SNAPSHOT_MAX_AGE_SECONDS", d
 #: The window of the *_recent gauges (restorations, claims, watchdog runs), in seconds.
 METRICS_RECENT_WINDOW_SECONDS = env.int("METRICS_RECENT_WINDOW_SECONDS", default=3600)
 
+# --- Notifications (issue 17, item 1; docs/notifications.md) ---------------------------------
+#: Where the links in notifications point ("answer it in the admin"): this service's public URL.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
+#: Email, one setting (django-environ's EMAIL_URL: smtp+tls://user:password@host:587, consolemail://,
+#: locmemmail://); the console backend by default, which prints the mails to the worker's output.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="makima-supervisor@localhost")
+#: How often run_scheduler enqueues the dispatcher (new events -> deliveries) and the delivery job.
+NOTIFICATIONS_DISPATCH_INTERVAL_SECONDS = env.float("NOTIFICATIONS_DISPATCH_INTERVAL_SECONDS", default=5.0)
+NOTIFICATIONS_DELIVER_INTERVAL_SECONDS = env.float("NOTIFICATIONS_DELIVER_INTERVAL_SECONDS", default=5.0)
+#: Events the dispatcher reads per transaction (its queries do not grow with this).
+NOTIFICATIONS_DISPATCH_BATCH = env.int("NOTIFICATIONS_DISPATCH_BATCH", default=500)
+#: Seconds one webhook request or one email may take (connect and read); an attempt's lease is 2x + 5.
+NOTIFICATIONS_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_TIMEOUT_SECONDS", default=10.0)
+#: Retries: the first after ~BASE seconds, doubling up to MAX_DELAY, with jitter; a delivery still
+#: failing RETRY_FOR seconds after it was created (or retried by staff) is dead-lettered.
+NOTIFICATIONS_RETRY_BASE_SECONDS = env.float("NOTIFICATIONS_RETRY_BASE_SECONDS", default=10.0)
+NOTIFICATIONS_RETRY_MAX_DELAY_SECONDS = env.float("NOTIFICATIONS_RETRY_MAX_DELAY_SECONDS", default=3600.0)
+NOTIFICATIONS_RETRY_FOR_SECONDS = env.float("NOTIFICATIONS_RETRY_FOR_SECONDS", default=86400.0)
+#: Seconds one run of the delivery job sends for before it leaves the rest to the next run.
+NOTIFICATIONS_DELIVER_SLICE_SECONDS = env.float("NOTIFICATIONS_DELIVER_SLICE_SECONDS", default=30.0)
+
 # --- The daemons' REST API -----------------------------------------------------
 #: Largest request body accepted, in bytes (413 above it). Multi-MB conversation
 #: histories must fit; Django's own limit is raised to match so it never cuts first.

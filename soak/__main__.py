@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py's).")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker.")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-notify", action="store_true", help="No webhook receiver, workers or notification check.")
     parser.add_argument(
         "--log", type=Path, default=Path(tempfile.gettempdir()) / "soak-gunicorn.log", help="gunicorn's output."
     )
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from .simulation import SoakConfig
 
     config = SoakConfig(
+        notify=not args.no_notify,
         daemons=args.daemons,
         supervisors_per_daemon=args.supervisors_per_daemon,
         seconds=args.seconds,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .invariants import Check, check_invariants, recovery_line
+from .notifications import SoakNotifications
 from .report import render
 from .server import GunicornServer
 from .simulation import SoakConfig, World, run_world, setup_world
@@ -47,6 +48,9 @@ def run_soak(
     )
     world = World(server.host, server.port, config)
     _identities, session_key = setup_world(world)
+    notifications = SoakNotifications(database_url=database_url, secret_key=secret_key) if config.notify else None
+    if notifications:
+        notifications.start()
     with server:
         killer = ConnectionKiller(world, database_url, app_name) if config.kill_connections_every else None
         started = time.monotonic()
@@ -59,6 +63,12 @@ def run_soak(
                 killer.stop()
         elapsed = time.monotonic() - started
     checks = check_invariants(world)
+    if notifications:
+        try:
+            notifications.drain(world.ledger.owner)
+        finally:
+            notifications.stop()
+        checks.append(notifications.check(world.ledger.owner))
     title = (
         f"soak {world.run_id}: {config.daemons} daemons x {config.supervisors_per_daemon} supervisors, "
         f"{config.seconds:g} s (+{elapsed - config.seconds:.1f} s drain), gunicorn "

@@ -137,6 +137,8 @@ class SoakConfig:
     silent_share: float = 0.5
     #: Added to lease + claim period for the recovery bound: CPU contention, lease renewal granularity.
     recovery_slack: float = 5.0
+    #: Run a webhook receiver, workers and a scheduler, and check each question asked was notified once.
+    notify: bool = True
 
     @property
     def recovery_bound(self) -> float:

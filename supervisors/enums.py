@@ -220,3 +220,34 @@ class RestoreJobItemStatus(models.TextChoices):
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
+
+
+class NotificationType(models.TextChoices):
+    """What a notification is about: the events worth a person's attention (``docs/notifications.md``).
+
+    Stable names a receiver may match on. Most are the event's own kind; a
+    state change is named for where it went (``supervisor_blocked``,
+    ``supervisor_failed``); ``test`` is the admin's "send a test event".
+    """
+
+    QUESTION_ASKED = "question_asked", "A question is asked"
+    SUPERVISOR_BLOCKED = "supervisor_blocked", "A supervisor is blocked"
+    SUPERVISOR_FAILED = "supervisor_failed", "A supervisor failed"
+    RESTORATION_REFUSED = "restoration_refused", "A restoration was refused (needs a person)"
+    INTERRUPTED = "interrupted", "A supervisor was interrupted (its daemon is gone)"
+    STALE = "stale", "A supervisor is silent past the stale threshold"
+    RESTORED = "restored", "A supervisor was restored (failover done)"
+    CHECKPOINT_RESTORED = "checkpoint_restored", "A supervisor was restored from a checkpoint"
+    TAKEN_OVER = "taken_over", "A supervisor was taken over by another daemon"
+    CLAIMED = "claimed", "A supervisor was claimed by a daemon"
+    DAEMON_GONE = "daemon_gone", "A daemon is gone (found silent past its lease by the watchdog)"
+    TEST = "test", "Test event (from the admin)"
+
+
+class DeliveryStatus(models.TextChoices):
+    """Where a notification's delivery to one subscription is: pending until sent, or given up."""
+
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    DEAD = "dead", "Dead letter (gave up)"
+    DISCARDED = "discarded", "Discarded by staff"

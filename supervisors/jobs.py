@@ -31,9 +31,10 @@ def watchdog() -> dict[str, int]:
 @task()
 def prune_supervisor_events() -> dict[str, int]:
     """Keep the newest SUPERVISOR_EVENTS_KEEP events of each supervisor (one DELETE)."""
+    from supervisors.services.events import prune_daemon_events
     from supervisors.services.events import prune_supervisor_events as prune
 
-    return {"events_deleted": prune()}
+    return {"events_deleted": prune(), "daemon_events_deleted": prune_daemon_events()}
 
 
 @task()
@@ -58,3 +59,21 @@ def refresh_metrics() -> dict[str, int]:
     if figures is None:
         return {"skipped": 1}  # another run refreshed them moments ago
     return {"duration_ms": figures.duration_ms, "supervisors": sum(figures.by_state.values())}
+
+
+@task()
+def dispatch_notifications() -> dict[str, int]:
+    """Fan the new events out to the matching subscriptions as deliveries (periodic; the notifications service)."""
+    from supervisors.services.notifications import dispatch_new_events
+
+    report = dispatch_new_events()
+    return {"events": report.events, "deliveries": report.deliveries, "busy": int(report.busy)}
+
+
+@task()
+def deliver_notifications() -> dict[str, int]:
+    """Send the due deliveries: webhooks and emails, retried with backoff (periodic, and after a dispatch)."""
+    from supervisors.services.notifications import deliver_due_notifications
+
+    report = deliver_due_notifications()
+    return {"delivered": report.delivered, "failed": report.failed, "dead": report.dead}

@@ -7,4 +7,4 @@ daemon), ``world`` (contracts, tasks, daemons, keys and the records the
 services keep). Registration happens on import.
 """
 
-from . import restore_jobs, supervisor, world  # noqa: F401
+from . import notifications, restore_jobs, supervisor, world  # noqa: F401

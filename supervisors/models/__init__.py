@@ -1,10 +1,11 @@
 """The app's models, split by what they hold; import them from here."""
 
 from .access import DaemonApiKey, IdempotencyKey, RateCounter
-from .events import SupervisorEvent
+from .events import DaemonEvent, SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
 from .metrics import MetricsSnapshot
+from .notifications import Delivery, Subscription
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
 
@@ -15,6 +16,8 @@ __all__ = [
     "ConversationSnapshot",
     "Daemon",
     "DaemonApiKey",
+    "DaemonEvent",
+    "Delivery",
     "IdempotencyKey",
     "MetricsSnapshot",
     "PeriodicJob",
@@ -23,6 +26,7 @@ __all__ = [
     "RestorationLog",
     "RestoreJob",
     "RestoreJobItem",
+    "Subscription",
     "SupervisorCheckpoint",
     "SupervisorEvent",
     "SupervisorState",

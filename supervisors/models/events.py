@@ -48,6 +48,9 @@ class SupervisorEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     #: Events that must be written once per episode (a stale supervisor) carry a key; NULLs never collide.
     dedupe_key = models.CharField(max_length=100, null=True, blank=True)
+    #: The notification outbox's marker: NULL until the dispatcher has fanned the event out to the
+    #: subscriptions (``services.notifications.dispatch``). Events older than notifications count as dispatched.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "supervisor_events"
@@ -56,6 +59,47 @@ class SupervisorEvent(models.Model):
             models.UniqueConstraint(fields=["supervisor", "sequence"], name="supervisor_event_sequence"),
             models.UniqueConstraint(fields=["supervisor", "dedupe_key"], name="supervisor_event_once"),
         ]
+        indexes = [
+            # The outbox: only the events not yet dispatched, in the dispatcher's order.
+            models.Index(
+                fields=["supervisor", "sequence"],
+                condition=models.Q(dispatched_at__isnull=True),
+                name="supervisor_events_undispatched",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DaemonEvent(models.Model):
+    """Something that happened to a daemon and is worth a person's attention: the watchdog found it gone.
+
+    The notification outbox's rows for what is not one supervisor's (a
+    supervisor's are :class:`SupervisorEvent`): written by the watchdog in the
+    transaction that marks the daemon disconnected, dispatched like the
+    supervisors' events (``dispatched_at``). The daemon is kept by id and name,
+    not by a foreign key: makima owns and may delete daemons.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    daemon_id = models.UUIDField()
+    daemon_name = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=40, default="daemon_gone")
+    occurred_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "daemon_events"
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(
+                fields=["occurred_at"],
+                condition=models.Q(dispatched_at__isnull=True),
+                name="daemon_events_undispatched",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.daemon_name} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"

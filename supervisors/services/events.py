@@ -29,7 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -40,7 +40,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from supervisors.enums import ActorKind, EventKind
-from supervisors.models import Daemon, SupervisorEvent, SupervisorState, Task
+from supervisors.models import Daemon, DaemonEvent, SupervisorEvent, SupervisorState, Task
 
 from .actors import Actor
 from .ownership import UNFENCED, Fence
@@ -316,6 +316,35 @@ def _stale_key(alias: str) -> str:
     if connection.vendor == "postgresql":
         return f"'stale:' || to_char({alias}.last_activity AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
     return f"'stale:' || {alias}.last_activity"
+
+
+def record_daemons_gone(rows: Sequence[tuple[Any, str, datetime | None]], *, at: datetime) -> int:
+    """One ``daemon_gone`` event per (id, name, last heartbeat) the watchdog just marked disconnected: ONE INSERT.
+
+    For the watchdog, inside its transaction (the daemon's own outbox row: a
+    daemon is not a supervisor, its event is a :class:`DaemonEvent`).
+    """
+    if not rows:
+        return 0
+    _in_transaction()
+    events = [
+        DaemonEvent(
+            daemon_id=pk,
+            daemon_name=name,
+            occurred_at=at,
+            details={"lastSeen": last_seen.isoformat() if last_seen else None,
+                     "goneAfterSeconds": int(settings.DAEMON_GONE_AFTER_SECONDS)},
+        )
+        for pk, name, last_seen in rows
+    ]  # fmt: skip
+    # One statement on PostgreSQL; SQLite's 999 parameters make it one per ~140 daemons gone in one run.
+    return len(DaemonEvent.objects.bulk_create(events))
+
+
+def prune_daemon_events(*, keep_days: int = 30) -> int:
+    """Delete the daemon events dispatched more than ``keep_days`` ago (the supervisors' have their own rule)."""
+    cutoff = timezone.now() - timedelta(days=keep_days)
+    return DaemonEvent.objects.filter(dispatched_at__lt=cutoff).delete()[0]
 
 
 # --- retention -----------------------------------------------------------------------------------------

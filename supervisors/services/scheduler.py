@@ -54,6 +54,16 @@ def periodic_jobs() -> list[Periodic]:
             lambda: jobs.rescue_restore_jobs,
             lambda: settings.RESTORE_JOB_RESCUE_INTERVAL_SECONDS,
         ),
+        Periodic(
+            "dispatch_notifications",
+            lambda: jobs.dispatch_notifications,
+            lambda: settings.NOTIFICATIONS_DISPATCH_INTERVAL_SECONDS,
+        ),
+        Periodic(
+            "deliver_notifications",
+            lambda: jobs.deliver_notifications,
+            lambda: settings.NOTIFICATIONS_DELIVER_INTERVAL_SECONDS,
+        ),
     ]
 
 

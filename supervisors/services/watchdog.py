@@ -4,7 +4,8 @@ Run periodically as a job (``supervisors.jobs.watchdog``, every
 ``WATCHDOG_INTERVAL_SECONDS``), :func:`run_watchdog`
 
 (a) marks ``disconnected`` the daemons gone by the lease whose stored status
-    still says ``connected`` (one UPDATE);
+    still says ``connected`` (one UPDATE), with a ``daemon_gone`` event each for
+    the notifications (one INSERT);
 (b) sets ``interrupted`` the active supervisors (initializing, idle, working,
     waiting_for_tasks) whose owner is gone (one UPDATE): a supervisor waiting
     for a person, blocked, finished or already interrupted is left alone;
@@ -47,7 +48,7 @@ from supervisors.models import Daemon, SupervisorState, Task, WatchdogRun
 from supervisors.selectors import stale_supervisors
 
 from .actors import Actor
-from .events import record_interruptions, record_stale_episodes
+from .events import record_daemons_gone, record_interruptions, record_stale_episodes
 from .ownership import daemon_gone_q, epoch_unchanged_q, gone_after, orphaned_q
 
 logger = logging.getLogger("supervisors.watchdog")
@@ -112,8 +113,10 @@ def mark_gone_daemons_disconnected(now: datetime) -> list[str]:
     this runs no longer matches and stays connected.
     """
     gone = Daemon.objects.filter(daemon_gone_q(now), status=DaemonStatus.CONNECTED)
-    rows = _update_returning(gone, {"status": DaemonStatus.DISCONNECTED}, ["name"])
-    return [name for (name,) in rows]
+    rows = _update_returning(gone, {"status": DaemonStatus.DISCONNECTED}, ["id", "name", "last_heartbeat_at"])
+    # Each one's ``daemon_gone`` event for the notifications, in this transaction: one INSERT.
+    record_daemons_gone(rows, at=now)
+    return [name for _, name, _ in rows]
 
 
 def interruptible_orphans(now: datetime) -> QuerySet[SupervisorState]:

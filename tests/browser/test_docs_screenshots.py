@@ -60,3 +60,39 @@ def test_screenshots_for_the_docs(browser, live_http):
         page.goto(url)
         page.screenshot(path=str(DOCS / name), full_page=True)
     context.close()
+
+
+def test_notification_screenshots_for_the_docs(browser, live_http, settings):
+    """docs/admin-deliveries.png and docs/admin-subscription.png: seed_demo's events, delivered or dead-lettered."""
+    from supervisors.models import Delivery, Subscription
+    from supervisors.services.notifications import deliver_due_notifications, dispatch_new_events
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.NOTIFICATIONS_RETRY_FOR_SECONDS = 0  # the unreachable webhook's deliveries are dead letters at once
+    User.objects.create_superuser("boss", password="pw")
+    Subscription.objects.create(name="on-call email", email="oncall@example.com", event_types=["question_asked"])
+    hook = Subscription.objects.create(
+        name="chat bridge (down)", webhook_url="http://127.0.0.1:9/makima", event_types=["question_asked", "stale"]
+    )
+    seed_demo()
+    from supervisors.services.questions import add_supervisor_pending_question
+
+    texts = ["Deploy the migration to production now?", "Use the staging database for the backfill?", "Ship it?"]
+    for supervisor, text in zip(
+        SupervisorState.objects.exclude(state="completed").order_by("contract__name")[:3], texts, strict=False
+    ):
+        add_supervisor_pending_question(supervisor.contract_id, {"question": text, "choices": ["yes", "no"]})
+    dispatch_new_events()
+    deliver_due_notifications(limit=200)
+    statuses = list(Delivery.objects.values_list("event_type", "status", "last_error"))
+    assert {"dead", "delivered"} <= {s for _, s, _ in statuses}, statuses
+    context = browser.new_context(base_url=live_http.url, viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    login(page, "boss")
+    for name, url in {
+        "admin-deliveries.png": "/admin/supervisors/delivery/",
+        "admin-subscription.png": f"/admin/supervisors/subscription/{hook.pk}/change/",
+    }.items():
+        page.goto(url)
+        page.screenshot(path=str(DOCS / name), full_page=True)
+    context.close()

@@ -37,6 +37,8 @@ DATABASE_BACKEND = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 @pytest.mark.django_db
 def test_the_scheduler_enqueues_the_watchdog_once_per_interval(settings, django_capture_on_commit_callbacks):
     settings.WATCHDOG_INTERVAL_SECONDS = 15
+    # The notification jobs (every 5 s) are not the subject here: not due within the test's 16 s.
+    settings.NOTIFICATIONS_DISPATCH_INTERVAL_SECONDS = settings.NOTIFICATIONS_DELIVER_INTERVAL_SECONDS = 3600
     orphans = fleet(crashed_daemon(), ["working"], "orphan")
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):  # jobs are enqueued on commit
