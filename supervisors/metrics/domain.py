@@ -5,7 +5,7 @@ answers the same, restorations done by a job worker or a command count as much
 as the API's, and no multiprocess bookkeeping is needed. Each source below is
 one small function; :data:`DOMAIN_SOURCES` lists them and :data:`QUERIES_PER_SCRAPE`
 is how many statements they send together (asserted by the tests). To add a
-figure (e.g. the outbox's backlog and dead letters), write a source that sends
+figure (as the outbox's backlog and dead letters were), write a source that sends
 its statement(s) and returns its metric families, add it to ``DOMAIN_SOURCES``
 and raise ``QUERIES_PER_SCRAPE``: nothing else changes.
 
@@ -32,18 +32,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Min, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisors.enums import RestorationOutcome, RestorationSource, SupervisorStatus
-from supervisors.models import Daemon, RestorationLog, WatchdogRun
+from supervisors.enums import DeliveryStatus, RestorationOutcome, RestorationSource, SupervisorStatus
+from supervisors.models import Daemon, DaemonEvent, Delivery, RestorationLog, SupervisorEvent, WatchdogRun
 from supervisors.services.claims import CLAIM_REASON
 from supervisors.services.ownership import daemon_gone_q
 
@@ -236,6 +238,53 @@ def job_queue_figures(now: datetime) -> list[Metric]:
     return [depth, age]
 
 
+# --- notifications: the outbox and the deliveries (docs/notifications.md) -------------------------
+
+
+def outbox_figures(now: datetime) -> list[Metric]:
+    """Events not yet dispatched, deliveries waiting (and the oldest's age), dead letters: one statement.
+
+    Every count reads a partial index (undispatched events, pending and dead deliveries), so the cost
+    follows the backlog, not the history kept.
+    """
+    events = SupervisorEvent._meta.db_table
+    daemon_events = DaemonEvent._meta.db_table
+    deliveries = Delivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT count(*) FROM {events} WHERE dispatched_at IS NULL), "
+            f"(SELECT count(*) FROM {daemon_events} WHERE dispatched_at IS NULL), "
+            f"(SELECT count(*) FROM {deliveries} WHERE status = %s), "
+            f"(SELECT min(created_at) FROM {deliveries} WHERE status = %s), "
+            f"(SELECT count(*) FROM {deliveries} WHERE status = %s)",
+            [DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.DEAD],
+        )
+        supervisor_backlog, daemon_backlog, pending, oldest, dead = cursor.fetchone()
+    if isinstance(oldest, str):  # SQLite returns the text it stores: UTC, without a zone
+        oldest = parse_datetime(oldest)
+        oldest = oldest.replace(tzinfo=UTC) if oldest is not None and oldest.tzinfo is None else oldest
+    return [
+        GaugeMetricFamily(
+            "makima_outbox_undispatched_events",
+            "Events written but not yet fanned out to subscriptions (the dispatcher is behind or stopped).",
+            value=supervisor_backlog + daemon_backlog,
+        ),
+        GaugeMetricFamily(
+            "makima_notifications_pending", "Notification deliveries waiting to be sent or retried.", value=pending
+        ),
+        GaugeMetricFamily(
+            "makima_notifications_oldest_pending_age_seconds",
+            "How long the oldest waiting delivery has waited since it was made (a receiver down, workers stopped).",
+            value=max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
+        ),
+        GaugeMetricFamily(
+            "makima_notifications_dead_letters",
+            "Deliveries given up after NOTIFICATIONS_RETRY_FOR_SECONDS, waiting for staff to retry or discard.",
+            value=dead,
+        ),
+    ]
+
+
 # --- the collector --------------------------------------------------------------------------------
 
 #: (name, source): every figure /metrics reads from the database. One place to add a figure.
@@ -245,12 +294,13 @@ DOMAIN_SOURCES: tuple[tuple[str, Callable[[datetime], list[Metric]]], ...] = (
     ("restorations", restoration_figures),
     ("watchdog", watchdog_figures),
     ("jobs", job_queue_figures),
+    ("notifications", outbox_figures),
 )
 
-#: Statements one scrape sends: 1 + 1 + 1 + 2 + 1 (tests/metrics assert it). When the supervisor figures
+#: Statements one scrape sends: 1 + 1 + 1 + 2 + 1 + 1 (tests/metrics assert it). When the supervisor figures
 #: are due for a refresh, one more (claiming the refresh) and the job's enqueueing (one INSERT with the
 #: database job backend); when there are none yet or they are too old, they are computed in the scrape.
-QUERIES_PER_SCRAPE = 6
+QUERIES_PER_SCRAPE = 7
 
 
 class DomainCollector(Collector):

@@ -104,6 +104,8 @@ class Delivery(models.Model):
                 condition=models.Q(status="pending"),
                 name="deliveries_due",
             ),
+            # /metrics counts dead letters at every scrape: over these rows only, not the delivered history.
+            models.Index(fields=["created_at"], condition=models.Q(status="dead"), name="deliveries_dead"),
             models.Index(
                 fields=["subscription", "order_key", "sequence"],
                 condition=models.Q(status="pending"),

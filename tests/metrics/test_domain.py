@@ -227,3 +227,29 @@ def test_questions_whose_date_cannot_be_read_are_counted_but_not_dated(db, scrap
     assert value(samples, "makima_pending_questions") == len(questions)
     expected = (timezone.now() - datetime(2024, 2, 29, 11, 0, tzinfo=UTC)).total_seconds()
     assert value(samples, "makima_pending_question_oldest_age_seconds") == pytest.approx(expected, abs=5)
+
+
+def test_outbox_backlog_pending_deliveries_and_dead_letters_agree_with_the_database(db, scrape):
+    from supervisors.models import Delivery, Subscription, SupervisorEvent
+    from supervisors.services.notifications import dispatch_new_events
+    from supervisors.services.questions import add_supervisor_pending_question
+
+    hook = Subscription.objects.create(name="hook", webhook_url="http://127.0.0.1:9/x")
+    supervisors = [make_supervisor(make_contract(f"asks {n}")) for n in range(3)]
+    for supervisor in supervisors:
+        add_supervisor_pending_question(supervisor.contract_id, {"question": "Ship?", "choices": ["yes", "no"]})
+    samples = scrape()
+    undispatched = SupervisorEvent.objects.filter(dispatched_at__isnull=True).count()
+    assert undispatched >= 3
+    assert value(samples, "makima_outbox_undispatched_events") == undispatched
+    assert value(samples, "makima_notifications_pending") == 0
+    dispatch_new_events()
+    pending = Delivery.objects.filter(subscription=hook, status="pending")
+    assert pending.count() == 3
+    Delivery.objects.filter(pk=pending.first().pk).update(status="dead")
+    Delivery.objects.filter(status="pending").update(created_at=timezone.now() - timedelta(minutes=9))
+    samples = scrape()
+    assert value(samples, "makima_outbox_undispatched_events") == 0
+    assert value(samples, "makima_notifications_pending") == 2
+    assert value(samples, "makima_notifications_dead_letters") == 1
+    assert value(samples, "makima_notifications_oldest_pending_age_seconds") == pytest.approx(9 * 60, abs=30)
