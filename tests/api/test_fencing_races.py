@@ -301,7 +301,6 @@ def test_a_takeover_right_after_the_owners_resume_always_succeeds(alpha, beta):
 
 
 def test_a_batch_heartbeat_from_before_a_resume_never_undoes_it(alpha):
-    written_first = 0
     for number in range(ROUNDS):
         question = make_question(f"pending in round {number}")
         supervisor = make_supervisor(
@@ -326,7 +325,16 @@ def test_a_batch_heartbeat_from_before_a_resume_never_undoes_it(alpha):
         def stale_batch(item=item):
             return client_of(alpha).post(HEARTBEAT_URL, {"status": "connected", "supervisors": [item]}, format="json")
 
-        beaten, resumed = run_together(stale_batch, lambda supervisor=supervisor: resume(alpha, supervisor.contract_id))
+        if number % 3 == 2:
+            # Every third round the stale heartbeat surely comes after the resume (which order a race takes
+            # depends on the machine: through PgBouncer on a busy CI machine the heartbeat won all 30).
+            resumed = resume(alpha, supervisor.contract_id)
+            beaten = stale_batch()
+            assert str(supervisor.contract_id) in beaten.json()["supervisorsNotUpdated"], beaten.json()
+        else:
+            beaten, resumed = run_together(
+                stale_batch, lambda supervisor=supervisor: resume(alpha, supervisor.contract_id)
+            )
 
         assert beaten.status_code == 200, beaten.content
         assert resumed.status_code == 200, resumed.content
@@ -338,5 +346,3 @@ def test_a_batch_heartbeat_from_before_a_resume_never_undoes_it(alpha):
         written = str(supervisor.contract_id) not in beaten.json()["supervisorsNotUpdated"]
         # Written only if it came first; then the resume saw it, and set the state after it.
         assert written == (row.current_activity == marker) == (marker in json.dumps(resumed.json())), where
-        written_first += written
-    assert written_first < ROUNDS  # some heartbeats did arrive after the resume
