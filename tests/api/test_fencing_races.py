@@ -4,8 +4,9 @@ Each round builds a fresh supervisor, releases two requests at once with a
 ``threading.Barrier`` and then reads the database: the status codes alone
 prove nothing, the rows must show that no write landed after a takeover
 committed. The order the two requests commit in is left to the race; every
-round checks the outcome that order implies, so both orders are covered
-across the rounds without any timing window.
+round checks the outcome that order implies; every third round runs the
+write surely after the takeover, so both orders are covered whatever the
+machine's speed, without any timing window.
 
 How "landed after the takeover" is told apart from "landed before it": every
 write of the old owner carries a marker of its own (an activity, a phase, a
@@ -218,7 +219,16 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(alpha, beta, settings,
         rnd = prepare_round(alpha, kind, number)
         write = old_owner_write(alpha, kind, rnd, with_epoch=number % 2 == 0)
         contract = rnd.supervisor.contract_id
-        written, takeover = run_together(write, lambda contract=contract: resume(beta, contract, "task_reassignment"))
+        after = number % 3 == 2
+        if after:
+            # Every third round the write surely comes after the takeover: which order a race takes is the
+            # machine's (through PgBouncer on a busy machine the write can win every round).
+            takeover = resume(beta, contract, "task_reassignment")
+            written = write()
+        else:
+            written, takeover = run_together(
+                write, lambda contract=contract: resume(beta, contract, "task_reassignment")
+            )
 
         assert takeover.status_code == 200, takeover.content
         context = takeover.json()
@@ -235,6 +245,7 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(alpha, beta, settings,
         # A write that was acknowledged committed before the takeover (its restoration saw it);
         # a refused one changed nothing. A write in the row that the takeover did not see landed after it.
         assert landed == in_row, f"{where}: told landed={landed}, in the database {in_row}"
+        assert not (after and landed), f"{where}: a write after the takeover landed"
         assert landed or not marker_in_checkpoints(rnd), f"{where}: a refused write left a checkpoint"
         if kind == "ack":  # an answer the old owner did not acknowledge waits for the new owner
             waiting = client_of(beta).get(url(rnd.supervisor.contract_id, "answers/")).json()
@@ -243,7 +254,6 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(alpha, beta, settings,
         assert in_row == seen, f"{where}: in the database {in_row}, seen by the takeover {seen}"
         outcomes["landed first" if landed else "refused"] += 1
     print(f"{kind}: {outcomes}")  # with -s: how the rounds fell
-    assert outcomes["refused"] > 0, outcomes  # the race was run: some writes came after the takeover
 
 
 # --- (b) the owner sends only supervisor heartbeats: its lease holds -----------------------------------
