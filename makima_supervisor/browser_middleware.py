@@ -41,6 +41,10 @@ def is_daemon_api_request(request: HttpRequest) -> bool:
     )
 
 
+#: The header value live.js sends with its background re-reads of an admin page.
+LIVE_REFRESH = "sv-live"
+
+
 class _BrowserOnly:
     """Mixed in before a middleware class: a daemon's API call goes straight to the next layer."""
 
@@ -78,4 +82,9 @@ class MessageMiddleware(_BrowserOnly, messages.MessageMiddleware):
         stored = getattr(request, "_messages", None)
         if isinstance(stored, SimpleLazyObject) and stored._wrapped is empty:
             return response
+        if request.headers.get("X-Requested-With") == LIVE_REFRESH:
+            # The admin's live refresh (supervisors/static/supervisors/live.js) re-reads the page in the
+            # background: rendering it must not use up the messages meant for the page staff go to next
+            # ("restored", "answered"), or a refresh that crosses a form's redirect swallows them.
+            stored.used = False
         return super().process_response(request, response)
