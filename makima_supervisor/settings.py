@@ -351,6 +351,12 @@ METRICS_SNAPSHOT_MAX_AGE_SECONDS = env.int("METRICS_SNAPSHOT_MAX_AGE_SECONDS", d
 #: The window of the *_recent gauges (restorations, claims, watchdog runs), in seconds.
 METRICS_RECENT_WINDOW_SECONDS = env.int("METRICS_RECENT_WINDOW_SECONDS", default=3600)
 
+# --- The admin's needs-attention page (supervisors/attention.py) -------------------------------
+#: Its stored answer is recomputed by the refresh_attention job when the page finds it older than this.
+ATTENTION_REFRESH_SECONDS = env.int("ATTENTION_REFRESH_SECONDS", default=10)
+#: Older than this (no job worker ran the refresh), the page recomputes it itself before answering.
+ATTENTION_MAX_AGE_SECONDS = env.int("ATTENTION_MAX_AGE_SECONDS", default=120)
+
 # --- Notifications (issue 17, item 1; docs/notifications.md) ---------------------------------
 #: Where the links in notifications point ("answer it in the admin"): this service's public URL.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")

@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 # Jobs run in the test's own process at once; the tests of real workers switch to the database backend.
 os.environ.setdefault("TASKS_BACKEND", "immediate")
+# The needs-attention page recomputes its stored answer on every view, so a test sees what it just
+# changed; the tests of the stored answer and its refresh job set a longer age.
+os.environ.setdefault("ATTENTION_MAX_AGE_SECONDS", "0")
 
 from makima_supervisor.settings import *  # noqa: F403
 

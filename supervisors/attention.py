@@ -1,10 +1,21 @@
 """Which supervisors need a person or a restore, how badly, and why: the admin's needs-attention page.
 
 Membership and order are decided by the database in one expression
-(``attention_queryset``), so the page costs the same few queries over ten
-supervisors or a million. The words of the "why" column are written in Python
-for the rows of one page only, with their saved state validated in the
-batched way restorations use (``load_worlds``: a fixed number of queries).
+(``attention_queryset``). Evaluating it means reading every supervisor (the
+columns it depends on are the ones heartbeats rewrite, so no index may serve
+it, and time passing changes the answer), which at a million supervisors takes
+seconds: so a job (``refresh_attention``, asked for by the page when its figures
+are older than ``ATTENTION_REFRESH_SECONDS``) stores the answer in the small,
+indexed ``supervisor_attention`` table in one set-based statement that writes
+only the rows that changed. The page reads one page of that table through its
+index and re-evaluates those rows live, so a row's "why" is never older than
+the request, and a supervisor restored since the refresh drops out at once.
+When the stored answer is older than ``ATTENTION_MAX_AGE_SECONDS`` (no job
+worker) the page refreshes it itself: slower at a large table, never stale.
+
+The words of the "why" column are written in Python for the rows of one page
+only, with their saved state validated in the batched way restorations use
+(``load_worlds``: a fixed number of queries).
 """
 
 from __future__ import annotations
@@ -12,18 +23,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.timesince import timesince
 
 from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
-from supervisors.models import SupervisorState
+from supervisors.models import MetricsSnapshot, SupervisorAttention, SupervisorState
 from supervisors.selectors import stale_q
 from supervisors.services.ownership import is_daemon_gone, orphaned_q
 from supervisors.services.validation import conversation_checks, load_worlds, validate_with_world
+from supervisors.snapshots import request_refresh
 from supervisors.validators import parse_aware_datetime
 
 
@@ -87,30 +101,154 @@ def _conditions(now: datetime) -> list[tuple[AttentionKind, Q]]:
     ]
 
 
-def attention_queryset(now: datetime | None = None, kind: AttentionKind | None = None) -> QuerySet[SupervisorState]:
-    """Supervisors needing attention, annotated with ``attention`` (a severity), worst and longest-silent first."""
-    now = now or timezone.now()
+def _annotated(now: datetime) -> QuerySet[SupervisorState]:
+    """Every supervisor with ``attention``: the severity of the first kind it matches, or None."""
     severity = Case(
         *(When(condition, then=Value(k.severity)) for k, condition in _conditions(now)),
         default=Value(None),
         output_field=IntegerField(),
     )
-    rows = (
+    return (
         SupervisorState.objects.annotate(attention=severity)
-        .filter(attention__isnull=False)
         .defer("conversation_history")
         .select_related("contract", "task__daemon")
     )
+
+
+def attention_queryset(now: datetime | None = None, kind: AttentionKind | None = None) -> QuerySet[SupervisorState]:
+    """Supervisors needing attention, annotated with ``attention`` (a severity), worst and longest-silent first.
+
+    Evaluated over the whole table: what the refresh stores, and what tests compare the page with.
+    """
+    rows = _annotated(now or timezone.now()).filter(attention__isnull=False)
     if kind is not None:
         rows = rows.filter(attention=kind.severity)
     return rows.order_by("attention", "last_activity", "id")
 
 
 def attention_counts(now: datetime | None = None) -> dict[AttentionKind, int]:
-    """How many supervisors need attention per kind, in one GROUP BY."""
+    """How many supervisors need attention per kind, in one GROUP BY over the whole table."""
     rows = attention_queryset(now).order_by().values("attention").annotate(n=Count("id"))
-    counts = {row["attention"]: row["n"] for row in rows}
+    return _by_kind({row["attention"]: row["n"] for row in rows})
+
+
+def _by_kind(counts: dict[int, int]) -> dict[AttentionKind, int]:
     return {kind: counts.get(kind.severity, 0) for kind in KINDS}
+
+
+# --- The stored answer: supervisor_attention, refreshed by a job -----------------------------------
+
+SNAPSHOT = "attention"
+#: Refreshes are serialised on PostgreSQL (two upserts over the same rows in different orders deadlock).
+_LOCK_KEY = 0x6D616B696D61_0A
+
+
+@dataclass(frozen=True)
+class AttentionSnapshot:
+    """The last refresh: how many supervisors per kind, and when it was computed."""
+
+    counts: dict[AttentionKind, int]
+    computed_at: datetime
+    duration_ms: int
+
+
+def refresh_attention(now: datetime | None = None) -> AttentionSnapshot:
+    """Recompute ``supervisor_attention`` and its counts in one transaction; only changed rows are written."""
+    now = now or timezone.now()
+    started = timezone.now()
+    select, params = (
+        _annotated(now)
+        .filter(attention__isnull=False)
+        .order_by()
+        .values_list("id", "attention", "last_activity")
+        .query.sql_with_params()
+    )
+    with without_jit(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+            cursor.execute(
+                f"""
+WITH computed (id, severity, since) AS MATERIALIZED ({select}),
+removed AS (
+    DELETE FROM supervisor_attention a WHERE NOT EXISTS (SELECT 1 FROM computed c WHERE c.id = a.supervisor_id)
+)
+INSERT INTO supervisor_attention (supervisor_id, severity, since)
+SELECT id, severity, since FROM computed
+ON CONFLICT (supervisor_id) DO UPDATE SET severity = EXCLUDED.severity, since = EXCLUDED.since
+WHERE supervisor_attention.severity <> EXCLUDED.severity OR supervisor_attention.since <> EXCLUDED.since
+""",
+                params,
+            )
+        else:  # SQLite: no data-modifying CTE; two statements in the same transaction
+            cursor.execute(
+                f"DELETE FROM supervisor_attention WHERE supervisor_id NOT IN (SELECT id FROM ({select}))", params
+            )
+            cursor.execute(
+                f"""
+INSERT INTO supervisor_attention (supervisor_id, severity, since)
+SELECT * FROM ({select}) WHERE true
+ON CONFLICT (supervisor_id) DO UPDATE SET severity = excluded.severity, since = excluded.since
+WHERE supervisor_attention.severity <> excluded.severity OR supervisor_attention.since <> excluded.since
+""",
+                params,
+            )
+        counts = dict(SupervisorAttention.objects.order_by().values_list("severity").annotate(n=Count("supervisor_id")))
+        snapshot = AttentionSnapshot(
+            counts=_by_kind(counts),
+            computed_at=now,
+            duration_ms=round((timezone.now() - started).total_seconds() * 1000),
+        )
+        MetricsSnapshot.objects.bulk_create(
+            [
+                MetricsSnapshot(
+                    name=SNAPSHOT,
+                    figures={str(k): n for k, n in counts.items()},
+                    computed_at=now,
+                    duration_ms=snapshot.duration_ms,
+                    refresh_requested_at=None,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["name"],
+            update_fields=["figures", "computed_at", "duration_ms", "refresh_requested_at"],
+        )
+    return snapshot
+
+
+def refresh_attention_if_due() -> AttentionSnapshot | None:
+    """The job's entry: refresh unless another run just did (jobs queued while no worker ran pile up)."""
+    fresh_since = timezone.now() - timedelta(seconds=settings.ATTENTION_REFRESH_SECONDS / 2)
+    if MetricsSnapshot.objects.filter(name=SNAPSHOT, computed_at__gte=fresh_since).exists():
+        return None
+    return refresh_attention()
+
+
+def current_attention(now: datetime) -> AttentionSnapshot:
+    """The stored answer for the page, asking for a refresh when due, refreshing here when too old."""
+    from supervisors import jobs
+
+    row = MetricsSnapshot.objects.filter(name=SNAPSHOT).values("figures", "computed_at", "duration_ms").first()
+    if row is None or now - row["computed_at"] > timedelta(seconds=settings.ATTENTION_MAX_AGE_SECONDS):
+        return refresh_attention(now)
+    if now - row["computed_at"] >= timedelta(seconds=settings.ATTENTION_REFRESH_SECONDS):
+        request_refresh(SNAPSHOT, jobs.refresh_attention.enqueue, now, settings.ATTENTION_REFRESH_SECONDS)
+    counts = {int(k): int(n) for k, n in row["figures"].items()}
+    return AttentionSnapshot(_by_kind(counts), row["computed_at"], row["duration_ms"])
+
+
+def stored_page_ids(kind: AttentionKind | None) -> QuerySet:
+    """The stored order's supervisor ids (sliced by the paginator: one index range scan per page)."""
+    entries = SupervisorAttention.objects.order_by("severity", "since", "supervisor_id")
+    if kind is not None:
+        entries = entries.filter(severity=kind.severity)
+    return entries.values_list("supervisor_id", flat=True)
+
+
+def live_rows(ids: Sequence[Any], now: datetime) -> tuple[list[SupervisorState], int]:
+    """The page's supervisors re-evaluated now, in the stored order; and how many no longer need attention."""
+    found = {s.pk: s for s in _annotated(now).filter(pk__in=list(ids))}
+    rows = [found[pk] for pk in ids if pk in found and found[pk].attention is not None]
+    return rows, len(ids) - len(rows)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,17 @@ def refresh_metrics() -> dict[str, int]:
 
 
 @task()
+def refresh_attention() -> dict[str, int]:
+    """Recompute the needs-attention index (one pass over supervisor_states); the page asks for it."""
+    from supervisors.attention import refresh_attention_if_due
+
+    snapshot = refresh_attention_if_due()
+    if snapshot is None:
+        return {"skipped": 1}  # another run refreshed it moments ago
+    return {"duration_ms": snapshot.duration_ms, "supervisors": sum(snapshot.counts.values())}
+
+
+@task()
 def dispatch_notifications() -> dict[str, int]:
     """Fan the new events out to the matching subscriptions as deliveries (periodic; the notifications service)."""
     from supervisors.services.notifications import dispatch_new_events

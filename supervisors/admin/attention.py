@@ -11,9 +11,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from supervisors.attention import BY_KEY, KINDS, attention_counts, attention_queryset, explain, without_jit
+from supervisors.attention import BY_KEY, KINDS, current_attention, explain, live_rows, stored_page_ids, without_jit
 
-from .display import state_badge
+from .display import state_badge, when
 
 if TYPE_CHECKING:
     from .supervisor import SupervisorStateAdmin
@@ -26,14 +26,15 @@ def attention_view(model_admin: SupervisorStateAdmin, request: HttpRequest) -> T
         raise PermissionDenied
     now = timezone.now()
     kind = BY_KEY.get(request.GET.get("kind", ""))
+    stored = current_attention(now)
+    # The total is the stored count: the paginator does not count again.
+    total = stored.counts[kind] if kind else sum(stored.counts.values())
+    paginator = Paginator(stored_page_ids(kind), ROWS_PER_PAGE)
+    paginator.count = total
+    page = paginator.get_page(request.GET.get("page"))
     with without_jit():
-        counts = attention_counts(now)
-        # The total is the sum of the counts already read: the paginator does not count again.
-        total = counts[kind] if kind else sum(counts.values())
-        paginator = Paginator(attention_queryset(now, kind), ROWS_PER_PAGE)
-        paginator.count = total
-        page = paginator.get_page(request.GET.get("page"))
-        explained = explain(list(page.object_list), now)
+        supervisors, resolved = live_rows(list(page.object_list), now)
+        explained = explain(supervisors, now)
     here = reverse("admin:supervisors_supervisorstate_attention")
     rows = [
         {
@@ -52,7 +53,11 @@ def attention_view(model_admin: SupervisorStateAdmin, request: HttpRequest) -> T
         "rows": rows,
         "page": page,
         "total": total,
-        "kinds": [{"kind": k, "count": counts[k], "url": f"{here}?kind={k.key}", "selected": k == kind} for k in KINDS],
+        "resolved": resolved,
+        "computed_at": when(stored.computed_at),
+        "kinds": [
+            {"kind": k, "count": stored.counts[k], "url": f"{here}?kind={k.key}", "selected": k == kind} for k in KINDS
+        ],
         "all_url": here,
         "kind": kind,
         "now": now,

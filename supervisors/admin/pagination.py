@@ -1,10 +1,12 @@
 """Counting a 100,000-row changelist without ``COUNT(*)`` over the whole table.
 
 The unfiltered supervisor list on PostgreSQL takes its total from the planner's
-statistics (``pg_class.reltuples``); the page says the figure is an estimate.
-Below ``settings.ADMIN_EXACT_COUNT_BELOW`` rows (default 10,000), or on SQLite,
-or once a filter or search narrows the list, the count is exact: then it is
-cheap, or it is what the user asked to know.
+statistics (``pg_class.reltuples``), a filtered or searched one from the
+planner's estimate of that query (``EXPLAIN``, nothing run); the page says the
+figure is an estimate. When the planner expects fewer than
+``settings.ADMIN_EXACT_COUNT_BELOW`` rows (default 10,000), or on SQLite, the
+count is exact: then it is cheap. At a million supervisors an exact count of
+"state = working" alone reads a quarter of the table (bench/admin_bench.py).
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
-from supervisors.selectors import estimated_row_count
+from supervisors.selectors import estimated_query_rows, estimated_row_count
 
 DEFAULT_EXACT_COUNT_BELOW = 10_000
 
 
 def estimated_count(queryset: QuerySet) -> int | None:
-    """The planner's estimate when ``queryset`` is the whole table and large; None means count exactly."""
+    """The planner's estimate when ``queryset`` is large; None means count exactly."""
     if queryset.query.where:
-        return None
-    estimate = estimated_row_count(queryset.model._meta.db_table)
+        estimate = estimated_query_rows(queryset)
+    else:
+        estimate = estimated_row_count(queryset.model._meta.db_table)
     threshold = getattr(settings, "ADMIN_EXACT_COUNT_BELOW", DEFAULT_EXACT_COUNT_BELOW)
     if estimate is None or estimate < threshold:
         return None

@@ -81,10 +81,11 @@ class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
     )
     list_display_links = ("contract_name",)
     list_filter = ("state", "phase", "restoration_source", PendingQuestionsFilter, StaleFilter)
-    search_fields = ("contract__name", "current_activity", "error_message")
+    # Not current_activity: heartbeats rewrite it, so it may not be indexed (HOT updates), and an
+    # unindexed substring search reads the whole table (1.35 s at a million rows, bench/admin_bench.py).
+    search_fields = ("contract__name", "error_message")
     search_help_text = (
-        "Contract name, current activity or error message, or a daemon's exact name; "
-        "or a contract, task, supervisor or daemon id."
+        "Contract name or error message, or a daemon's exact name; or a contract, task, supervisor or daemon id."
     )
     raw_id_fields = ("contract", "task")
     list_select_related = ("contract",)
@@ -93,7 +94,10 @@ class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
     # Facet counts run one COUNT per filter choice over the list: not on 100,000 rows.
     show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
-    ordering = ("-last_activity",)
+    # By contract name, read from an index: last activity is rewritten by every heartbeat and cannot be
+    # indexed, so sorting by it reads and sorts the whole table (183-302 ms at a million rows). Who went
+    # silent first is the needs-attention page's order; the column still sorts on a click.
+    ordering = ("contract__name", "contract_id")
     actions = ACTIONS
     fieldsets = (
         (None, {"fields": ("contract_link", "task_link", "state_display", "phase", "progress_display")}),
@@ -158,14 +162,10 @@ class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
         if daemon is not None:
             return queryset.filter(task_id__in=Task.objects.filter(daemon_id=daemon).values("id")), False
         if wanted is None:
-            # Contract names go in a sub-select: an OR across the join would make
-            # PostgreSQL join all 100,000 rows before filtering (2x slower, measured).
+            # Contract names go in a sub-select: an OR across the join would make PostgreSQL join
+            # every row before filtering. Both conditions read a trigram index (migration 0015).
             matching_contracts = Contract.objects.filter(name__icontains=term).values("id")
-            condition = (
-                Q(contract_id__in=matching_contracts)
-                | Q(current_activity__icontains=term)
-                | Q(error_message__icontains=term)
-            )
+            condition = Q(contract_id__in=matching_contracts) | Q(error_message__icontains=term)
         else:
             condition = Q(contract_id=wanted) | Q(task_id=wanted) | Q(id=wanted)
         return queryset.filter(condition), False

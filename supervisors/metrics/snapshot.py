@@ -25,11 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from supervisors import snapshots
 from supervisors.enums import ACTIVE_STATES
 from supervisors.models import MetricsSnapshot
 from supervisors.selectors import stale_threshold
@@ -58,7 +58,8 @@ SELECT s.state,
                 THEN 1 ELSE 0 END),
        count(e.key),
        sum(CASE WHEN e.key = 0 THEN 1 ELSE 0 END),
-       min(CASE WHEN e.type = 'object' THEN julianday(json_extract(e.value, '$.askedAt')) END)
+       min(CASE WHEN e.type = 'object' AND json_type(e.value, '$.askedAt') = 'text'
+                THEN julianday(json_extract(e.value, '$.askedAt')) END)
 FROM supervisor_states s
 LEFT JOIN json_each(CASE WHEN json_type(s.pending_questions) = 'array' THEN s.pending_questions ELSE '[]' END) e
 GROUP BY s.state
@@ -104,7 +105,10 @@ class SupervisorFigures:
 def _as_datetime(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
-    return datetime.fromtimestamp((float(value) - 2440587.5) * 86400, tz=UTC)  # a Julian day (SQLite)
+    try:
+        return datetime.fromtimestamp((float(value) - 2440587.5) * 86400, tz=UTC)  # a Julian day (SQLite)
+    except (ValueError, OverflowError, OSError):
+        return None  # a date SQLite reads but Python cannot hold (year 0 and before): counted, not dated
 
 
 def compute_supervisor_figures(now: datetime | None = None) -> SupervisorFigures:
@@ -185,10 +189,4 @@ def request_refresh(now: datetime) -> bool:
     """Enqueue the refresh job unless another scrape just did (a request not served in a while is renewed)."""
     from supervisors import jobs
 
-    renew_before = now - timedelta(seconds=max(60, 4 * settings.METRICS_REFRESH_SECONDS))
-    claimed = MetricsSnapshot.objects.filter(
-        Q(refresh_requested_at__isnull=True) | Q(refresh_requested_at__lt=renew_before), name=NAME
-    ).update(refresh_requested_at=now)
-    if claimed:
-        transaction.on_commit(jobs.refresh_metrics.enqueue)
-    return bool(claimed)
+    return snapshots.request_refresh(NAME, jobs.refresh_metrics.enqueue, now, settings.METRICS_REFRESH_SECONDS)

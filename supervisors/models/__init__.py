@@ -4,7 +4,7 @@ from .access import DaemonApiKey, IdempotencyKey, RateCounter
 from .events import DaemonEvent, SupervisorEvent
 from .history import ConversationSnapshot, QuestionAnswer, RestorationLog, SupervisorCheckpoint
 from .jobs import PeriodicJob, RestoreJob, RestoreJobItem, WatchdogRun
-from .metrics import MetricsSnapshot
+from .metrics import MetricsSnapshot, SupervisorAttention
 from .notifications import Delivery, Subscription
 from .supervisor import HEARTBEAT_COLUMNS, HEAVY_COLUMNS, SupervisorState
 from .world import Contract, Daemon, Task
@@ -27,6 +27,7 @@ __all__ = [
     "RestoreJob",
     "RestoreJobItem",
     "Subscription",
+    "SupervisorAttention",
     "SupervisorCheckpoint",
     "SupervisorEvent",
     "SupervisorState",

@@ -25,3 +25,37 @@ class MetricsSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} figures of {self.computed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SupervisorAttention(models.Model):
+    """One supervisor needing attention, as the last refresh found it: the needs-attention page's index.
+
+    Which supervisors need a person depends on columns heartbeats rewrite many
+    times a minute (``state``, ``last_activity``) and on time passing, so no
+    index on ``supervisor_states`` can serve the page without costing every
+    heartbeat its HOT update. A job recomputes this table in one set-based
+    statement (``supervisors/attention.py``), writing only rows that changed;
+    the page reads one page of it through the index below and re-checks those
+    rows live. No foreign-key constraint: makima deletes supervisors directly,
+    and a row whose supervisor is gone simply drops out of the page's join and
+    of the next refresh.
+    """
+
+    supervisor = models.OneToOneField(
+        "supervisors.SupervisorState",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        primary_key=True,
+        related_name="attention_entry",
+    )
+    #: The attention kind's severity (supervisors/attention.py: 1 most severe).
+    severity = models.SmallIntegerField()
+    #: The supervisor's last activity when computed: within a kind, the longest silent first.
+    since = models.DateTimeField()
+
+    class Meta:
+        db_table = "supervisor_attention"
+        indexes = [models.Index(fields=["severity", "since", "supervisor"], name="supervisor_attention_order")]
+
+    def __str__(self) -> str:
+        return f"attention {self.severity} for {self.supervisor_id}"

@@ -29,6 +29,10 @@ class Contract(models.Model):
     class Meta:
         db_table = "contracts"
         ordering = ["name"]
+        # The supervisor list's default order (contract name) reads this index instead of sorting a
+        # million rows; contracts are not written by heartbeats. Trigram indexes for searching
+        # names and error messages are PostgreSQL-only (migration 0015).
+        indexes = [models.Index(fields=["name", "id"], name="contracts_name_idx")]
 
     def __str__(self) -> str:
         return self.name

@@ -20,7 +20,6 @@ in the row but not in that answer.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -37,6 +35,7 @@ from supervisors.models import Daemon, QuestionAnswer, RestorationLog, Superviso
 from supervisors.services.actors import Actor
 from supervisors.services.questions import clear_pending_question
 from tests.api.conftest import DaemonWithKey, url
+from tests.concurrency import run_together
 from tests.factories import make_contract, make_question, make_supervisor
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
@@ -44,31 +43,6 @@ pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)
 ROUNDS = 30
 HEARTBEAT_URL = "/api/v1/daemons/me/heartbeat/"
 SUPERSEDED_OR_GONE = (404, 409)
-
-
-def run_together(*calls: Callable[[], Any]) -> list[Any]:
-    """Run each call on its own thread (own connection), released together by a barrier; results in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def body(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except BaseException as exc:  # re-raised below, in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=body, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    if errors:
-        raise errors[0]
-    return results
 
 
 def client_of(daemon: DaemonWithKey) -> APIClient:

@@ -9,7 +9,6 @@ ten supervisors or two hundred.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -20,6 +19,7 @@ from django.utils import timezone
 from supervisors.enums import DaemonStatus, TaskStatus
 from supervisors.models import Contract, Daemon, RestorationLog, SupervisorState, Task, WatchdogRun
 from supervisors.services.watchdog import run_watchdog
+from tests.concurrency import run_together
 
 LONG_AGO = timedelta(hours=1)
 
@@ -152,24 +152,7 @@ def test_two_watchdogs_racing_interrupt_each_supervisor_exactly_once():
     for round_ in range(5):
         crashed = crashed_daemon(f"crashed-{round_}")
         orphans = fleet(crashed, ["working", "idle", "initializing", "waiting_for_tasks"] * 100, f"r{round_}")
-        barrier = threading.Barrier(2)
-        reports, errors = [], []
-
-        def watch(barrier: threading.Barrier = barrier, reports: list = reports, errors: list = errors) -> None:
-            try:
-                barrier.wait(timeout=30)
-                reports.append(run_watchdog())
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=watch) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not errors, errors[0]
+        reports = run_together(run_watchdog, run_watchdog)
         assert len(reports) == 2
         assert sum(r.supervisors_interrupted for r in reports) == len(orphans), [
             r.supervisors_interrupted for r in reports

@@ -8,42 +8,20 @@ numbered 1, 2, ... without a gap or a repeat.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.db.models import Count, Max
 from django.utils import timezone
 
 from supervisors.enums import EventKind
 from supervisors.models import SupervisorEvent, SupervisorState
 from supervisors.services.watchdog import run_watchdog
+from tests.concurrency import run_together
 
 from .test_watchdog import crashed_daemon, fleet, live_daemon
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
-
-
-def run_two_watchdogs() -> None:
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def watch() -> None:
-        try:
-            barrier.wait(timeout=30)
-            run_watchdog()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=watch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors[0]
 
 
 def test_two_watchdogs_write_one_interrupted_event_per_supervisor_and_one_stale_event_per_silence(settings):
@@ -59,7 +37,7 @@ def test_two_watchdogs_write_one_interrupted_event_per_supervisor_and_one_stale_
         SupervisorState.objects.filter(pk__in=[s.pk for s in quiet]).update(
             last_activity=timezone.now() - timedelta(minutes=10)
         )
-        run_two_watchdogs()
+        run_together(run_watchdog, run_watchdog)
         all_orphans += orphans
         all_quiet += quiet
         interrupted = SupervisorEvent.objects.filter(kind=EventKind.INTERRUPTED)
