@@ -10,9 +10,12 @@ Run (PostgreSQL; the rows stay in that database for the next run):
         /work/main/.venv/bin/python bench/admin_bench.py [--rows 100000] [--repeat 5]
 
 Prints, per page: median and best time in milliseconds and the number of SQL
-queries; and, measured side by side in the same run, what the admin avoids:
-an exact COUNT(*) against the planner's estimate, and loading the whole 5 MB
-history against the one page of it the supervisor page reads.
+queries; the needs-attention refresh job's pass (first, and again with nothing
+changed); and, measured side by side in the same run, what the admin avoids:
+the whole-table attention expression against the stored page, an exact
+COUNT(*) against the planner's estimate, sorting by last activity against the
+indexed contract-name order, and loading the whole 5 MB history against the
+one page of it the supervisor page reads.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "makima_supervisor.test_settings")
+# The needs-attention page reads its stored answer as in production (the test settings recompute it per view).
+os.environ.setdefault("ATTENTION_MAX_AGE_SECONDS", "86400")
+os.environ.setdefault("ATTENTION_REFRESH_SECONDS", "86400")
 
 import warnings
 
@@ -103,6 +109,17 @@ def seed(rows: int) -> None:
                 )
             SupervisorState.objects.bulk_create(supervisors)
     print(f"seed: {rows - have} supervisors bulk-created in {time.perf_counter() - started:.1f} s")
+
+
+def with_error_messages() -> None:
+    """Failed and blocked bench supervisors carry an error message (what the list's search reads)."""
+    updated = (
+        SupervisorState.objects.filter(state__in=["failed", "blocked"], error_message__isnull=True)
+        .filter(contract__name__startswith=PREFIX)
+        .update(error_message="tool call failed at step 17: the parser test fails")
+    )
+    if updated:
+        print(f"seed: error messages on {updated} failed or blocked supervisors")
 
 
 def big_supervisor() -> SupervisorState:
@@ -193,6 +210,7 @@ def main() -> None:
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
     call_command("migrate", verbosity=0)
     seed(args.rows)
+    with_error_messages()
     big = with_timeline(big_supervisor())
     daemon = busy_daemon()
     if connection.vendor == "postgresql":
@@ -206,7 +224,16 @@ def main() -> None:
             text = cursor.fetchone()[0]
         print(f"5 MB history: {text / 1e6:.1f} MB as JSON text, {stored / 1e6:.1f} MB stored after TOAST compression")
     total = SupervisorState.objects.count()
-    print(f"supervisors in the table: {total}")
+    print(f"supervisors in the table: {total}; load average: {os.getloadavg()}")
+
+    from supervisors.attention import refresh_attention
+
+    first = refresh_attention()
+    again = refresh_attention()
+    print(
+        f"needs-attention refresh (the job's pass): {first.duration_ms} ms, again with nothing changed "
+        f"{again.duration_ms} ms; {sum(again.counts.values())} supervisors need attention"
+    )
 
     setup_test_environment()
     user = User.objects.filter(username="bench-admin").first() or User.objects.create_superuser(
@@ -229,6 +256,7 @@ def main() -> None:
         ("list, has pending questions", f"{listing}?has_questions=yes"),
         ("list, search 'bench-0999'", f"{listing}?q=bench-0999"),
         ("list, search an error message 'step 17'", f"{listing}?q=step+17"),
+        ("list, search a rare contract name 'bench-099999'", f"{listing}?q=bench-099999"),
         ("list, search a daemon by name", f"{listing}?q=bench-daemon-10k"),
         ("supervisor page, 5 MB history, page 1", page),
         ("supervisor page, 5 MB history, page 150", f"{page}?cpage=150"),
@@ -247,7 +275,29 @@ def main() -> None:
         print(f"{label:<44} {median:10.1f} {best:9.1f} {queries:8d} {size / 1024:7.0f}")
 
     print("\nwhat the admin avoids, measured side by side:")
+    from supervisors.attention import attention_queryset, stored_page_ids, without_jit
     from supervisors.selectors import conversation_page, estimated_row_count
+
+    def whole_table_attention() -> None:
+        with without_jit():
+            list(attention_queryset()[:50])
+
+    side_by_side(
+        "needs attention: the expression over every row",
+        whole_table_attention,
+        "needs attention: one page of the stored answer",
+        lambda: list(stored_page_ids(None)[:50]),
+        1,
+    )
+    side_by_side(
+        "list ids sorted by last activity (no index)",
+        lambda: list(SupervisorState.objects.order_by("last_activity").values_list("pk", flat=True)[:50]),
+        "list ids sorted by contract name (indexed)",
+        lambda: list(
+            SupervisorState.objects.order_by("contract__name", "contract_id").values_list("pk", flat=True)[:50]
+        ),
+        args.repeat,
+    )
 
     side_by_side(
         "exact COUNT(*) over supervisor_states",

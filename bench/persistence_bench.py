@@ -150,6 +150,9 @@ def heartbeat_bench(heartbeats: int) -> None:
     print(f"  WAL ratio 5MB/1MB (min): {wal_ratio:.3f} (target: independent of history size)")
     total = upd1 - upd0
     print(f"  HOT updates on supervisor_states: {hot1 - hot0} of {total}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'supervisor_states' ORDER BY 1")
+        print(f"  (indexes on supervisor_states: {', '.join(row[0] for row in cursor.fetchall())})")
 
     for name, s in supervisors.items():
         samples = []

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from supervisors.models import QuestionAnswer, RestorationLog
@@ -66,6 +68,24 @@ def test_dashboard_counts_states_stale_questions_and_restorations(admin_client, 
     assert context["questions"]["questions"] == 1
     assert context["restorations_total"] == 1
     assert 'class="sv-bar"' in response.content.decode()
+
+
+def test_the_dashboard_reads_the_stored_figures_in_a_fixed_number_of_queries(admin_client, settings):
+    for n in range(3):
+        make_supervisor(make_contract(f"c{n}"), state="working")
+    admin_client.get(DASHBOARD)  # no figures yet: computed once and stored
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(DASHBOARD)
+    for n in range(60):
+        make_supervisor(make_contract(f"more {n}"), state="failed")
+    with CaptureQueriesContext(connection) as many:
+        response = admin_client.get(DASHBOARD)
+    assert len(many) == len(few)
+    assert not [q["sql"] for q in many.captured_queries if "supervisor_states" in q["sql"]]
+    assert response.context["total"] == 3  # the stored figures, not a scan per view ...
+    assert "Supervisor figures computed at" in response.content.decode()
+    settings.METRICS_SNAPSHOT_MAX_AGE_SECONDS = 0  # ... until they are too old: then computed again
+    assert admin_client.get(DASHBOARD).context["total"] == 63
 
 
 def test_staff_without_restore_permission_see_pages_but_no_restore(client, viewer, world):
