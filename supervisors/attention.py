@@ -33,9 +33,9 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
-from supervisors.models import MetricsSnapshot, SupervisorAttention, SupervisorState
+from supervisors.models import Daemon, MetricsSnapshot, SupervisorAttention, SupervisorState
 from supervisors.selectors import stale_q
-from supervisors.services.ownership import is_daemon_gone, orphaned_q
+from supervisors.services.ownership import daemon_gone_q, is_daemon_gone
 from supervisors.services.validation import conversation_checks, load_worlds, validate_with_world
 from supervisors.snapshots import request_refresh
 from supervisors.validators import parse_aware_datetime
@@ -92,7 +92,7 @@ def _conditions(now: datetime) -> list[tuple[AttentionKind, Q]]:
             | (Q(task__isnull=True) | Q(task__is_supervisor=False) | ~Q(task__contract_id=F("contract_id")))
             & ~Q(state__in=_SETTLED),
         ),
-        (DAEMON_GONE, orphaned_q(now) & ~Q(state__in=[*_SETTLED, SupervisorStatus.FAILED])),
+        (DAEMON_GONE, _orphaned_on_the_joined_task(now) & ~Q(state__in=[*_SETTLED, SupervisorStatus.FAILED])),
         (FAILED, Q(state=SupervisorStatus.FAILED)),
         (BLOCKED, Q(state=SupervisorStatus.BLOCKED)),
         (STALE, stale_q(now)),
@@ -112,6 +112,20 @@ def _annotated(now: datetime) -> QuerySet[SupervisorState]:
         SupervisorState.objects.annotate(attention=severity)
         .defer("conversation_history")
         .select_related("contract", "task__daemon")
+    )
+
+
+def _orphaned_on_the_joined_task(now: datetime) -> Q:
+    """``ownership.orphaned_q`` read from the supervisor task already joined, not a subquery per row.
+
+    The same rule (the row's own task is its contract's supervisor task, with no
+    daemon or a gone one): evaluated as a correlated EXISTS it ran an index scan
+    per supervisor, most of a refresh's time at a million supervisors. The gone
+    daemons are a small set, hashed once.
+    """
+    gone = Daemon.objects.filter(daemon_gone_q(now)).values("pk")
+    return Q(task__is_supervisor=True, task__contract_id=F("contract_id")) & (
+        Q(task__daemon_id__isnull=True) | Q(task__daemon_id__in=gone)
     )
 
 
@@ -156,42 +170,37 @@ def refresh_attention(now: datetime | None = None) -> AttentionSnapshot:
     """Recompute ``supervisor_attention`` and its counts in one transaction; only changed rows are written."""
     now = now or timezone.now()
     started = timezone.now()
-    select, params = (
-        _annotated(now)
-        .filter(attention__isnull=False)
-        .order_by()
-        .values_list("id", "attention", "last_activity")
-        .query.sql_with_params()
-    )
+    # One read of every supervisor (on PostgreSQL a parallel plan, which a data-modifying statement
+    # cannot have) finds what differs from the stored rows: the supervisors whose kind or last activity
+    # changed (attention set) and those that no longer need attention (NULL). Only those are written:
+    # an upsert of every row, even one that changes nothing, locks (so writes) each of them, 65 s a pass
+    # at a million supervisors. Rows of deleted supervisors went with them (ON DELETE CASCADE).
+    select, params = _annotated(now).order_by().values_list("id", "attention", "last_activity").query.sql_with_params()
     with without_jit(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-            cursor.execute(
-                f"""
-WITH computed (id, severity, since) AS MATERIALIZED ({select}),
-removed AS (
-    DELETE FROM supervisor_attention a WHERE NOT EXISTS (SELECT 1 FROM computed c WHERE c.id = a.supervisor_id)
-)
-INSERT INTO supervisor_attention (supervisor_id, severity, since)
-SELECT id, severity, since FROM computed
-ON CONFLICT (supervisor_id) DO UPDATE SET severity = EXCLUDED.severity, since = EXCLUDED.since
-WHERE supervisor_attention.severity <> EXCLUDED.severity OR supervisor_attention.since <> EXCLUDED.since
+        cursor.execute(
+            f"""
+CREATE TEMPORARY TABLE attention_changes AS
+SELECT c.id, c.attention, c.last_activity
+FROM ({select}) c LEFT JOIN supervisor_attention a ON a.supervisor_id = c.id
+WHERE CASE WHEN c.attention IS NULL THEN a.supervisor_id IS NOT NULL
+           ELSE a.supervisor_id IS NULL OR a.severity <> c.attention OR a.since <> c.last_activity END
 """,
-                params,
-            )
-        else:  # SQLite: no data-modifying CTE; two statements in the same transaction
-            cursor.execute(
-                f"DELETE FROM supervisor_attention WHERE supervisor_id NOT IN (SELECT id FROM ({select}))", params
-            )
-            cursor.execute(
-                f"""
+            params,
+        )
+        cursor.execute(
+            "DELETE FROM supervisor_attention WHERE supervisor_id IN "
+            "(SELECT id FROM attention_changes WHERE attention IS NULL)"
+        )
+        cursor.execute(
+            """
 INSERT INTO supervisor_attention (supervisor_id, severity, since)
-SELECT * FROM ({select}) WHERE true
+SELECT id, attention, last_activity FROM attention_changes WHERE attention IS NOT NULL
 ON CONFLICT (supervisor_id) DO UPDATE SET severity = excluded.severity, since = excluded.since
-WHERE supervisor_attention.severity <> excluded.severity OR supervisor_attention.since <> excluded.since
-""",
-                params,
-            )
+"""
+        )
+        cursor.execute("DROP TABLE attention_changes")
         counts = dict(SupervisorAttention.objects.order_by().values_list("severity").annotate(n=Count("supervisor_id")))
         snapshot = AttentionSnapshot(
             counts=_by_kind(counts),

@@ -209,6 +209,31 @@ def estimated_row_count(table: str) -> int | None:
     return int(row[0])
 
 
+def distinct_phases(limit: int = 100) -> list[str]:
+    """The phases supervisors are in, in order, at most ``limit`` of them (the admin's phase filter).
+
+    ``SELECT DISTINCT phase`` reads the whole table (0.6 s at a million rows);
+    on PostgreSQL the phases are found by walking the phase index one value at
+    a time (a "loose index scan"), one index probe per distinct phase.
+    """
+    if connection.vendor != "postgresql":
+        return list(SupervisorState.objects.order_by("phase").values_list("phase", flat=True).distinct()[:limit])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+WITH RECURSIVE phases (phase, n) AS (
+    (SELECT phase, 1 FROM supervisor_states ORDER BY phase LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.phase FROM supervisor_states s WHERE s.phase > p.phase ORDER BY s.phase LIMIT 1), p.n + 1
+    FROM phases p WHERE p.phase IS NOT NULL AND p.n < %s
+)
+SELECT phase FROM phases WHERE phase IS NOT NULL
+""",
+            [limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def estimated_query_rows(queryset: QuerySet) -> int | None:
     """How many rows the planner expects ``queryset`` to return (``EXPLAIN``, nothing run), or None.
 
@@ -218,8 +243,10 @@ def estimated_query_rows(queryset: QuerySet) -> int | None:
     """
     if connection.vendor != "postgresql":
         return None
-    plan = json.loads(queryset.order_by().explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
+    plan = queryset.order_by().explain(format="json")
+    if not plan:
+        return 0  # a condition Django knows matches nothing (``pk__in=[]``): no query was sent
+    return int(json.loads(plan)[0]["Plan"]["Plan Rows"])
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,27 @@
-"""List filters that are not plain field filters: stale, has pending questions, daemon liveness."""
+"""List filters that are not plain field filters: phase, stale, has pending questions, daemon liveness."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import QuerySet
 
-from supervisors.selectors import stale_q
+from supervisors.selectors import distinct_phases, stale_q
 from supervisors.services.ownership import daemon_gone_q
+
+
+class PhaseFilter(admin.SimpleListFilter):
+    """The phases there are, read from the phase index (Django's own filter reads the whole table)."""
+
+    title = "phase"
+    parameter_name = "phase"
+
+    def lookups(self, request, model_admin):
+        return [(phase, phase) for phase in distinct_phases()]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() is not None:
+            return queryset.filter(phase=self.value())
+        return queryset
 
 
 class StaleFilter(admin.SimpleListFilter):

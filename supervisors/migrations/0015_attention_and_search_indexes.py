@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='SupervisorAttention',
             fields=[
-                ('supervisor', models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, primary_key=True, related_name='attention_entry', serialize=False, to='supervisors.supervisorstate')),
+                ('supervisor', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='attention_entry', serialize=False, to='supervisors.supervisorstate')),
                 ('severity', models.SmallIntegerField()),
                 ('since', models.DateTimeField()),
             ],
@@ -59,6 +59,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='supervisorattention',
             index=models.Index(fields=['severity', 'since', 'supervisor'], name='supervisor_attention_order'),
+        ),
+        migrations.AddIndex(
+            model_name='supervisorstate',
+            index=models.Index(fields=['phase'], name='supervisor_states_phase_idx'),
         ),
         migrations.RunPython(create_trigram_indexes, drop_trigram_indexes),
     ]

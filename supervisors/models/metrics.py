@@ -36,15 +36,14 @@ class SupervisorAttention(models.Model):
     heartbeat its HOT update. A job recomputes this table in one set-based
     statement (``supervisors/attention.py``), writing only rows that changed;
     the page reads one page of it through the index below and re-checks those
-    rows live. No foreign-key constraint: makima deletes supervisors directly,
-    and a row whose supervisor is gone simply drops out of the page's join and
-    of the next refresh.
+    rows live. A row goes with its supervisor (``ON DELETE CASCADE`` in the
+    database, migration 0016: makima deletes supervisors with SQL), so a
+    refresh only compares the supervisors there are with their stored rows.
     """
 
     supervisor = models.OneToOneField(
         "supervisors.SupervisorState",
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
+        on_delete=models.CASCADE,
         primary_key=True,
         related_name="attention_entry",
     )

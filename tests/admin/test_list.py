@@ -107,3 +107,33 @@ def test_unfiltered_list_uses_planner_estimate_not_count_on_postgresql(admin_cli
     # ... and one the planner expects to be small is counted exactly.
     settings.ADMIN_EXACT_COUNT_BELOW = 10_000
     assert "an estimate" not in admin_client.get(LIST, {"state__exact": "working"}).content.decode()
+
+
+def test_the_phase_filter_lists_the_phases_there_are_and_filters_by_one(admin_client):
+    for name, phase in [("a", "plan"), ("b", "execute"), ("c", "plan"), ("d", "review")]:
+        make_supervisor(make_contract(name), phase=phase)
+    response = admin_client.get(LIST)
+    phase_filter = next(spec for spec in response.context["cl"].filter_specs if spec.title == "phase")
+    assert [choice["display"] for choice in phase_filter.choices(response.context["cl"])] == [
+        "All",
+        "execute",
+        "plan",
+        "review",
+    ]
+    assert names(admin_client.get(LIST, {"phase": "plan"})) == {"a", "c"}
+    assert names(admin_client.get(LIST, {"phase": "nowhere"})) == set()
+
+
+@pytest.mark.parametrize("listed", [1000, 1])
+def test_search_finds_the_same_rows_whether_matches_are_few_or_many(admin_client, settings, monkeypatch, listed):
+    """A few matches go to the list's query by id, many as the condition itself: the same rows either way."""
+    from supervisors.admin import supervisor as supervisor_admin
+
+    monkeypatch.setattr(supervisor_admin, "MAX_LISTED_MATCHES", listed)
+    for n in range(3):
+        make_supervisor(make_contract(f"deploy {n}"))
+        make_supervisor(make_contract(f"other {n}"), state="failed", error_message=f"deploy step {n} failed")
+    make_supervisor(make_contract("unrelated"), error_message="disk full")
+    expected = {"deploy 0", "deploy 1", "deploy 2", "other 0", "other 1", "other 2"}
+    assert names(admin_client.get(LIST, {"q": "DEPLOY"})) == expected
+    assert names(admin_client.get(LIST, {"q": "step 1"})) == {"other 1"}
