@@ -127,6 +127,7 @@ def with_error_messages() -> None:
                 Value("tool call failed at step "),
                 Cast(F("progress"), output_field=models.TextField()),
                 Value(": the parser test fails"),
+                output_field=models.TextField(),
             )
         )
     )
@@ -227,7 +228,8 @@ def main() -> None:
     daemon = busy_daemon()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE supervisor_states, contracts, tasks, daemons")
+            # VACUUM too: a mass update of the seed leaves the trigram indexes' pending lists full.
+            cursor.execute("VACUUM ANALYZE supervisor_states, contracts, tasks, daemons")
             cursor.execute("SELECT pg_column_size(conversation_history) FROM supervisor_states WHERE id = %s", [big.pk])
             stored = cursor.fetchone()[0]
             cursor.execute(

@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from supervisors.models import Daemon, DaemonApiKey, Task
+from supervisors.models import Daemon, DaemonApiKey, SupervisorState, Task
 from supervisors.selectors import is_stale
 from supervisors.services.ownership import owned_supervisors
 
@@ -25,12 +25,11 @@ PANEL_ROWS = 50
 
 def daemon_panels(daemon: Daemon) -> dict[str, Any]:
     now = timezone.now()
-    supervisors = (
-        owned_supervisors(daemon.pk)
-        .defer("conversation_history")
-        .select_related("contract")
-        .order_by("last_activity", "id")
-    )
+    supervisors = owned_supervisors(daemon.pk).order_by("last_activity", "id")
+    # The page's ids first, then those rows with their contract: joined before the LIMIT, PostgreSQL
+    # hashed all million contracts to keep 50 (0.6-0.9 s for a daemon of 10,000 supervisors).
+    ids = list(supervisors.values_list("pk", flat=True)[:PANEL_ROWS])
+    rows = SupervisorState.objects.defer("conversation_history").select_related("contract").in_bulk(ids)
     supervisor_rows = [
         {
             "supervisor": s,
@@ -38,7 +37,7 @@ def daemon_panels(daemon: Daemon) -> dict[str, Any]:
             "stale": is_stale(s, now),
             "url": reverse("admin:supervisors_supervisorstate_change", args=[s.pk]),
         }
-        for s in supervisors[:PANEL_ROWS]
+        for s in (rows[pk] for pk in ids if pk in rows)
     ]
     task_counts = {
         row["status"]: row["n"]
