@@ -78,9 +78,8 @@ def procfile_web_command(port: int) -> list[str]:
 
 
 def gunicorn_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}"] + [
-        "makima_supervisor.wsgi"
-    ]
+    config = str(ROOT / "gunicorn.conf.py")
+    return [sys.executable, "-m", "gunicorn", "-c", config, "--bind", f"127.0.0.1:{port}", "makima_supervisor.wsgi"]
 
 
 @dataclass

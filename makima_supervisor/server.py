@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         atexit.register(shutil.rmtree, own, ignore_errors=True)
     from granian.cli import cli
 
-    cli.main(args=args, prog_name="granian", auto_envvar_prefix="GRANIAN")  # exits through SystemExit: the atexit cleanup runs
+    # Exits through SystemExit, so the atexit cleanup runs.
+    cli.main(args=args, prog_name="granian", auto_envvar_prefix="GRANIAN")
 
 
 if __name__ == "__main__":
