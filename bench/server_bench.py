@@ -37,7 +37,6 @@ import argparse
 import http.client
 import json
 import os
-import shlex
 import signal
 import statistics
 import subprocess
@@ -60,21 +59,9 @@ from api_heartbeat_bench import (  # noqa: E402  (sets the Django settings' defa
     setup_world,
 )
 
+from soak.server import procfile_web_command  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def procfile_web_command(port: int) -> list[str]:
-    """The Procfile's ``web:`` command with $PORT substituted and ``python`` as this interpreter."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            command = line.removeprefix("web:").strip().replace("${PORT}", str(port)).replace("$PORT", str(port))
-            args = shlex.split(command)
-            if args[0] in ("python", "python3"):
-                args[0] = sys.executable
-            elif (Path(sys.executable).parent / args[0]).exists():
-                args[0] = str(Path(sys.executable).parent / args[0])
-            return args
-    raise SystemExit("Procfile has no web: line")
 
 
 def gunicorn_command(port: int) -> list[str]:
