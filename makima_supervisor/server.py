@@ -16,7 +16,9 @@ did for gunicorn:
   the WSGI interface, one worker process
   per core (WEB_CONCURRENCY), 8 Python threads per worker (WEB_THREADS; each may
   hold a database connection), HTTP/1.1 with keep-alive, crashed workers
-  respawned, a worker that will not stop 30 s after SIGHUP/SIGTERM killed.
+  respawned, a worker that will not stop 30 s after SIGHUP/SIGTERM killed, and a
+  graceful restart (SIGHUP) that stops an old worker only 10 s after its
+  replacement started (see DEFAULTS).
 
 Why a launcher and not the bare ``granian`` command: granian has no
 configuration file and no hook that runs in its main process before workers
@@ -38,6 +40,11 @@ DEFAULTS = {
     "GRANIAN_WEBSOCKETS": "false",
     "GRANIAN_RESPAWN_FAILED_WORKERS": "true",
     "GRANIAN_WORKERS_KILL_TIMEOUT": "30",
+    # On SIGHUP granian starts a new worker, waits this long, then stops the old one. On Linux each
+    # worker listens on its own SO_REUSEPORT socket, which it opens only once Django is loaded (1-3 s,
+    # more on a busy machine): with granian's 3.5 s the old worker could stop first and connections were
+    # refused meanwhile (tests/server/test_restart.py). 10 s leaves the new worker time to listen.
+    "GRANIAN_RESPAWN_INTERVAL": "10",
     "GRANIAN_LOG_LEVEL": "warning",
 }
 
