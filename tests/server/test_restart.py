@@ -41,7 +41,7 @@ def test_sighup_restarts_workers_without_dropping_a_request_or_a_connection(star
     def slow_request() -> None:
         try:
             in_flight["answer"] = get(server, f"/__test__/slow?seconds={SLOW_SECONDS}")
-        except Exception as error:  # noqa: BLE001  (reported by the assertion below)
+        except Exception as error:  # reported by the assertion below
             in_flight["error"] = error
 
     slow = threading.Thread(target=slow_request)
