@@ -8,8 +8,9 @@ variable, and Django's error reports (the DEBUG page, the admins' mail) hide
 SECRET_KEY but print DATABASE_URL with its password. Worse, a variable named
 like a header (HTTP_PROXY) would read as one the client sent (httpoxy). Kept:
 the CGI variables of PEP 3333, ``HTTP_*`` (the headers) and ``wsgi.*`` (and
-any server extension such as gunicorn's RAW_URI); an ``HTTP_*`` key equal to the
-process environment's variable of that name is dropped, as no client sent it
+any server extension such as gunicorn's RAW_URI): every other name the process
+environment has is dropped, and an ``HTTP_*`` key equal to the process
+environment's variable of that name too, as no client sent it
 (a client that sends a ``Proxy`` header equal to the server's HTTP_PROXY loses
 that header: no view reads it). Under gunicorn, which does not copy the
 environment, the wrapper drops nothing and costs a few microseconds.
@@ -47,27 +48,32 @@ _REQUEST_KEYS = frozenset(
 )
 _REQUEST_PREFIXES = ("HTTP_", "wsgi.", "gunicorn.")
 
+#: The process environment's variable names that are not request keys, taken at the first request (after
+#: granian took its copy; the development .env is read into the environment before, at import).
+_process_only: frozenset[str] | None = None
+_header_like: tuple[str, ...] = ()
+
 
 def request_only(environ: dict) -> dict:
-    """The environ without the process environment's variables (see the module's docstring)."""
-    foreign = [key for key in environ if key not in _REQUEST_KEYS and not key.startswith(_REQUEST_PREFIXES)]
-    for key in foreign:
-        del environ[key]
-    for key in _header_like_variables():
-        if key in environ and environ[key] == os.environ.get(key):
-            del environ[key]
-    return environ
+    """The environ without the process environment's variables (see the module's docstring).
 
+    A new dict of the request's keys: cheaper than deleting each of the environment's keys.
+    """
+    global _process_only, _header_like
+    if _process_only is None:
+        _process_only = frozenset(
+            key for key in os.environ if key not in _REQUEST_KEYS and not key.startswith(("wsgi.", "gunicorn."))
+        )
+        _header_like = tuple(key for key in _process_only if key.startswith("HTTP_"))
+    if _process_only.isdisjoint(environ):  # gunicorn, runserver: nothing to drop
+        return environ
+    request = {key: value for key, value in environ.items() if key not in _process_only}
+    for key in _header_like:
+        # Also the name of a header: kept when a client sent it (a value other than the process's).
+        if key in environ and environ[key] != os.environ.get(key):
+            request[key] = environ[key]
+    return request
 
-def _header_like_variables() -> list[str]:
-    """Process environment variables named like a request header (HTTP_PROXY): usually none."""
-    global _header_like
-    if _header_like is None:
-        _header_like = [key for key in os.environ if key.startswith("HTTP_")]
-    return _header_like
-
-
-_header_like: list[str] | None = None
 
 _django = get_wsgi_application()
 
