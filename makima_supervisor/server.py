@@ -45,7 +45,7 @@ DEFAULTS = {
     # more on a busy machine): with granian's 3.5 s the old worker could stop first and connections were
     # refused meanwhile (tests/server/test_restart.py). 10 s leaves the new worker time to listen.
     "GRANIAN_RESPAWN_INTERVAL": "10",
-    "GRANIAN_LOG_LEVEL": "warning",
+    "GRANIAN_LOG_LEVEL": "info",  # start, listening address, workers spawned and stopped (as gunicorn logs)
 }
 
 _PROMETHEUS_FILES = ("counter_", "gauge_", "histogram_", "summary_")
