@@ -1,5 +1,8 @@
 """Heartbeats over HTTP under gunicorn vs the same UPDATE issued directly through psycopg.
 
+The gunicorn-era steps. The shipped server (granian, started from the Procfile's web: line) against
+gunicorn and direct psycopg, with the targets of issue 12: bench/server_bench.py.
+
 Usage (PostgreSQL only; all traffic stays on 127.0.0.1; each run is bounded by --seconds):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/makima_api \\

@@ -1,4 +1,4 @@
-"""One soak run: set up the world, start gunicorn, run the daemons, check, report."""
+"""One soak run: set up the world, start the shipped server (Procfile web:), run the daemons, check, report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from .invariants import Check, check_invariants, recovery_line
 from .notifications import SoakNotifications
 from .report import render
-from .server import GunicornServer
+from .server import WebServer
 from .simulation import SoakConfig, World, run_world, setup_world
 
 
@@ -37,7 +37,7 @@ def run_soak(
 ) -> SoakResult:
     """Django must be set up against the same database as ``database_url`` (setup and checks run here)."""
     app_name = f"makima-soak-{secrets.token_hex(4)}"
-    server = GunicornServer(
+    server = WebServer(
         database_url=f"{database_url}{'&' if '?' in database_url else '?'}application_name={app_name}",
         secret_key=secret_key,
         workers=workers,
@@ -71,8 +71,9 @@ def run_soak(
         checks.append(notifications.check(world.ledger.owner))
     title = (
         f"soak {world.run_id}: {config.daemons} daemons x {config.supervisors_per_daemon} supervisors, "
-        f"{config.seconds:g} s (+{elapsed - config.seconds:.1f} s drain), gunicorn "
-        f"{server.env.get('GUNICORN_WORKERS', 'default')} workers x {server.env.get('GUNICORN_THREADS', '8')} threads; "
+        f"{config.seconds:g} s (+{elapsed - config.seconds:.1f} s drain), server "
+        f"{server.env.get(server.workers_variable, 'default')} workers x "
+        f"{server.env.get(server.threads_variable, '8')} threads; "
         f"{world.ledger.crashes} crashes, {world.ledger.takeovers} supervisors claimed; "
         f"zombie writes refused {world.ledger.zombie_refused}/{world.ledger.zombie_writes}, "
         f"takeovers of live daemons refused {world.ledger.live_takeover_refused}/"

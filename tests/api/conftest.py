@@ -122,10 +122,10 @@ def staff(db) -> APIClient:
 
 @pytest.fixture
 def live_api(transactional_db, tmp_path):
-    """The service under gunicorn in a child process, on this test's (committed) database."""
+    """The service as shipped (the Procfile's web: command) in a child process, on this test's (committed) database."""
     from tests.api.live import start_live_api
 
-    yield from start_live_api(tmp_path / "gunicorn.log")
+    yield from start_live_api(tmp_path / "server.log")
 
 
 def url(contract_id, tail: str = "") -> str:

@@ -1,4 +1,6 @@
-"""The service as a daemon meets it: gunicorn in a child process, on the live test database, over real HTTP.
+"""The service as a daemon meets it: the shipped server (the Procfile's web: command) in a child process.
+
+On the live test database, over real HTTP.
 
 Used by the tests that must not go through WSGI in-process: schemathesis against
 the running server, the docs' examples, and a client generated from the schema.
@@ -16,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from soak.server import GunicornServer
+from soak.server import WebServer
 from supervisors.api.authentication import clear_key_cache
 from supervisors.services.ownership import forget_lease_renewals
 from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
@@ -38,7 +40,7 @@ class LiveApi:
     """A running service and what a test needs to talk to it."""
 
     base_url: str
-    server: GunicornServer
+    server: WebServer
 
     def new_daemon_key(self, name: str) -> str:
         """A daemon (alive now) and its API key, committed so the server sees them."""
@@ -64,11 +66,11 @@ class LiveApi:
 
 
 def start_live_api(log_path: Path, **extra_env: str) -> Iterator[LiveApi]:
-    """gunicorn (one worker, a few threads: SQLite takes one writer) with throttling off; stopped after the test."""
+    """The shipped server (one worker, a few threads: SQLite takes one writer), throttling off; stopped after."""
     clear_key_cache()
     forget_lease_renewals()
     env = {"API_THROTTLE_RATE_PER_MINUTE": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost", **extra_env}
-    server = GunicornServer(
+    server = WebServer(
         database_url=live_database_url(),
         secret_key=settings.SECRET_KEY,
         workers=1,

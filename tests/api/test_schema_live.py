@@ -1,4 +1,4 @@
-"""schemathesis with every default check against the live service: gunicorn in a child process, real HTTP.
+"""schemathesis with every default check against the live service: the shipped server in a child process, real HTTP.
 
 It runs the way a daemon author would try the contract (the ``st`` command line
 against /api/schema/): examples, coverage, fuzzing and the stateful phase that

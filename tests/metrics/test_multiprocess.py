@@ -1,4 +1,6 @@
-"""Under gunicorn with two worker processes, every scrape counts every worker's requests."""
+"""With two worker processes, every scrape counts every worker's requests: under the shipped server
+(granian, the Procfile's web: command; makima_supervisor.server prepares the directory) and under gunicorn
+(gunicorn.conf.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from django.db import connection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from soak.server import GunicornServer
+from soak.server import GunicornServer, WebServer
 from tests.metrics.conftest import parse, value
 
 REQUESTS = 120
@@ -27,7 +29,7 @@ def _database_url() -> str:
     return database_url_of(settings)
 
 
-def _get(server: GunicornServer, path: str) -> tuple[int, bytes]:
+def _get(server: WebServer, path: str) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)  # a new connection: any worker
     try:
         conn.request("GET", path)
@@ -56,21 +58,27 @@ def _per_worker_healthz(directory, tmp_path) -> dict[str, float]:
     return counts
 
 
+#: One connection at a time per gunicorn process: concurrent requests must spread over both workers.
+#: granian's workers each listen on their own SO_REUSEPORT socket: the kernel spreads new connections.
+SPREAD = {GunicornServer: {"GUNICORN_CMD_ARGS": "--worker-connections 1"}, WebServer: {}}
+
+
+@pytest.mark.parametrize("server_class", [WebServer, GunicornServer], ids=["shipped", "gunicorn"])
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_scrapes_add_up_every_workers_requests(tmp_path):
+def test_two_workers_scrapes_add_up_every_workers_requests(tmp_path, server_class):
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    # What a previous run left behind is not added to this run's counts (gunicorn.conf.py's on_starting).
+    # What a previous run left behind is not added to this run's counts (gunicorn.conf.py's on_starting,
+    # makima_supervisor.server's prepare_metrics_directory).
     stale = directory / "counter_99999.db"
     stale.write_bytes(b"left over")
-    server = GunicornServer(
+    server = server_class(
         database_url=_database_url(),
         secret_key=secrets.token_urlsafe(50),
         workers=2,
         threads=1,
-        log_path=tmp_path / "gunicorn.log",
-        # One connection at a time per process: concurrent requests must spread over both workers.
-        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(directory), "GUNICORN_CMD_ARGS": "--worker-connections 1"},
+        log_path=tmp_path / "server.log",
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(directory), **SPREAD[server_class]},
     )
     with server:
         before = parse(_get(server, "/metrics")[1].decode())

@@ -4,7 +4,7 @@ Promised: the API answers 503 in its JSON error shape (never a 500 page),
 /readyz fails while /healthz still answers, nothing half-written remains, and
 the service recovers by itself once the database is back, without a restart.
 The shared server is never stopped: connections are killed there with
-pg_terminate_backend (only this test's gunicorn, by application_name), and the
+pg_terminate_backend (only this test's server, by application_name), and the
 stop/start runs on a private throwaway cluster (soak.pgcluster).
 """
 
@@ -23,7 +23,7 @@ from django.db import connection
 
 from soak import pgcluster
 from soak.client import Client, Recorder, Reply
-from soak.server import ROOT, GunicornServer, service_env
+from soak.server import ROOT, WebServer, service_env
 from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
 from tests.factories import make_contract, make_daemon, make_supervisor, make_task
 
@@ -40,7 +40,7 @@ def assert_unavailable(reply: Reply) -> None:
 
 
 def kill_connections(application_name: str) -> int:
-    """pg_terminate_backend on this gunicorn's connections only; waits until they are gone."""
+    """pg_terminate_backend on this server's connections only; waits until they are gone."""
     query = (
         "FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()"
     )
@@ -66,12 +66,12 @@ def test_killed_connections_answer_503_write_nothing_and_recover(live_database_u
     spawn_path = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/spawned-tasks/"
 
     # One worker with one thread: every request uses the same (persistent) database connection.
-    with GunicornServer(
+    with WebServer(
         database_url=f"{live_database_url}?application_name={app_name}",
         secret_key=settings.SECRET_KEY,
         workers=1,
         threads=1,
-        log_path=tmp_path / "gunicorn.log",
+        log_path=tmp_path / "server.log",
     ) as server:
         client = Client(server.host, server.port, Recorder(), headers={"Authorization": f"Bearer {key}"})
         beat = {"state": "working", "currentActivity": "x", "progress": 1}
@@ -117,7 +117,7 @@ def manage(env: dict, *args: str) -> str:
 class Load:
     """Daemon traffic in a few threads: create a task and record its spawn, ask questions; every outcome kept."""
 
-    def __init__(self, server: GunicornServer, key: str, contract_id: str, threads: int = 3) -> None:
+    def __init__(self, server: WebServer, key: str, contract_id: str, threads: int = 3) -> None:
         self.server, self.key, self.contract_id = server, key, contract_id
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -168,8 +168,8 @@ def test_server_stopped_mid_run_answers_503_keeps_every_write_whole_and_recovers
     manage(env, "migrate", "--verbosity", "0")
     key = manage(env, "create_daemon_key", "fault-daemon", "--create-daemon")
 
-    with GunicornServer(
-        database_url=url, secret_key=settings.SECRET_KEY, workers=2, threads=4, log_path=tmp_path / "gunicorn.log"
+    with WebServer(
+        database_url=url, secret_key=settings.SECRET_KEY, workers=2, threads=4, log_path=tmp_path / "server.log"
     ) as server:
         setup = Client(server.host, server.port, Recorder(), headers={"Authorization": f"Bearer {key}"})
         daemon_id = setup.request("POST", "/api/v1/daemons/me/heartbeat/", {}, endpoint="beat").body["daemonId"]

@@ -1,12 +1,15 @@
 """Slow clients cannot stall the service (issue 13, item 4), in the documented production setup.
 
-gunicorn's threads read request bodies themselves: 12 connections that
+The WSGI servers' threads read request bodies themselves: 12 connections that
 declare a 100 kB body and trickle a few bytes held every thread of a small
-gunicorn, and /healthz timed out for as long as they stayed. The README's
+gunicorn (and of granian, the shipped server: it hands a request to a Python
+thread once its headers are in, and the thread then waits for the body), and
+/healthz timed out for as long as they stayed. The README's
 production front is nginx (deploy/nginx/makima-supervisor.conf), which reads
 whole bodies before passing a request on. Here 50 such connections trickle
 through that very config while /healthz and a heartbeat must each answer
-within a second. Bounded: the trickle lasts a few seconds and stops by itself.
+within a second, with the shipped server (the Procfile's web: command) behind
+it. Bounded: the trickle lasts a few seconds and stops by itself.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 import pytest
 from django.conf import settings
 
-from soak.server import GunicornServer, free_port
+from soak.server import WebServer, free_port
 from supervisors.services.world import create_daemon_key, record_daemon_heartbeat
 from tests.factories import make_contract, make_daemon, make_supervisor
 
@@ -68,12 +71,12 @@ def test_fifty_trickling_clients_do_not_delay_healthz_or_a_heartbeat(live_databa
     beat_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     beat_path = f"/api/v1/contracts/{supervisor.contract_id}/supervisor/heartbeat/"
 
-    with GunicornServer(
+    with WebServer(
         database_url=live_database_url,
         secret_key=settings.SECRET_KEY,
         workers=1,
         threads=4,
-        log_path=tmp_path / "gunicorn.log",
+        log_path=tmp_path / "server.log",
     ) as server:
         front = NginxFront(upstream=f"127.0.0.1:{server.port}", port=free_port(), workdir=tmp_path).start()
         stop, opened = threading.Event(), []
