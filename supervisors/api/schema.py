@@ -14,6 +14,7 @@ from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS
 #: Response keys that are not always present (everything else in a response object is).
 OPTIONAL_RESPONSE_KEYS: dict[str, set[str]] = {
     "SupervisorState": {"conversationHistory"},  # only with ?include=conversationHistory
+    "Error": {"conversationLength"},  # only with 409 conversation_length_mismatch
 }
 
 #: Components added by hand: referenced from serializer fields whose schema drf-spectacular cannot build.
