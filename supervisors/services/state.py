@@ -572,7 +572,8 @@ def add_supervisor_spawned_task(
     the thousandth task; the returned state reads its task id lists from the
     database on first access. Takes a ``task_spawned`` checkpoint. ``append``:
     messages for the conversation's end, in the same transaction
-    (:mod:`.conversation_append`).
+    (:mod:`.conversation_append`); a spawn already recorded (a retried
+    request) appends nothing, so its messages do not land twice.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     task_uuid = parse_uuid(task_id, "task_id")
@@ -596,9 +597,11 @@ def add_supervisor_spawned_task(
             raise BrokenReference(
                 "A supervisor cannot spawn its own task.", fields={"task_id": ["This is the supervisor's own task."]}
             )
-        length = append_to_locked(supervisor, append) if append is not None else None
-        changes: dict[str, Any] = {}
         spawned, pending = supervisor.task_spawned, supervisor.task_pending
+        # A spawn already recorded is a retried request: its messages went in with the first one.
+        resent = spawned and (pending or not wait)
+        length = append_to_locked(supervisor, append) if append is not None and not resent else None
+        changes: dict[str, Any] = {}
         if not spawned:
             changes["spawned_task_ids"] = UUIDArrayAppend("spawned_task_ids", task_uuid)
         if wait and not pending:
@@ -613,7 +616,9 @@ def add_supervisor_spawned_task(
             EventKind.TASK_SPAWNED,
             actor=actor_of(actor, fence),
             details=appended_details(
-                append, length, {"taskId": str(task_uuid), "waiting": bool(wait), "new": not spawned}
+                append if length is not None else None,
+                length,
+                {"taskId": str(task_uuid), "waiting": bool(wait), "new": not spawned},
             ),
         )
     return supervisor

@@ -348,3 +348,14 @@ def test_the_history_is_not_read_into_python_to_append(alpha, talking):
     selects = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
     assert selects
     assert not [sql for sql in selects if '"conversation_history"' in sql]  # only its length is selected
+
+
+def test_a_retried_spawn_does_not_append_its_messages_twice(alpha, talking):
+    worker = make_task(talking.contract, name="tests")
+    body = with_append({"taskId": str(worker.id)}, 2)
+
+    first = alpha.client.post(url(talking.contract_id, "spawned-tasks/"), body, format="json")
+    retried = alpha.client.post(url(talking.contract_id, "spawned-tasks/"), body, format="json")
+
+    assert (first.status_code, retried.status_code) == (200, 200)
+    assert stored(talking) == [*HISTORY, *NEW]
