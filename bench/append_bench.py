@@ -22,7 +22,10 @@ catalog change; each append writes a new value, compressed by the setting of
 the moment). The bench's database is left with the column as it found it.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/makima_h_delta_bench \\
-        .venv/bin/python bench/append_bench.py [--rounds 15] [--compression both|pglz|lz4]
+        .venv/bin/python bench/append_bench.py [--rounds 15] [--compression both|pglz|lz4] [--content hex|text]
+
+``--content hex`` (the default, as bench/persistence_bench.py) barely compresses; ``text`` is English-like
+words, which TOAST compresses about threefold, as real transcripts partly do.
 
 It creates its rows in the database named and deletes them at the end; run
 ``manage.py migrate`` on that database first. Prints figures, asserts nothing.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -107,6 +111,21 @@ def column_compression() -> str:
         return {"p": "pglz", "l": "lz4"}.get(cursor.fetchone()[0], "default")
 
 
+def text_history(target_bytes: int = 5 * 1024 * 1024) -> list[dict]:
+    """About ``target_bytes`` of word salad: compressible like prose and code, unlike hex."""
+    rng = random.Random(12)
+    words = [
+        "the", "test", "passes", "function", "return", "limiter", "request", "daemon", "supervisor", "error",
+        "config", "value", "import", "class", "self", "None", "assert", "rate", "window", "bucket", "token",
+    ]  # fmt: skip
+    messages, size = [], 0
+    while size < target_bytes:
+        content = " ".join(rng.choice(words) for _ in range(400)) + f" #{len(messages)}"
+        messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": content})
+        size += len(content) + 40
+    return messages
+
+
 def make_subject(daemon: Daemon, name: str, history: list[dict]) -> Subject:
     contract = Contract.objects.create(name=f"append bench {name}", phase="plan")
     task = Task.objects.create(
@@ -157,6 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--compression", choices=["both", "pglz", "lz4"], default="both")
+    parser.add_argument("--content", choices=["hex", "text"], default="hex")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("Run it on PostgreSQL: DATABASE_URL=postgres://...")
@@ -167,7 +187,7 @@ def main() -> None:
     record_daemon_heartbeat(daemon.id)
     key = create_daemon_key(daemon.id, name="bench").raw
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_HOST="localhost")
-    big = big_history()
+    big = big_history() if args.content == "hex" else text_history()
     text_bytes = len(json.dumps(big).encode())
     subjects = {
         (method, size, mode): make_subject(daemon, f"{method} {size} {mode}", big if size == "5MB" else [])
@@ -197,6 +217,12 @@ def main() -> None:
 
 def report(samples: dict, methods: list[str], rounds: int, text_bytes: int) -> None:
     print(f"one message appended; {rounds} rounds; 5 MB history = {text_bytes / 1e6:.2f} MB of JSON text")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT pg_column_size(conversation_history) FROM {TABLE} WHERE octet_length(conversation_history::text) "
+            "> 1000000 LIMIT 1"
+        )
+        print(f"stored (after TOAST compression): {cursor.fetchone()[0] / 1e6:.2f} MB")
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     header = (
         f"{'column':6} {'mode':13} {'size':6} {'sent B':>9} {'CPU ms':>8} {'wall ms':>8} "
