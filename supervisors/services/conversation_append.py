@@ -72,8 +72,9 @@ def clean_conversation_append(value: Any, field: str = "") -> ConversationAppend
 
     The messages pass the same checks as a whole history sent by PUT (objects
     with a non-empty string ``role``, storable text, bounded nesting), at least
-    one of them; the length is a non-negative integer, and the history after
-    the append stays within SUPERVISOR_MAX_CONVERSATION_MESSAGES.
+    one of them, no more than SUPERVISOR_MAX_CONVERSATION_MESSAGES; the length
+    is a non-negative integer. Whether the stored history plus these stays
+    within that limit is checked under the lock (:func:`refuse_wrong_length`).
     """
     if isinstance(value, ConversationAppend):
         field = value.field
@@ -151,26 +152,33 @@ def refuse_wrong_length(supervisor: SupervisorState, append: ConversationAppend)
         )
 
 
-def append_to_locked(supervisor: SupervisorState, append: ConversationAppend) -> int:
+def append_to_locked(supervisor: SupervisorState, append: ConversationAppend, *, stamp: bool = False) -> int:
     """Append under the row lock the caller holds; returns the history's new length.
 
     ``supervisor`` was loaded by :func:`lock_for_append` in this transaction.
-    Raises as :func:`refuse_wrong_length`. Writes only ``conversation_history``,
-    in SQL; the caller stamps the write.
+    Raises as :func:`refuse_wrong_length`. Writes ``conversation_history`` in
+    SQL, and with ``stamp`` also the write's ``last_activity`` and
+    ``updated_at`` in the same statement (else the caller's own save stamps it).
     """
+    from .state import stamp_write
+
     refuse_wrong_length(supervisor, append)
     pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
+    stamped = {f: getattr(supervisor, f) for f in stamp_write(supervisor)} if stamp else {}
+    sets = "".join(f", {column} = %s" for column in stamped)
+    values = [SupervisorState._meta.get_field(f).get_db_prep_save(v, connection) for f, v in stamped.items()]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"UPDATE {_STATES} SET conversation_history = conversation_history || %s::jsonb WHERE id = %s",
-                [json.dumps(append.messages, ensure_ascii=False), pk],
+                f"UPDATE {_STATES} SET conversation_history = conversation_history || %s::jsonb{sets} WHERE id = %s",
+                [json.dumps(append.messages, ensure_ascii=False), *values, pk],
             )
         else:
             texts = [json.dumps(m, ensure_ascii=False) for m in append.messages]
             cursor.execute(
-                f"UPDATE {_STATES} SET conversation_history = {_sqlite_append_expression(len(texts))} WHERE id = %s",
-                [*texts, pk],
+                f"UPDATE {_STATES} SET conversation_history = {_sqlite_append_expression(len(texts))}{sets} "
+                "WHERE id = %s",
+                [*texts, *values, pk],
             )
     supervisor.conversation_length += len(append.messages)
     return supervisor.conversation_length
@@ -205,23 +213,20 @@ def append_conversation_messages(
     Opens its own transaction. Validates first (InvalidInput, nothing
     written), then under the row lock: the fence (NotFound / Conflict
     ``superseded``), ``expected_version`` (PreconditionFailed), the length
-    (ConversationLengthMismatch). One UPDATE appends in the database, one
+    (ConversationLengthMismatch). One UPDATE appends in the database and
     stamps the write. Like a heartbeat it is not a save point and records no
     event: a daemon may append at every message, and a checkpoint would
     digest the whole history; the next save point's checkpoint and event hold
     the new messages (``messagesAppended`` when they came with it).
     """
-    from .state import check_version, remember_row_version, stamp_write
+    from .state import check_version, remember_row_version
 
     contract_uuid = parse_uuid(contract_id, "contract_id")
     cleaned = clean_conversation_append(append)
     with transaction.atomic():
         supervisor = lock_for_append(contract_uuid, cleaned, fence=fence)
         check_version(supervisor, expected_version)
-        length = append_to_locked(supervisor, cleaned)
-        SupervisorState.objects.filter(pk=supervisor.pk).update(
-            **{field: getattr(supervisor, field) for field in stamp_write(supervisor)}
-        )
+        length = append_to_locked(supervisor, cleaned, stamp=True)
         remember_row_version(supervisor)
     return Appended(supervisor=supervisor, length=length)
 
