@@ -65,6 +65,9 @@ def _supervisor_links(parameters: dict[str, str]) -> dict[str, dict[str, Any]]:
             parameters,
             {"question": "Move on to the review?", "choices": ["yes", "no"], "questionType": "phase_confirmation"},
         ),
+        "AppendMessages": _link(
+            "supervisor_conversation_append", "Append messages to its conversation (the delta form).", parameters
+        ),
         "ListQuestions": _link("supervisor_questions_list", "Its pending questions.", plain),
         "ListAnswers": _link("supervisor_answers_list", "Answers not yet acknowledged.", plain),
         "Validate": _link("supervisor_validate", "Validate its state.", plain),
