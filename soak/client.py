@@ -42,10 +42,16 @@ class Recorder:
     samples: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(list))
     unexpected: list[Unexpected] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Request body bytes per endpoint label: what each kind of save point costs on the wire.
+    sent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
-    def record(self, endpoint: str, status: int, seconds: float, expected: tuple[int, ...], body: Any) -> None:
+    def record(
+        self, endpoint: str, status: int, seconds: float, expected: tuple[int, ...], body: Any, *, sent: int = 0
+    ) -> None:
         with self.lock:
             self.samples[(endpoint, status)].append(seconds)
+            if sent:
+                self.sent[endpoint].append(sent)
             if status not in expected:
                 self.unexpected.append(Unexpected(endpoint, status, expected, body))
 
@@ -114,7 +120,9 @@ class Client:
             if self.retries_on_unavailable:
                 # After a 503 the earlier attempt may have been done after all: "already done" answers are fine.
                 allowed = (*expect, 503, *((200, 201, 404, 409) if after_unavailable else ()))
-            self.recorder.record(label, reply.status, time.perf_counter() - started, allowed, reply.body)
+            self.recorder.record(
+                label, reply.status, time.perf_counter() - started, allowed, reply.body, sent=len(payload or b"")
+            )
             if reply.status == 503 and not _is_error_shape(reply.body):
                 self.recorder.record(f"{label} (503 outside the error shape)", 599, 0.0, (), reply.body)
             if reply.status != 503 or attempt == self.retries_on_unavailable:

@@ -15,6 +15,29 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+#: The writes that carry the conversation, whole (PUT, PATCH) or as the delta form (the save points, the append).
+SAVE_POINTS = (
+    "PUT ",
+    "PATCH ",
+    "spawned-tasks/",
+    "POST /contracts/{id}/supervisor/questions/",
+    "phase/",
+    "conversation/",
+)
+
+
+def save_point_bytes(recorder: Recorder) -> list[str]:
+    """Bytes sent per save point, by endpoint: with the delta form they stay small however long the history."""
+    rows = sorted(label for label in recorder.sent if any(mark in label for mark in SAVE_POINTS))
+    if not rows:
+        return []
+    lines = ["", "bytes sent per save point:", f"  {'endpoint':<60} {'requests':>8} {'median B':>9} {'max B':>9}"]
+    for label in rows:
+        sizes = recorder.sent[label]
+        lines.append(f"  {label:<60} {len(sizes):>8} {percentile(sizes, 0.5):>9.0f} {max(sizes):>9}")
+    return lines
+
+
 def render(recorder: Recorder, checks: list[Check], *, title: str, seconds: float) -> str:
     by_endpoint: dict[str, dict[int, list[float]]] = defaultdict(dict)
     for (endpoint, status), samples in recorder.samples.items():
@@ -39,6 +62,7 @@ def render(recorder: Recorder, checks: list[Check], *, title: str, seconds: floa
             f"{'all':<62} {len(every):>8} {errors:>6} {percentile(every, 0.5) * 1000:>8.1f} "
             f"{percentile(every, 0.99) * 1000:>8.1f}  {len(every) / seconds:.0f} requests/s"
         )
+    lines += save_point_bytes(recorder)
     lines += ["", "invariants:"]
     for check in checks:
         lines.append(f"  [{'held' if check.held else 'BROKEN'}] {check.name}: {check.detail}")

@@ -246,6 +246,10 @@ class DaemonSim:
         #: Supervisors taken over from this daemon while it was gone, with the epoch it had: its zombie's targets.
         self.lost: dict[uuid.UUID, int | None] = {}
         self.started = False  # its supervisors exist (its first PUTs are done)
+        #: This daemon's copy of each supervisor's conversation, as a daemon keeps it; absent: unsure, read it
+        #: again before the next append. Save points send only the new message (the delta form, issue 12).
+        self.histories: dict[uuid.UUID, list] = {}
+        self.said = 0  # messages this daemon wrote, numbered so every one is told apart
 
     # --- plumbing ---------------------------------------------------------------------
     def call(
@@ -262,6 +266,7 @@ class DaemonSim:
         path = API + template.replace("{id}", str(contract) if contract else "")
         for name, value in kwargs.pop("path_values", {}).items():
             path = path.replace("{" + name + "}", str(value))
+        path += kwargs.pop("query", "")
         epoch = self.epochs.get(contract) if contract else None
         if method != "GET" and template.startswith(SUP) and not template.endswith("resume/") and epoch is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Supervisor-Epoch": str(epoch)}
@@ -289,6 +294,8 @@ class DaemonSim:
                     expect=(201,),
                 )
                 self.epochs[contract] = reply.body.get("restorationCount") if reply.ok else None
+                if reply.ok:
+                    self.histories[contract] = []
             self.started = True
             actions = [
                 (self.heartbeat, 30),
@@ -339,6 +346,41 @@ class DaemonSim:
             with self.world.ledger.lock:  # its own supervisors (all exist now), at its epochs: all must be written
                 self.world.ledger.own_writes_refused.append(f"daemon heartbeat: {reply.body}")
 
+    # --- the conversation, in the delta form ------------------------------------------------
+    def with_message(self, contract: uuid.UUID, body: dict) -> tuple[dict, dict | None]:
+        """``body`` with one new message as ``conversationAppend`` (and the message), or as it is when this
+        daemon cannot learn its supervisor's conversation length now."""
+        history = self.histories.get(contract)
+        if history is None:
+            reply = self.call("GET", SUP, contract, query="?include=conversationHistory")
+            if not reply.ok:
+                return body, None
+            history = self.histories[contract] = reply.body["conversationHistory"]
+        self.said += 1
+        message = {
+            "role": "assistant",
+            "content": f"{self.identity.name} #{self.said} " + "w" * self.rng.randint(10, 800),
+        }
+        return {**body, "conversationAppend": {"expectedLength": len(history), "messages": [message]}}, message
+
+    def after_message(self, contract: uuid.UUID, reply: Reply, message: dict | None) -> None:
+        """What the save point's answer means for this daemon's copy and for the ledger."""
+        if message is None:
+            return
+        history = self.histories.get(contract)
+        if history is None:
+            return
+        with self.world.ledger.lock:
+            if reply.ok:
+                history.append(message)
+                self.world.ledger.conversation[contract] = {digest(history)}
+            elif reply.status >= 500 or reply.status == NO_ANSWER or reply.after_unavailable:
+                # The first attempt may have landed (a retry after a 503 then finds the length moved on).
+                self.world.ledger.conversation.setdefault(contract, {digest([])}).add(digest([*history, message]))
+                self.histories.pop(contract, None)
+            elif isinstance(reply.body, dict) and reply.body.get("code") == "conversation_length_mismatch":
+                self.histories.pop(contract, None)
+
     def pick(self) -> uuid.UUID | None:
         mine = self.mine()
         return self.rng.choice(mine) if mine else None
@@ -361,12 +403,16 @@ class DaemonSim:
             return
         task_id = reply.body["id"]
         retries = 2 if self.rng.random() < 0.15 else 1  # now and then the daemon retries: must count once
-        for _ in range(retries):
-            reply = self.call("POST", SUP + "spawned-tasks/", contract, {"taskId": task_id, "wait": True})
+        for attempt in range(retries):
+            body, message = {"taskId": task_id, "wait": True}, None
+            if attempt == 0:  # a retry carries no message: the first attempt's is in (or the copy is unsure)
+                body, message = self.with_message(contract, body)
+            reply = self.call("POST", SUP + "spawned-tasks/", contract, body)
+            self.after_message(contract, reply, message)
             with self.world.ledger.lock:
                 if reply.ok and task_id not in self.world.ledger.spawned[contract]:
                     self.world.ledger.spawned[contract].append(task_id)
-                elif reply.status == NO_ANSWER or reply.status >= 500:
+                elif reply.status == NO_ANSWER or reply.status >= 500 or reply.after_unavailable:
                     self.world.ledger.spawn_unsure[contract].add(task_id)
         if reply.ok:
             self.tasks[contract].append(task_id)
@@ -384,11 +430,13 @@ class DaemonSim:
         for attempt in range(retries):
             # A retry finds it still pending (200), or already answered by a human in between (409).
             expect = (201,) if attempt == 0 else (200, 409)
-            reply = self.call("POST", SUP + "questions/", contract, question, expect=expect)
+            body, message = self.with_message(contract, question) if attempt == 0 else (question, None)
+            reply = self.call("POST", SUP + "questions/", contract, body, expect=expect)
+            self.after_message(contract, reply, message)
             with self.world.ledger.lock:
                 if reply.ok:
                     self.world.ledger.asked[question["id"]] = contract
-                elif reply.status >= 500 or reply.status == NO_ANSWER:
+                elif reply.status >= 500 or reply.status == NO_ANSWER or reply.after_unavailable:
                     self.world.ledger.ask_unsure.add(question["id"])
 
     def pick_up_answers(self, contracts: list[uuid.UUID] | None = None, *, offered: set[str] | None = None) -> None:
@@ -427,8 +475,10 @@ class DaemonSim:
             with self.world.ledger.lock:
                 if reply.ok:
                     self.world.ledger.conversation[contract] = {digest(history)}
+                    self.histories[contract] = list(history)
                 elif reply.status >= 500 or reply.status == NO_ANSWER:
                     self.world.ledger.conversation.setdefault(contract, {digest([])}).add(digest(history))
+                    self.histories.pop(contract, None)
 
     def finish_task(self) -> None:
         contract = self.pick()
@@ -439,7 +489,8 @@ class DaemonSim:
 
     def phase(self) -> None:
         if (contract := self.pick()) is not None:
-            self.call("POST", SUP + "phase/", contract, {"phase": self.rng.choice(["plan", "execute", "review"])})
+            body, message = self.with_message(contract, {"phase": self.rng.choice(["plan", "execute", "review"])})
+            self.after_message(contract, self.call("POST", SUP + "phase/", contract, body), message)
 
     # --- crashes, restarts and takeovers -------------------------------------------------
     def resume(self, contract: uuid.UUID, source: str) -> Reply | None:
@@ -480,6 +531,7 @@ class DaemonSim:
         with self.world.ledger.lock:
             self.world.ledger.answers_missing_from_resume += [f"{q} ({source})" for q in sorted(given - set(offered))]
         self.epochs[contract] = reply.body.get("restorationCount")
+        self.histories[contract] = reply.body["conversationHistory"]
         for qid, text in offered.items():
             self.acknowledge(contract, qid, text)
         return reply
@@ -493,6 +545,7 @@ class DaemonSim:
         with self.world.ledger.lock:
             self.world.ledger.crashes += 1
         self.tasks.clear()
+        self.histories.clear()
         self.client.close()
         self.down = True
         if takeover if takeover is not None else self.rng.random() < self.world.config.takeover_share:
@@ -649,6 +702,8 @@ class DaemonSim:
             else:
                 orphaning.claimed_by, orphaning.claimed_at = self.identity.name, claimed_at
             self.check_context(contract, context)
+            self.histories[contract] = context["conversationHistory"]
+            previous.histories.pop(contract, None)
             self.supervisors[contract] = previous.supervisors.pop(contract)
             previous.lost[contract] = previous.epochs.pop(contract, None)
             self.epochs[contract] = context["restorationCount"]

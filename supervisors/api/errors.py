@@ -136,7 +136,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ServiceError):
         fields = {wire_name(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in exc.fields.items()}
         set_rollback()
-        return Response(error_body(exc.code, exc.message, fields), status=exc.http_status)
+        body = error_body(exc.code, exc.message, fields)
+        body.update(getattr(exc, "extra", None) or {})  # e.g. conversationLength, a number the client acts on
+        return Response(body, status=exc.http_status)
     if isinstance(exc, BodyFieldsError):
         set_rollback()
         return Response(error_body(exc.default_code, str(exc.detail), exc.fields), status=exc.status_code)

@@ -145,7 +145,34 @@ SUPERVISOR_HEARTBEAT = [
     request({"state": "working", "currentActivity": "Reviewing the diff", "progress": 55}),
     response({"ok": True}),
 ]
-TASK_SPAWNED = [request({"taskId": WORKER_TASK_ID, "wait": True}), response(STATE)]
+NEW_MESSAGES = [{"role": "assistant", "content": "The tests pass; asking whether to move on to review."}]
+CONVERSATION_APPEND = [
+    request({"expectedLength": len(HISTORY), "messages": NEW_MESSAGES}),
+    response({"conversationLength": len(HISTORY) + 1}),
+    response(
+        {
+            "code": "conversation_length_mismatch",
+            "message": "The conversation holds 3 messages, not 2: this daemon missed a change. Read the history "
+            "(or send the messages after the first 3) and retry.",
+            "fields": {"expectedLength": ["The conversation holds 3 messages."]},
+            "conversationLength": 3,
+        },
+        409,
+        name="Another length stored",
+    ),
+]
+TASK_SPAWNED = [
+    request({"taskId": WORKER_TASK_ID, "wait": True}),
+    request(
+        {
+            "taskId": WORKER_TASK_ID,
+            "wait": True,
+            "conversationAppend": {"expectedLength": len(HISTORY), "messages": NEW_MESSAGES},
+        },
+        name="With new messages",
+    ),
+    response(STATE),
+]
 PHASE_CHANGED = [request({"phase": "review"}), response({**STATE, "phase": "review"})]
 VALIDATE = [
     response(

@@ -14,6 +14,7 @@ from supervisors.api.serializers import CONVERSATION_MESSAGE_SCHEMA, NO_PREVIOUS
 #: Response keys that are not always present (everything else in a response object is).
 OPTIONAL_RESPONSE_KEYS: dict[str, set[str]] = {
     "SupervisorState": {"conversationHistory"},  # only with ?include=conversationHistory
+    "Error": {"conversationLength"},  # only with 409 conversation_length_mismatch
 }
 
 #: Components added by hand: referenced from serializer fields whose schema drf-spectacular cannot build.
@@ -55,8 +56,18 @@ def _supervisor_links(parameters: dict[str, str]) -> dict[str, dict[str, Any]]:
             "supervisor_update", "Change some of its fields.", {**parameters, "header.If-Match": "*"}
         ),
         "Heartbeat": _link("supervisor_heartbeat", "Send its heartbeat.", parameters),
-        "ChangePhase": _link("supervisor_phase_changed", "Record a phase change.", parameters),
-        "AskQuestion": _link("supervisor_question_ask", "Ask the human a question.", parameters),
+        # Save points without conversationAppend: its expectedLength cannot come from this response (the state
+        # does not carry the history's length), and a guessed one is a 409, ending the walk there.
+        "ChangePhase": _link("supervisor_phase_changed", "Record a phase change.", parameters, {"phase": "review"}),
+        "AskQuestion": _link(
+            "supervisor_question_ask",
+            "Ask the human a question.",
+            parameters,
+            {"question": "Move on to the review?", "choices": ["yes", "no"], "questionType": "phase_confirmation"},
+        ),
+        "AppendMessages": _link(
+            "supervisor_conversation_append", "Append messages to its conversation (the delta form).", parameters
+        ),
         "ListQuestions": _link("supervisor_questions_list", "Its pending questions.", plain),
         "ListAnswers": _link("supervisor_answers_list", "Answers not yet acknowledged.", plain),
         "Validate": _link("supervisor_validate", "Validate its state.", plain),

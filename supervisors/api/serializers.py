@@ -96,6 +96,10 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=StrictCharField()),
         help_text="Messages per offending input, keyed by its camelCase name (nested: items.0.contractId).",
     )
+    conversationLength = StrictIntegerField(
+        required=False,
+        help_text="Only with `conversation_length_mismatch`: how many messages the stored conversation holds.",
+    )
 
 
 #: One message of the agent's conversation: the only key the service relies on is ``role``; the rest is free JSON.
@@ -200,6 +204,55 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+# --- The conversation's delta form -----------------------------------------------------
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/ConversationMessage"},
+        "minItems": 1,
+        "description": "New messages for the end of the conversation, in order; each an object with a non-empty "
+        "string `role`, stored untouched.",
+    }
+)
+class AppendedMessagesField(ConversationHistoryField):
+    """The messages of an append: a non-empty conversation of their own."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, list) and not data:
+            raise serializers.ValidationError("Send at least one message.")
+        return super().to_internal_value(data)
+
+
+class ConversationAppendSerializer(StrictSerializer):
+    """The delta form of the conversation: the new messages and the length the daemon believes stored."""
+
+    expectedLength = StrictIntegerField(
+        source="expected_length",
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="How many messages the daemon believes the stored conversation has now. If it has another "
+        "number, nothing is written and the answer is 409 `conversation_length_mismatch` with the stored "
+        "`conversationLength`.",
+    )
+    messages = AppendedMessagesField()
+
+
+def conversation_append_field() -> ConversationAppendSerializer:
+    """The optional ``conversationAppend`` of a save point: new messages in the same transaction."""
+    return ConversationAppendSerializer(
+        source="conversation_append",
+        required=False,
+        help_text="Messages to append to the conversation in the same transaction, checked against the stored "
+        "length (the delta form; see POST conversation/).",
+    )
+
+
+class AppendResponseSerializer(serializers.Serializer):
+    conversationLength = StrictIntegerField(help_text="How many messages the conversation holds now.")
+
+
 # --- Questions and answers -----------------------------------------------------------
 
 
@@ -216,6 +269,7 @@ class PendingQuestionSerializer(StrictSerializer):
         source="question_type", choices=QuestionType.choices, default=QuestionType.GENERAL
     )
     askedAt = StrictDateTimeField(source="asked_at", required=False, help_text="Now when omitted.")
+    conversationAppend = conversation_append_field()
 
     def to_wire(self) -> dict[str, Any]:
         """The validated question in the camelCase form the services store."""
@@ -241,6 +295,7 @@ class FullPendingQuestionSerializer(PendingQuestionSerializer):
 
     id = StrictUUIDField()
     askedAt = StrictDateTimeField(source="asked_at")
+    conversationAppend = None  # a question inside a state has no append of its own
 
 
 class PendingQuestionOutSerializer(serializers.Serializer):
@@ -263,6 +318,7 @@ class AnswerSerializer(StrictSerializer):
     """A human's answer (the component is AnswerRequest: drf-spectacular adds Request to request bodies)."""
 
     answer = StrictCharField(max_length=TEXT_MAX, trim_whitespace=False, validators=[NOT_BLANK])
+    conversationAppend = conversation_append_field()
 
 
 class QuestionAnswerSerializer(serializers.Serializer):
@@ -415,6 +471,7 @@ class UpdateSupervisorStateSerializer(StrictSerializer):
     )
     spawnedTaskIds = task_id_list(source="spawned_task_ids", required=False)
     pendingQuestions = question_list(source="pending_questions", required=False)
+    conversationAppend = conversation_append_field()
 
 
 def questions_to_wire(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -461,10 +518,12 @@ class HeartbeatResponseSerializer(serializers.Serializer):
 class SpawnedTaskSerializer(StrictSerializer):
     taskId = StrictUUIDField(source="task_id")
     wait = StrictBooleanField(default=True, help_text="Also wait on it (add it to pendingTaskIds).")
+    conversationAppend = conversation_append_field()
 
 
 class PhaseSerializer(StrictSerializer):
     phase = StrictCharField(max_length=PHASE_MAX, validators=[NOT_BLANK])
+    conversationAppend = conversation_append_field()
 
 
 class ResumeSerializer(StrictSerializer):

@@ -10,6 +10,7 @@ SUPERVISOR = "contracts/<str:contractId>/supervisor/"
 
 urlpatterns = [
     path(SUPERVISOR, supervisor.SupervisorView.as_view(), name="supervisor"),
+    path(f"{SUPERVISOR}conversation/", supervisor.ConversationView.as_view(), name="supervisor-conversation"),
     path(f"{SUPERVISOR}heartbeat/", supervisor.HeartbeatView.as_view(), name="supervisor-heartbeat"),
     path(f"{SUPERVISOR}spawned-tasks/", supervisor.SpawnedTaskView.as_view(), name="supervisor-spawned-tasks"),
     path(f"{SUPERVISOR}phase/", supervisor.PhaseView.as_view(), name="supervisor-phase"),

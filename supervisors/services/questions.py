@@ -32,6 +32,13 @@ from supervisors.models import QuestionAnswer, SupervisorState
 from supervisors.validators import SURROGATE_MESSAGE, clean_pending_question, contains_nul, surrogate_path
 
 from .actors import Actor
+from .conversation_append import (
+    ConversationAppend,
+    append_to_locked,
+    appended_details,
+    clean_conversation_append,
+    lock_for_append,
+)
 from .errors import Conflict, InvalidInput, NotFound
 from .events import actor_of, record_event, short
 from .inputs import lock_supervisor, parse_uuid, raise_if
@@ -55,7 +62,12 @@ def _state_after_last_question(supervisor: SupervisorState) -> str:
 
 
 def add_supervisor_pending_question(
-    contract_id: uuid.UUID | str, question: dict[str, Any], *, fence: Fence = UNFENCED, actor: Actor | None = None
+    contract_id: uuid.UUID | str,
+    question: dict[str, Any],
+    *,
+    fence: Fence = UNFENCED,
+    actor: Actor | None = None,
+    append: ConversationAppend | None = None,
 ) -> tuple[SupervisorState, dict[str, Any], bool]:
     """Add a question (camelCase PendingQuestion; ``id`` and ``askedAt`` optional) to the pending ones.
 
@@ -63,6 +75,9 @@ def add_supervisor_pending_question(
     (False for an idempotent re-ask). Takes a ``question_asked`` checkpoint and
     sends ``question_asked`` after commit when it was added, and records a
     ``question_asked`` event (the question's id, type and text cut short).
+    ``append``: messages for the conversation's end in the same transaction
+    (:mod:`.conversation_append`); an idempotent re-ask writes nothing, so it
+    appends nothing either (a retried request does not add its messages twice).
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     if not isinstance(question, dict):
@@ -83,9 +98,11 @@ def add_supervisor_pending_question(
     if surrogate_path(given) is not None:
         errors.setdefault("question", []).append(SURROGATE_MESSAGE)
     raise_if(errors)
+    if append is not None:
+        append = clean_conversation_append(append)
 
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid, fence=fence)
+        supervisor = lock_for_append(contract_uuid, append, fence=fence)
         if supervisor.state == SupervisorStatus.COMPLETED:
             raise Conflict("A completed supervisor cannot ask questions.", fields={"contract_id": ["Completed."]})
         for pending in supervisor.pending_questions:
@@ -101,6 +118,7 @@ def add_supervisor_pending_question(
                 f"Question {asked['id']} was already answered; ask a new question with a new id.",
                 fields={"question.id": ["Already answered."]},
             )
+        length = append_to_locked(supervisor, append) if append is not None else None
         supervisor.pending_questions = [*supervisor.pending_questions, asked]
         changed = ["pending_questions"]
         if supervisor.state != SupervisorStatus.WAITING_FOR_USER:
@@ -112,11 +130,15 @@ def add_supervisor_pending_question(
             supervisor.pk,
             EventKind.QUESTION_ASKED,
             actor=actor_of(actor, fence),
-            details={
-                "questionId": asked["id"],
-                "questionType": asked.get("questionType"),
-                "question": short(asked.get("question")),
-            },
+            details=appended_details(
+                append,
+                length,
+                {
+                    "questionId": asked["id"],
+                    "questionType": asked.get("questionType"),
+                    "question": short(asked.get("question")),
+                },
+            ),
         )
         send_on_commit(question_asked, contract_id=contract_uuid, supervisor_id=supervisor.pk, question=asked)
     return supervisor, asked, True
@@ -158,13 +180,15 @@ def clear_pending_question(
     answer: str,
     actor: Actor,
     fence: Fence = UNFENCED,
+    append: ConversationAppend | None = None,
 ) -> QuestionAnswer:
     """Answer a pending question: remove it, keep the answer until the daemon acknowledges it.
 
     Guarantees: exactly one answer per question, even when two people answer at
     once (the second gets Conflict: already answered). An id that is not
     pending is NotFound. Takes a ``question_answered`` checkpoint and sends
-    ``question_answered`` after commit.
+    ``question_answered`` after commit. ``append``: messages for the
+    conversation's end in the same transaction (:mod:`.conversation_append`).
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     question_uuid = parse_uuid(question_id, "question_id")
@@ -177,9 +201,12 @@ def clear_pending_question(
         )
     if surrogate_path(answer) is not None:
         raise InvalidInput(f"The answer is not Unicode. {SURROGATE_MESSAGE}", fields={"answer": [SURROGATE_MESSAGE]})
+    if append is not None:
+        append = clean_conversation_append(append)
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid, fence=fence)
+        supervisor = lock_for_append(contract_uuid, append, fence=fence)
         asked = _take_pending(supervisor, question_uuid)
+        length = append_to_locked(supervisor, append) if append is not None else None
         record = QuestionAnswer.objects.create(
             supervisor=supervisor,
             question_id=question_uuid,
@@ -195,11 +222,11 @@ def clear_pending_question(
             supervisor.pk,
             EventKind.QUESTION_ANSWERED,
             actor=actor,
-            details={
-                "questionId": str(question_uuid),
-                "question": short(asked.get("question")),
-                "answeredBy": str(actor),
-            },
+            details=appended_details(
+                append,
+                length,
+                {"questionId": str(question_uuid), "question": short(asked.get("question")), "answeredBy": str(actor)},
+            ),
         )
         send_on_commit(
             question_answered,

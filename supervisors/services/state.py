@@ -33,6 +33,15 @@ from . import heartbeat_sql
 from .actors import Actor
 from .arrays import UUIDArrayAppend, UUIDArrayContains
 from .checkpoints import take_checkpoint
+from .conversation_append import (
+    ConversationAppend,
+    ConversationLengthMismatch,
+    append_to_locked,
+    appended_details,
+    clean_conversation_append,
+    lock_for_append,
+    refuse_wrong_length,
+)
 from .errors import BrokenReference, InvalidInput, NotFound, PreconditionFailed
 from .events import actor_of, record_event
 from .inputs import (
@@ -114,7 +123,7 @@ def remember_row_version(supervisor: SupervisorState) -> str | None:
     return xmin
 
 
-def _check_version(supervisor: SupervisorState, expected_version: str | None) -> None:
+def check_version(supervisor: SupervisorState, expected_version: str | None) -> None:
     if expected_version is not None and expected_version != state_version(supervisor):
         raise PreconditionFailed(
             "The supervisor's state changed since it was read; fetch it again and retry.",
@@ -264,7 +273,7 @@ def save_supervisor_state_full(
                 return supervisor
         else:
             check_fence(supervisor, fence)
-        _check_version(supervisor, expected_version)
+        check_version(supervisor, expected_version)
         refuse_answered_questions(supervisor, values["pending_questions"])
         before = {"state": supervisor.state, "phase": supervisor.phase}
         for field, value in values.items():
@@ -299,6 +308,7 @@ def update_supervisor_detailed_state(
     fence: Fence = UNFENCED,
     actor: Actor | None = None,
     dry_run: bool = False,
+    append: ConversationAppend | None = None,
 ) -> SupervisorState:
     """Change only the given fields of the supervisor's state (the seed's UpdateSupervisorStateRequest).
 
@@ -311,7 +321,10 @@ def update_supervisor_detailed_state(
     value is checked as in the full save, and the rules across fields hold on
     the result (pending tasks stay among the spawned ones). Fields not named
     are left exactly as they are, even if another writer changed them meanwhile.
-    The conversation is only read or written when ``conversation_history`` is given.
+    The conversation is only read or written when ``conversation_history`` is given;
+    ``append`` adds messages at its end in the database instead
+    (:mod:`.conversation_append`: ConversationLengthMismatch when the stored
+    length is not the expected one), and cannot come with ``conversation_history``.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     if not isinstance(changes, dict):
@@ -330,10 +343,23 @@ def update_supervisor_detailed_state(
         if field in values:
             values[field] = parse_id_list(values[field], field, errors)
     raise_if(errors)
+    if append is not None:
+        append = clean_conversation_append(append)
+    if append is not None and "conversation_history" in values:
+        # Both: the append goes after the history sent, whose length it must name; nothing is read.
+        sent = values["conversation_history"]
+        if append.expected_length != len(sent):
+            raise ConversationLengthMismatch(
+                f"The append expects {append.expected_length} messages before it; the history sent has {len(sent)}.",
+                current_length=len(sent),
+                fields={"conversation_append.expected_length": [f"The history sent has {len(sent)} messages."]},
+            )
+        values["conversation_history"] = [*sent, *append.messages]
+        append = None
 
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid, fence=fence)
-        _check_version(supervisor, expected_version)
+        supervisor = lock_for_append(contract_uuid, append, fence=fence)
+        check_version(supervisor, expected_version)
         if "pending_questions" in values:
             refuse_answered_questions(supervisor, values["pending_questions"])
         spawned = values.get("spawned_task_ids", supervisor.spawned_task_ids)
@@ -345,14 +371,18 @@ def update_supervisor_detailed_state(
             )
             raise_if_broken(references)
         if dry_run:
+            if append is not None:
+                refuse_wrong_length(supervisor, append)
             return supervisor
+        length = append_to_locked(supervisor, append) if append is not None else None
         before = {f: getattr(supervisor, f) for f in ("state", "phase") if f in values}
         for field, value in values.items():
             setattr(supervisor, field, value)
         supervisor.save(update_fields=[*values, *stamp_write(supervisor)])
         finish_save_point(supervisor, SavePoint.STATE_UPDATED)
         who = actor_of(actor, fence)
-        details: dict[str, Any] = {"fields": sorted(values)}
+        named = sorted({*values, *(["conversation_history"] if append is not None else [])})
+        details: dict[str, Any] = appended_details(append, length, {"fields": named})
         for field, value in before.items():
             if value != values[field]:
                 details[field] = {"from": value, "to": values[field]}
@@ -530,6 +560,7 @@ def add_supervisor_spawned_task(
     wait: bool = True,
     fence: Fence = UNFENCED,
     actor: Actor | None = None,
+    append: ConversationAppend | None = None,
 ) -> SupervisorState:
     """Record that the supervisor spawned ``task_id`` (and, with ``wait``, waits on it).
 
@@ -539,16 +570,22 @@ def add_supervisor_spawned_task(
     test and the append run under the row lock. The append happens in the
     database (``array_append``), so the call costs the same for the first and
     the thousandth task; the returned state reads its task id lists from the
-    database on first access. Takes a ``task_spawned`` checkpoint.
+    database on first access. Takes a ``task_spawned`` checkpoint. ``append``:
+    messages for the conversation's end, in the same transaction
+    (:mod:`.conversation_append`); a spawn already recorded (a retried
+    request) appends nothing, so its messages do not land twice.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     task_uuid = parse_uuid(task_id, "task_id")
+    if append is not None:
+        append = clean_conversation_append(append)
     references: dict[str, list[str]] = {}
     check_task_ids(contract_uuid, {"task_id": [task_uuid]}, references)
     raise_if_broken(references)
     with transaction.atomic():
-        supervisor = lock_supervisor(
+        supervisor = lock_for_append(
             contract_uuid,
+            append,
             fence=fence,
             defer_task_ids=True,
             annotations={
@@ -560,8 +597,11 @@ def add_supervisor_spawned_task(
             raise BrokenReference(
                 "A supervisor cannot spawn its own task.", fields={"task_id": ["This is the supervisor's own task."]}
             )
-        changes: dict[str, Any] = {}
         spawned, pending = supervisor.task_spawned, supervisor.task_pending
+        # A spawn already recorded is a retried request: its messages went in with the first one.
+        resent = spawned and (pending or not wait)
+        length = append_to_locked(supervisor, append) if append is not None and not resent else None
+        changes: dict[str, Any] = {}
         if not spawned:
             changes["spawned_task_ids"] = UUIDArrayAppend("spawned_task_ids", task_uuid)
         if wait and not pending:
@@ -575,7 +615,11 @@ def add_supervisor_spawned_task(
             supervisor.pk,
             EventKind.TASK_SPAWNED,
             actor=actor_of(actor, fence),
-            details={"taskId": str(task_uuid), "waiting": bool(wait), "new": not spawned},
+            details=appended_details(
+                append if length is not None else None,
+                length,
+                {"taskId": str(task_uuid), "waiting": bool(wait), "new": not spawned},
+            ),
         )
     return supervisor
 
@@ -588,18 +632,27 @@ def save_state_on_task_spawn(
 
 
 def update_supervisor_phase(
-    contract_id: uuid.UUID | str, phase: str, *, fence: Fence = UNFENCED, actor: Actor | None = None
+    contract_id: uuid.UUID | str,
+    phase: str,
+    *,
+    fence: Fence = UNFENCED,
+    actor: Actor | None = None,
+    append: ConversationAppend | None = None,
 ) -> SupervisorState:
     """Record the supervisor's new phase (a non-empty name of at most 50 characters).
 
     Takes a checkpoint and records a ``phase_changed`` event with the phase it left.
+    ``append``: messages for the conversation's end, in the same transaction.
     """
     contract_uuid = parse_uuid(contract_id, "contract_id")
     errors: dict[str, list[str]] = {}
     clean_scalar_fields({"phase": phase}, errors)
     raise_if(errors)
+    if append is not None:
+        append = clean_conversation_append(append)
     with transaction.atomic():
-        supervisor = lock_supervisor(contract_uuid, fence=fence)
+        supervisor = lock_for_append(contract_uuid, append, fence=fence)
+        length = append_to_locked(supervisor, append) if append is not None else None
         previous = supervisor.phase
         supervisor.phase = phase
         supervisor.save(update_fields=["phase", *stamp_write(supervisor)])
@@ -608,7 +661,7 @@ def update_supervisor_phase(
             supervisor.pk,
             EventKind.PHASE_CHANGED,
             actor=actor_of(actor, fence),
-            details={"from": previous, "to": phase},
+            details=appended_details(append, length, {"from": previous, "to": phase}),
         )
     return supervisor
 

@@ -42,7 +42,7 @@ def run(command: list[str], script: str, env: dict[str, str]) -> str:
 
 
 def test_the_walkthrough_has_both_languages_for_every_step():
-    assert len(code_blocks("sh")) == len(code_blocks("python")) == 10
+    assert len(code_blocks("sh")) == len(code_blocks("python")) == 11
 
 
 def test_the_curl_walkthrough_runs_against_a_live_server(live_api):

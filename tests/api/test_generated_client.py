@@ -108,6 +108,24 @@ def test_a_daemons_life_through_a_generated_typed_client(live_api, client_packag
         contract.id, client=daemon, body=m.SpawnedTaskRequest(task_id=worker.id, wait=True), supervisor_epoch=epoch
     )
     assert state.pending_task_ids == [worker.id]
+    # The delta form: only the new message, with the length the daemon believes stored; a stale length is a 409.
+    reply = m.ConversationMessage(role="assistant")
+    reply["content"] = "Spawned the tests."
+    grown = ops["supervisor_conversation_append"].sync(
+        contract.id,
+        client=daemon,
+        body=m.ConversationAppendRequest(expected_length=1, messages=[reply]),
+        supervisor_epoch=epoch,
+    )
+    assert isinstance(grown, m.AppendResponse) and grown.conversation_length == 2
+    stale = ops["supervisor_conversation_append"].sync(
+        contract.id,
+        client=daemon,
+        body=m.ConversationAppendRequest(expected_length=1, messages=[reply]),
+        supervisor_epoch=epoch,
+    )
+    assert isinstance(stale, m.Error) and stale.code == "conversation_length_mismatch"
+    assert stale.conversation_length == 2
     beat = ops["supervisor_heartbeat"].sync(
         contract.id,
         client=daemon,
@@ -190,6 +208,7 @@ def test_a_daemons_life_through_a_generated_typed_client(live_api, client_packag
 
 OPERATIONS = (
     "daemon_me",
+    "supervisor_conversation_append",
     "daemon_heartbeat",
     "contract_create",
     "task_create",

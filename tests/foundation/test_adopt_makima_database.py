@@ -207,3 +207,42 @@ def test_a_freshly_migrated_database_passes_the_adoption_check():
     from supervisors.makima_schema import schema_differences
 
     assert schema_differences(connection) == []
+
+
+LZ4_AVAILABLE = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+COMPRESSION = (
+    "SELECT attcompression, format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = 'supervisor_states'::regclass AND attname = 'conversation_history'"
+)
+
+
+def test_migrate_compresses_makimas_conversation_column_with_lz4_and_makimas_writes_keep_working(makima_database):
+    """0015 changes only the column's TOAST compression (issue 12): same type, makima's rows and writes as before."""
+    dsn, url = makima_database
+    big = json.dumps([{"role": "user", "content": f"message {i} " + "lorem ipsum " * 40} for i in range(400)])
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE supervisor_states SET conversation_history = %s::jsonb WHERE id = %s", [big, STATE])
+        lz4 = conn.execute(LZ4_AVAILABLE).fetchone()[0]
+
+    assert manage(url, "migrate", "--no-input").returncode == 0
+
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(COMPRESSION).fetchone() == ("l" if lz4 else "", "jsonb")
+        # The value makima stored before stays readable; makima's next write of the column is compressed anew.
+        assert conn.execute("SELECT conversation_history FROM supervisor_states WHERE id = %s", [STATE]).fetchone()[
+            0
+        ] == json.loads(big)
+        conn.execute(
+            "UPDATE supervisor_states SET conversation_history = conversation_history || %s::jsonb WHERE id = %s",
+            [json.dumps([{"role": "assistant", "content": "makima wrote this"}]), STATE],
+        )
+        method, length = conn.execute(
+            "SELECT pg_column_compression(conversation_history), jsonb_array_length(conversation_history) "
+            "FROM supervisor_states WHERE id = %s",
+            [STATE],
+        ).fetchone()
+    assert length == 401 and method == ("lz4" if lz4 else "pglz")
+
+    assert manage(url, "migrate", "supervisors", "0014", "--no-input").returncode == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(COMPRESSION).fetchone() == ("", "jsonb")

@@ -56,6 +56,10 @@ def test_ten_daemons_for_fifteen_seconds_lose_nothing(live_database_url, tmp_pat
     # Daemons tried to take over supervisors of live daemons (quiet ones among them), and never managed.
     assert ledger.live_takeover_attempts > 0 and ledger.live_takeover_refused == ledger.live_takeover_attempts
     assert ledger.live_takeover_attempts_on_quiet > 0
+    # Save points carried only the new message (issue 12) and the report says what each kind sent.
+    assert "bytes sent per save point" in result.table
+    spawns = result.world.recorder.sent["POST /contracts/{id}/supervisor/spawned-tasks/"]
+    assert spawns and max(spawns) < 2_000
 
 
 @pytest.mark.postgres_only

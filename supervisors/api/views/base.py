@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from supervisors.api.errors import missing_body
 from supervisors.api.serializers import ErrorSerializer
+from supervisors.services.conversation_append import ConversationAppend
 
 ERROR_TEXT = {
     400: "`invalid`: bad input, `fields` names each offending input (a body field by its camelCase path, a header "
@@ -36,6 +37,9 @@ CONFLICT_TEXT = {
     "bad_reference": "the body names a task or daemon that does not exist, a task of another contract, a task "
     "that is not the contract's supervisor task, or pending tasks that were never spawned (`fields` names them)",
     "question_already_answered": "the question was answered already",
+    "conversation_length_mismatch": "the stored conversation does not hold `expectedLength` messages (this "
+    "daemon missed a change). Nothing was written; `conversationLength` in the body is the stored length: "
+    "read the history (GET with include=conversationHistory) and send the messages after that many again",
     "conflict": "the request does not fit the supervisor's state (a completed supervisor; a question id already "
     "pending with other content, or no longer pending)",
     "supervisor_completed": "a completed supervisor is not restored",
@@ -110,6 +114,14 @@ ETAG = OpenApiParameter(
     response=[200, 201],
     description="The state's version; send it back in If-Match to make a write conditional.",
 )
+
+
+def append_of(data: dict[str, Any], *, field: str = "conversation_append") -> ConversationAppend | None:
+    """The validated ``conversationAppend`` of a save point's body (or the append body itself), for the service."""
+    value = data if field == "" else data.get(field)
+    if value is None:
+        return None
+    return ConversationAppend(messages=value["messages"], expected_length=value["expected_length"], field=field)
 
 
 def json_body(request) -> Any:

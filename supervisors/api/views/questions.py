@@ -23,7 +23,7 @@ from supervisors.services.questions import (
     remove_supervisor_pending_question,
 )
 
-from .base import BODY_ERRORS, EPOCH, ApiView, errors, fenced_write
+from .base import BODY_ERRORS, EPOCH, ApiView, append_of, errors, fenced_write
 
 
 def actor_of(request) -> Actor:
@@ -59,16 +59,23 @@ class QuestionsView(ApiView):
         responses={
             200: OpenApiResponse(AskQuestionResponseSerializer, description="Already pending (same id)."),
             201: AskQuestionResponseSerializer,
-            **fenced_write(404, *BODY_ERRORS, conflicts=["conflict", "question_already_answered"]),
+            **fenced_write(
+                404, *BODY_ERRORS, conflicts=["conflict", "question_already_answered", "conversation_length_mismatch"]
+            ),
         },
-        description="Ask the human a question (save point). Re-asking with the same id is harmless.",
+        description="Ask the human a question (save point). Re-asking with the same id is harmless (and appends "
+        "nothing). `conversationAppend`: messages for the conversation, in the same transaction.",
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PendingQuestionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         _, question, created = add_supervisor_pending_question(
-            contract_uuid, serializer.to_wire(), fence=scoping.fence_of(request), actor=actor_of(request)
+            contract_uuid,
+            serializer.to_wire(),
+            fence=scoping.fence_of(request),
+            actor=actor_of(request),
+            append=append_of(serializer.validated_data),
         )
         return Response(
             {"question": question, "created": created},
@@ -109,9 +116,12 @@ class AnswerView(ApiView):
         request=AnswerSerializer,
         responses={
             200: QuestionAnswerSerializer,
-            **fenced_write(404, *BODY_ERRORS, conflicts=["conflict", "question_already_answered"]),
+            **fenced_write(
+                404, *BODY_ERRORS, conflicts=["conflict", "question_already_answered", "conversation_length_mismatch"]
+            ),
         },
-        description="Answer a pending question (save point); the daemon picks the answer up from answers/.",
+        description="Answer a pending question (save point); the daemon picks the answer up from answers/. "
+        "`conversationAppend`: messages for the conversation, in the same transaction.",
     )
     def post(self, request, contractId: str, questionId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
@@ -124,6 +134,7 @@ class AnswerView(ApiView):
             answer=serializer.validated_data["answer"],
             actor=actor_of(request),
             fence=scoping.fence_of(request),
+            append=append_of(serializer.validated_data),
         )
         return Response(QuestionAnswerSerializer(answer).data)
 

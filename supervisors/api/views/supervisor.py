@@ -12,6 +12,8 @@ from supervisors.api import examples, scoping
 from supervisors.api.authentication import DaemonPrincipal
 from supervisors.api.lean import LeanDaemonPost, compact_json
 from supervisors.api.serializers import (
+    AppendResponseSerializer,
+    ConversationAppendSerializer,
     HeartbeatResponseSerializer,
     HeartbeatSerializer,
     PhaseSerializer,
@@ -24,6 +26,7 @@ from supervisors.api.serializers import (
     validate_heartbeat,
 )
 from supervisors.models import SupervisorState
+from supervisors.services.conversation_append import append_conversation_messages
 from supervisors.services.errors import InvalidInput, NotFound
 from supervisors.services.state import (
     add_supervisor_spawned_task,
@@ -36,7 +39,19 @@ from supervisors.services.state import (
 from supervisors.services.validation import validate_supervisor_state
 from supervisors.services.world import PendingCount
 
-from .base import BODY_ERRORS, EPOCH, ETAG, IF_MATCH, ApiView, errors, etag, fenced_write, if_match, json_body
+from .base import (
+    BODY_ERRORS,
+    EPOCH,
+    ETAG,
+    IF_MATCH,
+    ApiView,
+    append_of,
+    errors,
+    etag,
+    fenced_write,
+    if_match,
+    json_body,
+)
 from .questions import actor_of
 
 OK_BODY = compact_json({"ok": True})
@@ -115,15 +130,23 @@ class SupervisorView(ApiView):
         request=UpdateSupervisorStateSerializer,
         responses={
             200: SupervisorStateSerializer,
-            **fenced_write(404, 412, *BODY_ERRORS, conflicts=["bad_reference", "question_already_answered"]),
+            **fenced_write(
+                404,
+                412,
+                *BODY_ERRORS,
+                conflicts=["bad_reference", "question_already_answered", "conversation_length_mismatch", "conflict"],
+            ),
         },
-        description="Change only the fields sent (the seed's UpdateSupervisorStateRequest).",
+        description="Change only the fields sent (the seed's UpdateSupervisorStateRequest). `conversationAppend` "
+        "appends messages to the stored conversation instead of replacing it (not with `conversationHistory`).",
     )
     def patch(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = UpdateSupervisorStateSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
+        append = append_of(changes)
+        changes.pop("conversation_append", None)
         if "pending_questions" in changes:
             changes["pending_questions"] = questions_to_wire(changes["pending_questions"])
         supervisor = update_supervisor_detailed_state(
@@ -132,8 +155,44 @@ class SupervisorView(ApiView):
             expected_version=if_match(request),
             fence=scoping.fence_of(request),
             actor=actor_of(request),
+            append=append,
         )
         return state_response(supervisor)
+
+
+class ConversationView(ApiView):
+    """The delta form: new messages only, appended in the database (issue 12, "save points cost what changed")."""
+
+    staff_permissions = {"POST": ["supervisors.change_supervisorstate"]}
+
+    @extend_schema(
+        operation_id="supervisor_conversation_append",
+        summary="Append messages to the conversation",
+        examples=examples.CONVERSATION_APPEND,
+        parameters=[IF_MATCH, EPOCH, ETAG],
+        request=ConversationAppendSerializer,
+        responses={
+            200: AppendResponseSerializer,
+            **fenced_write(404, 412, *BODY_ERRORS, conflicts=["conversation_length_mismatch", "conflict"]),
+        },
+        description="Append `messages` to the stored conversation if it holds `expectedLength` messages now; "
+        "the rest of the history is neither sent nor read. Not a save point (no checkpoint, no event); save "
+        "points take the same form as `conversationAppend`. `conflict`: the stored history is not an array "
+        "(only a full save repairs it).",
+    )
+    def post(self, request, contractId: str) -> Response:
+        contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
+        serializer = ConversationAppendSerializer(data=json_body(request))
+        serializer.is_valid(raise_exception=True)
+        appended = append_conversation_messages(
+            contract_uuid,
+            append_of(serializer.validated_data, field=""),
+            expected_version=if_match(request),
+            fence=scoping.fence_of(request),
+        )
+        return Response(
+            {"conversationLength": appended.length}, headers={"ETag": etag(state_version(appended.supervisor))}
+        )
 
 
 class HeartbeatView(LeanDaemonPost, ApiView):
@@ -186,8 +245,12 @@ class SpawnedTaskView(ApiView):
         examples=examples.TASK_SPAWNED,
         parameters=[EPOCH],
         request=SpawnedTaskSerializer,
-        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS, conflicts=["bad_reference"])},
-        description="A task was spawned (save point); with `wait` the supervisor also waits on it.",
+        responses={
+            200: SupervisorStateSerializer,
+            **fenced_write(404, *BODY_ERRORS, conflicts=["bad_reference", "conversation_length_mismatch", "conflict"]),
+        },
+        description="A task was spawned (save point); with `wait` the supervisor also waits on it. "
+        "`conversationAppend`: messages for the conversation, in the same transaction.",
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
@@ -195,7 +258,12 @@ class SpawnedTaskView(ApiView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         supervisor = add_supervisor_spawned_task(
-            contract_uuid, data["task_id"], wait=data["wait"], fence=scoping.fence_of(request), actor=actor_of(request)
+            contract_uuid,
+            data["task_id"],
+            wait=data["wait"],
+            fence=scoping.fence_of(request),
+            actor=actor_of(request),
+            append=append_of(data),
         )
         return state_response(supervisor)
 
@@ -209,15 +277,23 @@ class PhaseView(ApiView):
         examples=examples.PHASE_CHANGED,
         parameters=[EPOCH],
         request=PhaseSerializer,
-        responses={200: SupervisorStateSerializer, **fenced_write(404, *BODY_ERRORS)},
-        description="The contract's phase changed (save point).",
+        responses={
+            200: SupervisorStateSerializer,
+            **fenced_write(404, *BODY_ERRORS, conflicts=["conversation_length_mismatch", "conflict"]),
+        },
+        description="The contract's phase changed (save point). `conversationAppend`: messages for the "
+        "conversation, in the same transaction.",
     )
     def post(self, request, contractId: str) -> Response:
         contract_uuid = scoping.parse_path_uuid(contractId, "contractId")
         serializer = PhaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         supervisor = update_supervisor_phase(
-            contract_uuid, serializer.validated_data["phase"], fence=scoping.fence_of(request), actor=actor_of(request)
+            contract_uuid,
+            serializer.validated_data["phase"],
+            fence=scoping.fence_of(request),
+            actor=actor_of(request),
+            append=append_of(serializer.validated_data),
         )
         return state_response(supervisor)
 
@@ -244,4 +320,4 @@ class ValidationView(ApiView):
         )
 
 
-__all__ = ["HeartbeatView", "PhaseView", "SpawnedTaskView", "SupervisorView", "ValidationView"]
+__all__ = ["ConversationView", "HeartbeatView", "PhaseView", "SpawnedTaskView", "SupervisorView", "ValidationView"]
