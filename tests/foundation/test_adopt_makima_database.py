@@ -217,7 +217,7 @@ COMPRESSION = (
 
 
 def test_migrate_compresses_makimas_conversation_column_with_lz4_and_makimas_writes_keep_working(makima_database):
-    """0015 changes only the column's TOAST compression (issue 12): same type, makima's rows and writes as before."""
+    """0017 changes only the column's TOAST compression (issue 12): same type, makima's rows and writes as before."""
     dsn, url = makima_database
     big = json.dumps([{"role": "user", "content": f"message {i} " + "lorem ipsum " * 40} for i in range(400)])
     with psycopg.connect(dsn) as conn:
@@ -243,6 +243,6 @@ def test_migrate_compresses_makimas_conversation_column_with_lz4_and_makimas_wri
         ).fetchone()
     assert length == 401 and method == ("lz4" if lz4 else "pglz")
 
-    assert manage(url, "migrate", "supervisors", "0014", "--no-input").returncode == 0
+    assert manage(url, "migrate", "supervisors", "0016", "--no-input").returncode == 0
     with psycopg.connect(dsn) as conn:
         assert conn.execute(COMPRESSION).fetchone() == ("", "jsonb")
