@@ -30,15 +30,14 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject, empty
 from whitenoise import middleware as whitenoise
 
-DAEMON_API_PREFIX = "/api/v1/"
+from makima_supervisor.daemon_calls import DAEMON_API_PREFIX, is_daemon_call
+
+__all__ = ["DAEMON_API_PREFIX", "is_daemon_api_request"]
 
 
 def is_daemon_api_request(request: HttpRequest) -> bool:
     """A call to the daemons' API with a Bearer key (valid or not: the view decides)."""
-    return (
-        request.path_info.startswith(DAEMON_API_PREFIX)
-        and request.META.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer "
-    )
+    return is_daemon_call(request.path_info, request.META)
 
 
 #: The header value live.js sends with its background re-reads of an admin page.

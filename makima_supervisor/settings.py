@@ -63,6 +63,9 @@ INSTALLED_APPS = [
 # The browser_middleware classes are Django's and WhiteNoise's own, stepped over for
 # daemons' Bearer-key calls to /api/v1/ (see makima_supervisor/browser_middleware.py).
 MIDDLEWARE = [
+    # Before everything: daemons' Bearer calls to /api/v1/ go down this list without the browser-only
+    # layers (makima_supervisor/daemon_stack.py); every other request goes on down the whole list.
+    "makima_supervisor.daemon_stack.DaemonApiDispatchMiddleware",
     # First: forwarded headers from peers outside TRUSTED_PROXIES never reach Django.
     "makima_supervisor.proxy.TrustedProxyMiddleware",
     # Request id, log context, access line and request metrics: sees every final status.

@@ -18,7 +18,7 @@ environment, the wrapper drops nothing and costs a few microseconds.
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+from makima_supervisor.handler import get_wsgi_application  # Django's, with daemons' calls lean
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "makima_supervisor.settings")
 
