@@ -225,6 +225,21 @@ def main() -> None:
     seed(args.rows)
     with_error_messages()
     big = with_timeline(big_supervisor())
+    if connection.vendor == "postgresql":
+        # Stored as every history written since migration 0017 is (lz4 where the server has it): a history
+        # written before keeps pglz until its next write.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE supervisor_states SET conversation_history = conversation_history || '[]'::jsonb "
+                "WHERE id = %s AND pg_column_compression(conversation_history) IS DISTINCT FROM "
+                "(SELECT CASE attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END FROM pg_attribute "
+                "WHERE attrelid = 'supervisor_states'::regclass AND attname = 'conversation_history')",
+                [big.pk],
+            )
+            cursor.execute(
+                "SELECT pg_column_compression(conversation_history) FROM supervisor_states WHERE id = %s", [big.pk]
+            )
+            print(f"5 MB history compressed with {cursor.fetchone()[0]}")
     daemon = busy_daemon()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
