@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import F, OuterRef, Subquery
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from supervisors.models import Contract
 
@@ -69,6 +71,20 @@ class CheckedSelectionMixin:
     values as they are; a value that is not a UUID raises ValidationError deep
     in the ORM. A tampered form gets a clear message and nothing runs.
     """
+
+    def action_checkbox(self, obj: Any) -> str:
+        """The row's selection box, the same HTML as Django's, without a form widget's template per row.
+
+        Django renders it through ``CheckboxInput`` and the form renderer's
+        templates: about a quarter of a 50-row list's rendering time
+        (cProfile of the supervisor list at a million rows).
+        """
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
 
     def response_action(self, request: HttpRequest, queryset):
         from django.contrib import messages

@@ -137,3 +137,10 @@ def test_search_finds_the_same_rows_whether_matches_are_few_or_many(admin_client
     expected = {"deploy 0", "deploy 1", "deploy 2", "other 0", "other 1", "other 2"}
     assert names(admin_client.get(LIST, {"q": "DEPLOY"})) == expected
     assert names(admin_client.get(LIST, {"q": "step 1"})) == {"other 1"}
+
+
+def test_the_selection_box_is_the_html_django_renders(world):
+    """The list renders each row's checkbox without a form widget; the HTML must stay Django's own."""
+    model_admin = admin.site._registry[SupervisorState]
+    for supervisor in SupervisorState.objects.select_related("contract"):
+        assert model_admin.action_checkbox(supervisor) == admin.ModelAdmin.action_checkbox(model_admin, supervisor)
