@@ -9,6 +9,7 @@ foreign keys, indexes, triggers of its own).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -61,6 +62,15 @@ def makima_ddl() -> str:
     return "\n".join(tables[name] for name in ("contracts", "daemons", "tasks", "supervisor_states"))
 
 
+#: The indexes migration 0015 adds to makima's tables (on columns heartbeats never write).
+SERVICE_INDEXES = tuple(
+    name
+    for name, *_ in importlib.import_module(
+        "supervisors.migrations.0015_attention_and_search_indexes"
+    ).MAKIMA_TABLE_INDEXES
+)
+
+
 def fingerprint(dsn: str) -> dict[str, str]:
     """md5 of makima's rows, table by table, and of the catalog's definitions of makima's tables."""
     with psycopg.connect(dsn) as conn:
@@ -78,7 +88,9 @@ def fingerprint(dsn: str) -> dict[str, str]:
                 WHERE a.attrelid IN ({oids}) AND a.attnum > 0 AND NOT a.attisdropped""",
             "constraints": f"""SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), condeferrable,
                 condeferred FROM pg_constraint WHERE conrelid IN ({oids})""",
-            "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%(t)s)",
+            # Indexes the service adds (migration 0015, on columns heartbeats never write) are checked apart.
+            "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%(t)s) "
+            "AND indexname <> ALL(%(own)s)",
             # PostgreSQL's internal triggers on a referenced table belong to the service's own foreign keys.
             "triggers": f"SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE tgrelid IN ({oids}) "
             "AND NOT tgisinternal",
@@ -86,7 +98,7 @@ def fingerprint(dsn: str) -> dict[str, str]:
             f"WHERE oid IN ({oids})",
         }
         for name, sql in catalog.items():
-            rows = sorted(map(repr, conn.execute(sql, {"t": MAKIMA_TABLES}).fetchall()))
+            rows = sorted(map(repr, conn.execute(sql, {"t": MAKIMA_TABLES, "own": list(SERVICE_INDEXES)}).fetchall()))
             sums[name] = "\n".join(rows)
     return sums
 
@@ -153,6 +165,13 @@ def test_migrate_adopts_makima_tables_without_changing_them(makima_database):
         own = conn.execute("SELECT to_regclass('supervisor_checkpoints'), to_regclass('daemon_api_keys')").fetchone()
     assert all(own)
     assert manage(url, "migrate", "--check").returncode == 0
+    with psycopg.connect(dsn) as conn:  # the service's indexes on makima's tables, built and valid
+        built = conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = ANY(%s) AND i.indisvalid ORDER BY 1",
+            [list(SERVICE_INDEXES)],
+        ).fetchall()
+    assert [name for (name,) in built] == sorted(SERVICE_INDEXES)
 
     restored = manage(
         url,
