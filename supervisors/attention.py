@@ -32,12 +32,12 @@ from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, W
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from supervisors import snapshots
 from supervisors.enums import ContractStatus, RecoveryAction, SupervisorStatus
 from supervisors.models import Daemon, MetricsSnapshot, SupervisorAttention, SupervisorState
 from supervisors.selectors import stale_q
 from supervisors.services.ownership import daemon_gone_q, is_daemon_gone
 from supervisors.services.validation import conversation_checks, load_worlds, validate_with_world
-from supervisors.snapshots import request_refresh
 from supervisors.validators import parse_aware_datetime
 
 
@@ -207,27 +207,13 @@ ON CONFLICT (supervisor_id) DO UPDATE SET severity = excluded.severity, since = 
             computed_at=now,
             duration_ms=round((timezone.now() - started).total_seconds() * 1000),
         )
-        MetricsSnapshot.objects.bulk_create(
-            [
-                MetricsSnapshot(
-                    name=SNAPSHOT,
-                    figures={str(k): n for k, n in counts.items()},
-                    computed_at=now,
-                    duration_ms=snapshot.duration_ms,
-                    refresh_requested_at=None,
-                )
-            ],
-            update_conflicts=True,
-            unique_fields=["name"],
-            update_fields=["figures", "computed_at", "duration_ms", "refresh_requested_at"],
-        )
+        snapshots.store(SNAPSHOT, {str(k): n for k, n in counts.items()}, now, snapshot.duration_ms)
     return snapshot
 
 
 def refresh_attention_if_due() -> AttentionSnapshot | None:
     """The job's entry: refresh unless another run just did (jobs queued while no worker ran pile up)."""
-    fresh_since = timezone.now() - timedelta(seconds=settings.ATTENTION_REFRESH_SECONDS / 2)
-    if MetricsSnapshot.objects.filter(name=SNAPSHOT, computed_at__gte=fresh_since).exists():
+    if snapshots.refreshed_moments_ago(SNAPSHOT, settings.ATTENTION_REFRESH_SECONDS):
         return None
     return refresh_attention()
 
@@ -240,7 +226,7 @@ def current_attention(now: datetime) -> AttentionSnapshot:
     if row is None or now - row["computed_at"] > timedelta(seconds=settings.ATTENTION_MAX_AGE_SECONDS):
         return refresh_attention(now)
     if now - row["computed_at"] >= timedelta(seconds=settings.ATTENTION_REFRESH_SECONDS):
-        request_refresh(SNAPSHOT, jobs.refresh_attention.enqueue, now, settings.ATTENTION_REFRESH_SECONDS)
+        snapshots.request_refresh(SNAPSHOT, jobs.refresh_attention.enqueue, now, settings.ATTENTION_REFRESH_SECONDS)
     counts = {int(k): int(n) for k, n in row["figures"].items()}
     return AttentionSnapshot(_by_kind(counts), row["computed_at"], row["duration_ms"])
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from supervisors.models import MetricsSnapshot
 
@@ -26,3 +28,27 @@ def request_refresh(name: str, enqueue: Callable[[], object], now: datetime, ref
     if claimed:
         transaction.on_commit(enqueue)
     return bool(claimed)
+
+
+def store(name: str, figures: dict[str, Any], computed_at: datetime, duration_ms: int) -> None:
+    """Save a computation of snapshot ``name`` (one upsert), answering any pending refresh request."""
+    MetricsSnapshot.objects.bulk_create(
+        [
+            MetricsSnapshot(
+                name=name,
+                figures=figures,
+                computed_at=computed_at,
+                duration_ms=duration_ms,
+                refresh_requested_at=None,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["figures", "computed_at", "duration_ms", "refresh_requested_at"],
+    )
+
+
+def refreshed_moments_ago(name: str, refresh_seconds: int) -> bool:
+    """Whether another run computed ``name`` within half a period (refresh jobs queued while no worker ran pile up)."""
+    fresh_since = timezone.now() - timedelta(seconds=refresh_seconds / 2)
+    return MetricsSnapshot.objects.filter(name=name, computed_at__gte=fresh_since).exists()

@@ -149,27 +149,13 @@ def compute_supervisor_figures(now: datetime | None = None) -> SupervisorFigures
 def refresh_supervisor_figures() -> SupervisorFigures:
     """Compute the figures and store them (one statement each way); what the refresh job runs."""
     figures = compute_supervisor_figures()
-    MetricsSnapshot.objects.bulk_create(
-        [
-            MetricsSnapshot(
-                name=NAME,
-                figures=figures.as_json(),
-                computed_at=figures.computed_at,
-                duration_ms=figures.duration_ms,
-                refresh_requested_at=None,
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["name"],
-        update_fields=["figures", "computed_at", "duration_ms", "refresh_requested_at"],
-    )
+    snapshots.store(NAME, figures.as_json(), figures.computed_at, figures.duration_ms)
     return figures
 
 
 def refresh_supervisor_figures_if_due() -> SupervisorFigures | None:
     """The job's entry: refresh unless another run just did (jobs queued while no worker ran pile up)."""
-    fresh_since = timezone.now() - timedelta(seconds=settings.METRICS_REFRESH_SECONDS / 2)
-    if MetricsSnapshot.objects.filter(name=NAME, computed_at__gte=fresh_since).exists():
+    if snapshots.refreshed_moments_ago(NAME, settings.METRICS_REFRESH_SECONDS):
         return None
     return refresh_supervisor_figures()
 
