@@ -32,6 +32,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from supervisors.models import Daemon, QuestionAnswer, RestorationLog, SupervisorCheckpoint, SupervisorState
+from supervisors.services import ownership
 from supervisors.services.actors import Actor
 from supervisors.services.questions import clear_pending_question
 from tests.api.conftest import DaemonWithKey, url
@@ -233,8 +234,19 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(alpha, beta, settings,
 # --- (b) the owner sends only supervisor heartbeats: its lease holds -----------------------------------
 
 
-def test_an_owner_that_sends_only_supervisor_heartbeats_is_never_taken_over(alpha, beta, settings):
+def test_an_owner_that_sends_only_supervisor_heartbeats_is_never_taken_over(alpha, beta, settings, monkeypatch):
+    """Supervisor heartbeats alone keep the lease: raced with another daemon's takeover, round after round.
+
+    Time is the test's own: every "now" of the service (wall clock and the renewal memo's monotonic clock)
+    moves on by a fixed step per round. On real time a machine stalled for longer than the lease made the
+    owner really silent, and the takeover was then right.
+    """
     settings.DAEMON_GONE_AFTER_SECONDS = 2
+    step = timedelta(seconds=0.3)  # under the renewal interval (0.5 s): not every heartbeat renews
+    started_at, started_monotonic = timezone.now(), ownership.clock()
+    virtual = {"now": started_at}
+    monkeypatch.setattr(timezone, "now", lambda: virtual["now"])
+    monkeypatch.setattr(ownership, "clock", lambda: started_monotonic + (virtual["now"] - started_at).total_seconds())
     supervisor = make_supervisor(make_contract("busy owner"), daemon=alpha.daemon, state="working")
     # Alpha never sends its own daemon heartbeat: created and last heard of its own way long ago.
     long_ago = timezone.now() - timedelta(hours=1)
@@ -245,18 +257,19 @@ def test_an_owner_that_sends_only_supervisor_heartbeats_is_never_taken_over(alph
         return client_of(alpha).post(url(supervisor.contract_id, "heartbeat/"), beat, format="json")
 
     assert heartbeat().status_code == 200
-    started, rounds = time.monotonic(), 0
-    # Long enough that a lease kept only by the daemon heartbeat, or renewed too rarely, would run out.
-    while rounds < ROUNDS or time.monotonic() - started < 2.5 * settings.DAEMON_GONE_AFTER_SECONDS:
+    # Three leases long: a lease kept only by the daemon heartbeat, or renewed too rarely, would run out.
+    rounds = max(ROUNDS, int(3 * settings.DAEMON_GONE_AFTER_SECONDS / step.total_seconds()))
+    for number in range(rounds):
+        virtual["now"] += step
         beaten, takeover = run_together(heartbeat, lambda: resume(beta, supervisor.contract_id, "task_reassignment"))
-        assert beaten.status_code == 200, (rounds, beaten.content)
-        assert takeover.status_code == 404, (rounds, time.monotonic() - started, takeover.content)
-        rounds += 1
+        assert beaten.status_code == 200, (number, beaten.content)
+        assert takeover.status_code == 404, (number, takeover.content)
 
     row = SupervisorState.objects.select_related("task").get(pk=supervisor.pk)
     assert row.task.daemon_id == alpha.daemon.id
     assert row.restoration_count == 0
     assert not RestorationLog.objects.filter(supervisor=supervisor, success=True).exists()
+    assert Daemon.objects.get(pk=alpha.daemon.pk).last_heartbeat_at > started_at  # renewed on virtual time
 
 
 # --- (c) a takeover right after the owner's resume, owner gone: always allowed -------------------------
