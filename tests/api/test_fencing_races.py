@@ -286,7 +286,9 @@ def test_a_takeover_right_after_the_owners_resume_always_succeeds(alpha, beta):
         elapsed = time.monotonic() - resumed_at
 
         assert takeover.status_code == 200, (number, takeover.content)
-        assert elapsed < 1.0, f"round {number} took {elapsed:.2f} s: not the case under test"
+        # The case under test: the owner's lease was renewed by its resume a moment ago (within the renewal
+        # interval, so its process still counts it as fresh), yet its goodbye frees the supervisor at once.
+        assert elapsed < ownership.lease_renew_seconds(), f"round {number} took {elapsed:.2f} s: not the case"
         assert takeover.json()["restorationCount"] == 2
         row = SupervisorState.objects.select_related("task").get(pk=supervisor.pk)
         assert row.task.daemon_id == beta.daemon.id
