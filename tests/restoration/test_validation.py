@@ -185,6 +185,12 @@ def test_stale_threshold_comes_from_settings(settings):
         [{"role": "user"}, {"role": ""}],
         [{"role": 5}],
         [{"role": "user"}, {"role": "assistant"}, [1, 2]],
+        # PostgreSQL's JSON path test (lax mode unwraps lists) must not hide these:
+        [{"role": "user"}, {"role": ["assistant"]}],
+        [{"role": "user"}, {"role": [""]}],
+        [{"role": None}],
+        [{"role": "user"}, [{"role": "user"}]],
+        [{"role": "user"}, {"role": {"name": "x"}}],
     ],
 )
 def test_the_database_checks_a_conversation_exactly_as_python_does(history):
