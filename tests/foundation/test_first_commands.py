@@ -107,6 +107,7 @@ def test_the_run_command_serves_and_the_readme_commands_work_beside_it(fresh_che
         assert status == 200, log.read_text()
         printed = log.read_text()
         assert "Login: admin" in printed and "Password: " in printed
+        assert f"Admin: http://127.0.0.1:{port}/admin/" in printed  # where it really is, not a fixed port
         for command in (
             ["restore_supervisors", "--help"],
             ["create_daemon_key", "daemon-7", "--create-daemon"],

@@ -33,8 +33,13 @@ class Command(ProjectCommand):
             help="If the superuser exists, set its password (scripts/serve does, on each start). Without it an "
             "existing user is refused.",
         )
+        parser.add_argument(
+            "--admin-url",
+            default="http://127.0.0.1:8000/admin/",
+            help="Where the admin is served, printed with the login (scripts/serve gives its own address).",
+        )
 
-    def handle(self, *args, username: str, password: str | None, reset_password: bool, **options):
+    def handle(self, *args, username: str, password: str | None, reset_password: bool, admin_url: str, **options):
         password = password or os.environ.get("ADMIN_PASSWORD")
         if not settings.DEBUG and not password:
             raise CommandError(
@@ -68,7 +73,7 @@ class Command(ProjectCommand):
             user.save()
         verb = "Created" if created else "Reset the password of"
         self.stdout.write(self.style.SUCCESS(f"{verb} superuser '{username}'."))
-        self.stdout.write(f"  Admin: http://127.0.0.1:8000/admin/\n  Login: {username}\n  Password: {password}")
+        self.stdout.write(f"  Admin: {admin_url}\n  Login: {username}\n  Password: {password}")
 
     @staticmethod
     def _checked_username(user_model, username: str) -> str:
