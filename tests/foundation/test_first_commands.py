@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.conftest import clean_environment
+
+pytestmark = pytest.mark.database_independent
 
 
 def run(checkout: Path, *command: str) -> subprocess.CompletedProcess[str]:

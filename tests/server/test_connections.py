@@ -6,6 +6,8 @@ import pytest
 
 from .conftest import BODY_LIMIT, connect, exchange, raw_request
 
+pytestmark = pytest.mark.database_independent
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_kept_alive_connection_survives_errors_whose_body_was_not_read(start_server):

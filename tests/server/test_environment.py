@@ -16,6 +16,8 @@ import pytest
 
 from .conftest import connect, exchange, raw_request
 
+pytestmark = pytest.mark.database_independent
+
 
 def canaries() -> dict[str, str]:
     """Variables a deployment carries: a password in a URL, an API token, a header-like name (httpoxy)."""

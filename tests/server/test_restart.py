@@ -14,6 +14,8 @@ import pytest
 
 from soak.server import WebServer
 
+pytestmark = pytest.mark.database_independent
+
 #: Longer than the pause between a new worker's start and the old one's stop (GRANIAN_RESPAWN_INTERVAL,
 #: 10 s by default in makima_supervisor.server), so the old worker is stopped while it serves the request.
 SLOW_SECONDS = 12
