@@ -272,6 +272,11 @@ def main() -> None:
     client.force_login(user)
 
     listing = reverse("admin:supervisors_supervisorstate_changelist")
+    from supervisors.selectors import estimated_row_count
+
+    # The paginator's last page: the list counts from the planner's estimate when it is large.
+    shown_total = estimated_row_count("supervisor_states") if total >= 10_000 else total
+    last_page = max(1, -(-(shown_total or total) // 50))
     page = reverse("admin:supervisors_supervisorstate_change", args=[big.pk])
     attention = reverse("admin:supervisors_supervisorstate_attention")
     pages = [
@@ -280,6 +285,7 @@ def main() -> None:
         ("needs attention, waiting for a human, page 20", f"{attention}?kind=waiting&page=20"),
         ("list, unfiltered (estimated count)", listing),
         ("list, unfiltered, page 500", f"{listing}?p={min(500, max(1, total // 50))}"),
+        ("list, unfiltered, last page (read from the end)", f"{listing}?p={last_page}"),
         ("list, state=working", f"{listing}?state__exact=working"),
         ("list, stale=yes", f"{listing}?stale=yes"),
         ("list, has pending questions", f"{listing}?has_questions=yes"),
