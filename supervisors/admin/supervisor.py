@@ -34,7 +34,7 @@ from supervisors.services.checkpoints import checkpoint_issues
 from supervisors.services.errors import InvalidInput, PreconditionFailed, ServiceError
 from supervisors.services.ownership import is_daemon_gone
 from supervisors.services.state import update_supervisor_detailed_state
-from supervisors.services.validation import conversation_checks, validate_supervisor_state
+from supervisors.services.validation import validate_supervisor_state
 
 from . import attention, dashboard, questions, timeline
 from .actions import (
@@ -283,14 +283,11 @@ class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
 
     def page_context(self, request: HttpRequest, obj: SupervisorState) -> dict[str, Any]:
         """Everything the supervisor page shows beyond the plain fields."""
-        # The conversation is checked by the database (kind, first bad message): a 5 MB history is never loaded.
-        checks = (
-            conversation_checks(SupervisorState.objects.filter(pk=obj.pk), "conversation_history")
-            .values_list("history_kind", "history_bad_index")
-            .first()
-        )
-        if checks is not None:
-            obj.history_kind, obj.history_bad_index = checks
+        # The conversation is checked by the database (kind, first bad message) in the pass that reads its
+        # length for the page shown: a 5 MB history is never loaded.
+        conversation, page_number, pages = _conversation_at(obj.pk, request.GET.get("cpage"))
+        if conversation.json_type != "missing":
+            obj.history_kind, obj.history_bad_index = conversation.history_kind, conversation.history_bad_index
         validation = validate_supervisor_state(obj)
         spawned = list(obj.spawned_task_ids or [])
         pending = list(obj.pending_task_ids or [])
@@ -314,7 +311,6 @@ class SupervisorStateAdmin(CheckedSelectionMixin, ReadOnlyAdmin):
         )
         checkpoint_rows = [{"checkpoint": c, "issues": checkpoint_issues(c)} for c in checkpoints]
         restorations = list(obj.restorations.select_related("actor_user", "checkpoint").order_by("-started_at")[:20])
-        conversation, page_number, pages = _conversation_at(obj.pk, request.GET.get("cpage"))
         search = _SearchText.of(request.GET.get("csearch"))
         matches = conversation_search(obj.pk, search.text, limit=MAX_SEARCH_MATCHES + 1) if search.text else []
         matched_here = {m.index for m in matches}
@@ -574,9 +570,7 @@ def _conversation_at(supervisor_id, cpage: str | None):
     except (ValueError, OverflowError):
         requested = None
     offset = None if requested is None else (requested - 1) * CONVERSATION_PAGE_SIZE
-    conversation = conversation_page(supervisor_id, offset=offset, limit=CONVERSATION_PAGE_SIZE)
-    if conversation.total and offset is not None and offset >= conversation.total:
-        conversation = conversation_page(supervisor_id, offset=None, limit=CONVERSATION_PAGE_SIZE)
+    conversation = conversation_page(supervisor_id, offset=offset, limit=CONVERSATION_PAGE_SIZE, with_checks=True)
     pages = max(1, -(-conversation.total // CONVERSATION_PAGE_SIZE)) if conversation.total is not None else 1
     return conversation, conversation.offset // CONVERSATION_PAGE_SIZE + 1, pages
 

@@ -253,14 +253,21 @@ _SQLITE_BAD_INDEX = """CASE WHEN json_type({col}) = 'array' THEN (
        OR json_extract(m.value, '$.role') = '') END"""
 
 
+def conversation_checks_sql(col: str) -> tuple[str, str]:
+    """The two checks as SQL expressions over the conversation column ``col``: its kind, its first bad message."""
+    kind, bad = (_PG_KIND, _PG_BAD_INDEX) if connection.vendor == "postgresql" else (_SQLITE_KIND, _SQLITE_BAD_INDEX)
+    return kind.format(col=col), bad.format(col=col)
+
+
 def conversation_checks(queryset: QuerySet, column: str) -> QuerySet:
     """``queryset`` without the conversation column, annotated with ``history_kind`` and ``history_bad_index``."""
     model = queryset.model
-    col = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name(column)}"
-    kind, bad = (_PG_KIND, _PG_BAD_INDEX) if connection.vendor == "postgresql" else (_SQLITE_KIND, _SQLITE_BAD_INDEX)
+    kind, bad = conversation_checks_sql(
+        f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name(column)}"
+    )
     return queryset.defer(column).annotate(
-        history_kind=RawSQL(kind.format(col=col), [], output_field=TextField()),
-        history_bad_index=RawSQL(bad.format(col=col), [], output_field=IntegerField()),
+        history_kind=RawSQL(kind, [], output_field=TextField()),
+        history_bad_index=RawSQL(bad, [], output_field=IntegerField()),
     )
 
 

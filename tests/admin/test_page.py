@@ -97,6 +97,22 @@ def test_a_history_that_is_not_an_array_is_shown_raw_and_flagged(admin_client):
     assert "Invalid." in html
 
 
+def test_a_message_without_a_role_is_named_on_the_page_from_the_pass_that_reads_the_page(admin_client):
+    """The history's checks ride in the query that reads its length: no query of their own, nothing loaded."""
+    history = [{"role": "user", "content": f"m{i}"} for i in range(60)]
+    history[3] = {"content": "who said this?"}
+    supervisor = make_supervisor(conversation_history=history)
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(page_url(supervisor), {"cpage": 99})  # past the end: the newest page
+    html = response.content.decode()
+    assert "Conversation history message 3 must be an object with a non-empty string" in html
+    assert "Invalid." in html
+    assert response.context["conversation_page_number"] == 3 and "m59" in html
+    assert [q["sql"] for q in ctx.captured_queries if LOADS_HISTORY.search(q["sql"])] == []
+    reading_history = [q["sql"] for q in ctx.captured_queries if "conversation_history" in q["sql"]]
+    assert len(reading_history) == 2, reading_history  # length and checks; the page's slice
+
+
 def test_page_shows_validation_tasks_and_questions(admin_client, world):
     gamma_html = admin_client.get(page_url(world["gamma"])).content.decode()
     assert "Invalid." in gamma_html and "UseCheckpoint" in gamma_html
