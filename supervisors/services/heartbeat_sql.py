@@ -7,9 +7,11 @@ SQL text is composed here once per vendor from the models' table and column
 names and then only executed with parameters. Both statements assign exactly
 ``HEARTBEAT_COLUMNS`` and nothing else, and read nothing first.
 
-The batch statement has the same text whatever the batch size: on PostgreSQL
-the items travel as four arrays joined with ``unnest`` (one parameter each); on
-SQLite as one JSON array read with ``json_each`` (one parameter).
+The batch statement has the same text whatever the batch size: the items
+travel as one JSON array parameter, read with ``jsonb_array_elements`` on
+PostgreSQL and ``json_each`` on SQLite. (Five PostgreSQL arrays, one per
+column, cost the client more: psycopg writes array text in Python, a sixth of
+a 50-supervisor batch's CPU, where ``json.dumps`` is C.)
 
 A daemon's single heartbeat can also count the request for the API's throttle
 (:class:`~supervisors.services.world.PendingCount`). On PostgreSQL the counter's
@@ -98,8 +100,8 @@ def _compose(vendor: str) -> HeartbeatStatements:
     )
     if vendor == "postgresql":
         items = (
-            "unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::int[]) "
-            "AS v(contract_id, state, current_activity, progress, epoch)"
+            "(SELECT (e ->> 0)::uuid AS contract_id, e ->> 1 AS state, e ->> 2 AS current_activity, "
+            "(e ->> 3)::int AS progress, (e ->> 4)::int AS epoch FROM jsonb_array_elements(%s::jsonb) AS e) AS v"
         )
     else:  # SQLite (3.38+: UPDATE ... FROM and json_each built in); one JSON parameter
         items = (
@@ -188,8 +190,6 @@ def update_one(
 
 
 def _item_params(items: Sequence[Row]) -> list:
-    if connection.vendor == "postgresql":
-        return [[item[n] for item in items] for n in range(5)]
     return [json.dumps([[item[0].hex, item[1], item[2], item[3], item[4]] for item in items])]
 
 
