@@ -237,26 +237,37 @@ def _loaded_contract(supervisor: SupervisorState) -> Contract | None:
 # the index of the first message without a role. ``conversation_problem`` turns
 # them into the very message ``validate_conversation_history`` gives.
 
-_PG_KIND = """CASE jsonb_typeof({col}) WHEN 'array' THEN 'list' WHEN 'object' THEN 'dict' WHEN 'string' THEN 'str'
+_PG_KIND = """CASE {type} WHEN 'array' THEN 'list' WHEN 'object' THEN 'dict' WHEN 'string' THEN 'str'
     WHEN 'boolean' THEN 'bool' WHEN 'null' THEN 'NoneType'
     WHEN 'number' THEN CASE WHEN {col}::text ~ '^-?[0-9]+$' THEN 'int' ELSE 'float' END END"""
-_PG_BAD_INDEX = """CASE WHEN jsonb_typeof({col}) = 'array' THEN (
+_PG_BAD_INDEX = """CASE WHEN {type} = 'array' THEN (
     SELECT min(m.i) - 1 FROM jsonb_array_elements({col}) WITH ORDINALITY AS m(v, i)
     WHERE jsonb_typeof(m.v) <> 'object' OR jsonb_typeof(m.v -> 'role') IS DISTINCT FROM 'string'
        OR m.v ->> 'role' = '') END"""
-_SQLITE_KIND = """CASE json_type({col}) WHEN 'array' THEN 'list' WHEN 'object' THEN 'dict' WHEN 'text' THEN 'str'
+_SQLITE_KIND = """CASE {type} WHEN 'array' THEN 'list' WHEN 'object' THEN 'dict' WHEN 'text' THEN 'str'
     WHEN 'true' THEN 'bool' WHEN 'false' THEN 'bool' WHEN 'null' THEN 'NoneType'
     WHEN 'integer' THEN 'int' WHEN 'real' THEN 'float' END"""
-_SQLITE_BAD_INDEX = """CASE WHEN json_type({col}) = 'array' THEN (
+_SQLITE_BAD_INDEX = """CASE WHEN {type} = 'array' THEN (
     SELECT min(CAST(m.key AS INTEGER)) FROM json_each({col}) AS m
     WHERE m.type <> 'object' OR json_type(m.value, '$.role') IS NOT 'text'
        OR json_extract(m.value, '$.role') = '') END"""
 
 
-def conversation_checks_sql(col: str) -> tuple[str, str]:
-    """The two checks as SQL expressions over the conversation column ``col``: its kind, its first bad message."""
+def json_type_sql(col: str) -> str:
+    """The SQL for the JSON type of ``col``, as the database names it ('array', 'object', ...)."""
+    return f"jsonb_typeof({col})" if connection.vendor == "postgresql" else f"json_type({col})"
+
+
+def conversation_checks_sql(col: str, json_type: str | None = None) -> tuple[str, str]:
+    """The two checks as SQL expressions over the conversation column ``col``: its kind, its first bad message.
+
+    ``json_type``: an expression already holding ``json_type_sql(col)`` (each
+    use of a large value in PostgreSQL decompresses it again: a query that
+    needs the type several times computes it once and passes it in).
+    """
     kind, bad = (_PG_KIND, _PG_BAD_INDEX) if connection.vendor == "postgresql" else (_SQLITE_KIND, _SQLITE_BAD_INDEX)
-    return kind.format(col=col), bad.format(col=col)
+    json_type = json_type or json_type_sql(col)
+    return kind.format(col=col, type=json_type), bad.format(col=col, type=json_type)
 
 
 def conversation_checks(queryset: QuerySet, column: str) -> QuerySet:
