@@ -96,13 +96,21 @@ def parse_id_list(value: Any, field: str, errors: dict[str, list[str]]) -> list[
 
 
 def check_task_ids(
-    contract_id: uuid.UUID, ids_by_field: dict[str, Iterable[uuid.UUID]], errors: dict[str, list[str]]
+    contract_id: uuid.UUID,
+    ids_by_field: dict[str, Iterable[uuid.UUID]],
+    errors: dict[str, list[str]],
+    *,
+    owners: dict[uuid.UUID, uuid.UUID] | None = None,
 ) -> None:
-    """Every id names an existing task of this contract (one query for all fields)."""
+    """Every id names an existing task of this contract (one query for all fields).
+
+    ``owners``: task -> contract for (at least) these ids, already read by the caller: no query then.
+    """
     wanted = {t for ids in ids_by_field.values() for t in ids}
     if not wanted:
         return
-    owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
+    if owners is None:
+        owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
     for field, ids in ids_by_field.items():
         problems = []
         for task_id in ids:
