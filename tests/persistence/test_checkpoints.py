@@ -73,6 +73,22 @@ def test_retention_keeps_the_newest_and_drops_unused_conversations(supervisor, s
     assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 4
 
 
+def test_a_pruned_conversation_goes_only_when_no_kept_checkpoint_holds_it(supervisor, settings):
+    """Pruning collects snapshots only when it freed one: a shared one stays while a kept checkpoint holds it."""
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 2
+    first, rewritten = [{"role": "user", "n": 1}], [{"role": "user", "n": 2}]
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": first})
+    update_supervisor_phase(supervisor.contract_id, "a")
+    update_supervisor_phase(supervisor.contract_id, "b")  # prunes a checkpoint holding `first`; one still does
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 1
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": rewritten})
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 2  # "b" still holds `first`
+    update_supervisor_phase(supervisor.contract_id, "c")  # prunes "b": nothing holds `first` any more
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 1
+    kept = SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id")
+    assert [checkpoint_snapshot(c)["conversation_history"] for c in kept] == [rewritten, rewritten]
+
+
 def test_default_retention_is_twenty(supervisor):
     for i in range(25):
         update_supervisor_phase(supervisor.contract_id, f"p{i}")
