@@ -55,6 +55,7 @@ from .inputs import (
     raise_if_broken,
     refuse_answered_questions,
     row_version_annotation,
+    select_locked,
     some_of,
 )
 from .ownership import (
@@ -264,13 +265,7 @@ def save_supervisor_state(
     values.update(task_id=task_uuid, spawned_task_ids=spawned, pending_task_ids=pending)
 
     with transaction.atomic():
-        supervisor = (
-            SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
-            .defer("conversation_history")
-            .annotate(**row_version_annotation())
-            .filter(contract_id=contract_uuid)
-            .first()
-        )
+        supervisor = select_locked(contract_uuid)
         if supervisor is None:
             mine = Task.objects.filter(pk=task_uuid, daemon_id=fence.daemon_id)
             if fence.daemon_id is not None and not mine.exists():
