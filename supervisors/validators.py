@@ -19,6 +19,8 @@ from django.utils.dateparse import parse_datetime
 from supervisors.enums import QuestionType
 
 MAX_QUESTION_LENGTH = 10_000
+#: ``QuestionType.values`` builds a new list at each access; every save point checks every pending question.
+_QUESTION_TYPES = tuple(QuestionType.values)
 MAX_CHOICES = 50
 MAX_CHOICE_LENGTH = 1_000
 
@@ -184,7 +186,7 @@ def clean_pending_question(value: Any) -> dict[str, Any]:
     if context is not None and not isinstance(context, str):
         errors["context"] = "Context must be a string or null."
     question_type = value.get("questionType", QuestionType.GENERAL)
-    if question_type not in QuestionType.values:
+    if question_type not in _QUESTION_TYPES:
         errors["questionType"] = f"{question_type!r} is not one of {', '.join(QuestionType.values)}."
     asked_at = value.get("askedAt")
     if parse_aware_datetime(asked_at) is None:

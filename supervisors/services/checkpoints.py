@@ -30,13 +30,17 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from supervisors import validators
 from supervisors.enums import SavePoint, SupervisorStatus
 from supervisors.models import RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.validators import validate_pending_questions
 
 from .conversations import collect_unused_snapshots, snapshot_messages, snapshot_of_current_history
+from .hot_cursor import hot_cursor
 
 #: The state columns a checkpoint copies (the conversation goes through a snapshot).
 CHECKPOINT_FIELDS = (
@@ -54,6 +58,9 @@ CHECKPOINT_FIELDS = (
 def retention() -> int:
     return max(1, int(getattr(settings, "SUPERVISOR_CHECKPOINT_RETENTION", 20)))
 
+
+#: ``SupervisorStatus.values`` builds a new list at each access.
+_STATES = tuple(SupervisorStatus.values)
 
 #: Columns the new checkpoint hands back (its task id lists stay in the database).
 _RETURNED = ("id", "state", "phase", "current_activity", "progress", "error_message", "pending_questions")
@@ -119,7 +126,7 @@ def _issues(
     state: Any, progress: Any, questions: Any, pending_all_spawned: bool | list[str], pending_count: int
 ) -> list[str]:
     issues: list[str] = []
-    if state not in SupervisorStatus.values:
+    if state not in _STATES:
         issues.append(f"state: unknown value {state!r}")
     if isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100:
         issues.append(f"progress: {progress!r} is outside 0..100")
@@ -155,17 +162,59 @@ def checkpoint_issues(checkpoint: SupervisorCheckpoint | dict[str, Any]) -> list
     return _issues(data["state"], data["progress"], data["pending_questions"], never, len(pending))
 
 
+_CHECKPOINTS = SupervisorCheckpoint._meta.db_table
+_LOGS = RestorationLog._meta.db_table
+
+#: PostgreSQL: prune in one statement. The boundary is the ``retention()``-th newest checkpoint
+#: (``skip``: retention - 1 rows); older ones go but ``protected`` (0: none), the restoration logs
+#: pointing at them are unlinked (SET_NULL; Django's foreign keys are checked at commit), and the answer
+#: is (checkpoints deleted, how many of them held a snapshot that no kept checkpoint holds). The outer
+#: SELECT sees the table as before the delete, hence the kept ones named by id.
+_PRUNE_SQL = (
+    f"WITH boundary AS (SELECT id FROM {_CHECKPOINTS} WHERE supervisor_id = %(supervisor)s "
+    f"ORDER BY id DESC OFFSET %(skip)s LIMIT 1), "
+    f"unlinked AS (UPDATE {_LOGS} SET checkpoint_id = NULL WHERE supervisor_id = %(supervisor)s "
+    f"AND checkpoint_id < (SELECT id FROM boundary) AND checkpoint_id <> %(protected)s), "
+    f"gone AS (DELETE FROM {_CHECKPOINTS} WHERE supervisor_id = %(supervisor)s "
+    f"AND id < (SELECT id FROM boundary) AND id <> %(protected)s RETURNING conversation_id) "
+    f"SELECT count(*), count(*) FILTER (WHERE g.conversation_id IS NOT NULL AND NOT EXISTS ("
+    f"SELECT 1 FROM {_CHECKPOINTS} k WHERE k.supervisor_id = %(supervisor)s AND k.conversation_id = g.conversation_id "
+    f"AND (k.id >= (SELECT id FROM boundary) OR k.id = %(protected)s))) FROM gone g"
+)
+
+#: PostgreSQL: a checkpoint whose questions are not an array of at most MAX_PENDING_QUESTIONS cannot be
+#: consistent (validate_pending_questions refuses it before looking at an element), so the search for the
+#: newest consistent one skips it in the database instead of decoding and checking its JSON.
+_PLAUSIBLE_SQL = (
+    "CASE WHEN jsonb_typeof(pending_questions) = 'array' THEN jsonb_array_length(pending_questions) <= %s "
+    "ELSE false END"
+)
+
+
 def prune_checkpoints(supervisor: SupervisorState, *, newest_is_consistent: bool = False) -> int:
     """Keep the newest ``retention()`` checkpoints and the newest self-consistent one; returns how many went.
 
-    A bounded number of small queries whatever the history: the ids of the
-    newest ``retention() + 1`` checkpoints and, only when one falls out of the
-    window, the deletes. When the checkpoint just taken is known to be
-    consistent (``newest_is_consistent``, the usual case) nothing else is
-    read; otherwise checkpoints are searched newest first for the newest
-    consistent one, which is kept even outside the window.
+    A bounded number of small queries whatever the history. When the
+    checkpoint just taken is known to be consistent (``newest_is_consistent``,
+    the usual case) nothing else is read; otherwise checkpoints are searched
+    newest first for the newest consistent one, which is kept even outside the
+    window. On PostgreSQL the window's boundary, the restoration logs'
+    unlinking and the delete are then one statement (:data:`_PRUNE_SQL`), which
+    is all a usual save point pays for pruning. Snapshots are collected only
+    when a pruned checkpoint held one that no kept checkpoint holds: most save
+    points share the conversation snapshot of the checkpoints before them, so
+    pruning one frees nothing.
     """
     keep = retention()
+    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
+    if connection.vendor == "postgresql":
+        protected = 0 if newest_is_consistent else _newest_consistent_id(supervisor, keep)
+        with hot_cursor() as cursor:
+            cursor.execute(_PRUNE_SQL, {"supervisor": pk, "skip": keep - 1, "protected": protected})
+            deleted, freeing = cursor.fetchone()
+        if freeing:
+            collect_unused_snapshots(supervisor)
+        return deleted
     window = list(
         SupervisorCheckpoint.objects.filter(supervisor=supervisor)
         .order_by("-id")
@@ -174,29 +223,36 @@ def prune_checkpoints(supervisor: SupervisorState, *, newest_is_consistent: bool
     if len(window) <= keep:
         return 0
     boundary = window[keep - 1]
-    protected = 0  # no checkpoint has id 0: "protect nothing"
-    if not newest_is_consistent:
-        fields = ("id", *CHECKPOINT_FIELDS)
-        candidates = SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("-id").values(*fields)
-        for row in candidates.iterator(chunk_size=keep):
-            if not checkpoint_issues(row):
-                protected = row["id"] if row["id"] < boundary else 0
-                break
+    protected = 0 if newest_is_consistent else _newest_consistent_id(supervisor, keep)
     # Restoration logs keep their row but lose the link to a pruned checkpoint
     # (SET_NULL). Both statements are plain SQL on purpose: Django's deletion
     # collector would first read every doomed row.
     RestorationLog.objects.filter(supervisor=supervisor, checkpoint_id__lt=boundary).exclude(
         checkpoint_id=protected
     ).update(checkpoint=None)
-    pk = SupervisorState._meta.pk.get_db_prep_value(supervisor.pk, connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {SupervisorCheckpoint._meta.db_table} WHERE supervisor_id = %s AND id < %s AND id <> %s",
+            f"DELETE FROM {_CHECKPOINTS} WHERE supervisor_id = %s AND id < %s AND id <> %s RETURNING conversation_id",
             [pk, boundary, protected],
         )
-        deleted = cursor.rowcount
-    collect_unused_snapshots(supervisor)
-    return deleted
+        held = [row[0] for row in cursor.fetchall()]
+    snapshots = {snapshot_id for snapshot_id in held if snapshot_id is not None}
+    kept = SupervisorCheckpoint.objects.filter(supervisor=supervisor, conversation_id__in=snapshots)
+    if snapshots and len(snapshots) > kept.values("conversation_id").distinct().count():
+        collect_unused_snapshots(supervisor)
+    return len(held)
+
+
+def _newest_consistent_id(supervisor: SupervisorState, chunk: int) -> int:
+    """The id of the supervisor's newest self-consistent checkpoint; 0 (no checkpoint has it) when none is."""
+    candidates = SupervisorCheckpoint.objects.filter(supervisor=supervisor)
+    if connection.vendor == "postgresql":
+        plausible = RawSQL(_PLAUSIBLE_SQL, [validators.MAX_PENDING_QUESTIONS], output_field=BooleanField())
+        candidates = candidates.alias(plausible=plausible).filter(plausible=True)
+    for row in candidates.order_by("-id").values("id", *CHECKPOINT_FIELDS).iterator(chunk_size=chunk):
+        if not checkpoint_issues(row):
+            return row["id"]
+    return 0
 
 
 def checkpoint_snapshot(checkpoint: SupervisorCheckpoint) -> dict[str, Any]:

@@ -34,6 +34,8 @@ from django.utils import timezone
 
 from supervisors.models import ConversationSnapshot, SupervisorCheckpoint, SupervisorState
 
+from .hot_cursor import hot_cursor
+
 _SNAPSHOTS = ConversationSnapshot._meta.db_table
 _STATES = SupervisorState._meta.db_table
 
@@ -48,6 +50,7 @@ def _sql() -> dict[str, str]:
         elements = "jsonb_array_elements(conversation_history) WITH ORDINALITY AS m(e, i)"
         return {
             "digest": "encode(sha256(convert_to(conversation_history::text, 'UTF8')), 'hex')",
+            "version": "xmin::text",
             "count": (
                 "CASE WHEN jsonb_typeof(conversation_history) = 'array' "
                 "THEN jsonb_array_length(conversation_history) ELSE -1 END"
@@ -63,6 +66,7 @@ def _sql() -> dict[str, str]:
     # prefix built from the elements hashes like the same history stored whole.
     return {
         "digest": "SHA256(json(conversation_history))",
+        "version": "NULL",
         "count": (
             "CASE WHEN json_type(conversation_history) = 'array' "
             "THEN json_array_length(conversation_history) ELSE -1 END"
@@ -75,23 +79,38 @@ def _sql() -> dict[str, str]:
     }
 
 
+def _lookup_sql() -> str:
+    """One row of the supervisor's: the history's digest and length, the snapshot with that digest, the version."""
+    sql = _sql()
+    return (
+        f"SELECT d.digest, d.n, (SELECT s.id FROM {_SNAPSHOTS} s WHERE s.supervisor_id = d.id "
+        f"AND s.digest = d.digest), d.version FROM (SELECT id, {sql['digest']} AS digest, "
+        f"{sql['count']} AS n, {sql['version']} AS version FROM {_STATES} WHERE id = %s) d"
+    )
+
+
 def snapshot_of_current_history(supervisor: SupervisorState) -> int:
     """The id of a snapshot holding the supervisor's current history, stored if it is new.
 
     Run it under the supervisor's row lock (the save point's transaction), so
-    the history cannot change between the digest and the copy. Queries: two
-    when the history is unchanged (the usual save point), up to four when it
-    changed.
+    the history cannot change between the digest and the copy. Queries: one
+    when the history is unchanged (the usual save point: the digest and the
+    snapshot having it are looked up in one fixed statement), up to four when
+    it changed. The same statement reads the row's version (PostgreSQL's
+    ``xmin``, after the save point's write) and leaves it on ``supervisor`` for
+    its ETag (:func:`~.state.state_version`), which would otherwise cost a
+    query of its own.
     """
     sql = _sql()
     pk = _pk(supervisor)
+    with hot_cursor() as cursor:
+        cursor.execute(_lookup_sql(), [pk])
+        digest, count, found, version = cursor.fetchone()
+    if version is not None:
+        supervisor.__dict__["row_xmin"] = version
+    if found is not None:
+        return found
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {sql['digest']}, {sql['count']} FROM {_STATES} WHERE id = %s", [pk])
-        digest, count = cursor.fetchone()
-        found = ConversationSnapshot.objects.filter(supervisor=supervisor, digest=digest).values_list("id", flat=True)
-        for snapshot_id in found[:1]:
-            return snapshot_id
-
         parent = (
             SupervisorCheckpoint.objects.filter(supervisor=supervisor, conversation__isnull=False)
             .order_by("-id")

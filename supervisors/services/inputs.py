@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models.expressions import RawSQL
+from django.db.transaction import TransactionManagementError
 
 from supervisors.fields import parse_uuid_list
 from supervisors.models import QuestionAnswer, SupervisorState, Task
@@ -38,6 +41,7 @@ from supervisors.validators import (
 )
 
 from .errors import BrokenReference, Conflict, InvalidInput, NotFound
+from .hot_cursor import hot_cursor
 from .ownership import UNFENCED, Fence, check_fence, not_visible
 
 
@@ -96,13 +100,21 @@ def parse_id_list(value: Any, field: str, errors: dict[str, list[str]]) -> list[
 
 
 def check_task_ids(
-    contract_id: uuid.UUID, ids_by_field: dict[str, Iterable[uuid.UUID]], errors: dict[str, list[str]]
+    contract_id: uuid.UUID,
+    ids_by_field: dict[str, Iterable[uuid.UUID]],
+    errors: dict[str, list[str]],
+    *,
+    owners: dict[uuid.UUID, uuid.UUID] | None = None,
 ) -> None:
-    """Every id names an existing task of this contract (one query for all fields)."""
+    """Every id names an existing task of this contract (one query for all fields).
+
+    ``owners``: task -> contract for (at least) these ids, already read by the caller: no query then.
+    """
     wanted = {t for ids in ids_by_field.values() for t in ids}
     if not wanted:
         return
-    owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
+    if owners is None:
+        owners = dict(Task.objects.filter(id__in=wanted).values_list("id", "contract_id"))
     for field, ids in ids_by_field.items():
         problems = []
         for task_id in ids:
@@ -190,18 +202,97 @@ def lock_supervisor(
     writers of the row but lets other transactions insert checkpoints and
     answers that refer to it.
     """
+    supervisor = select_locked(
+        contract_id, with_history=with_history, defer_task_ids=defer_task_ids, annotations=annotations
+    )
+    if supervisor is None:
+        if fence.daemon_id is not None:
+            raise not_visible(contract_id)
+        raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": ["No supervisor."]})
+    check_fence(supervisor, fence)
+    return supervisor
+
+
+def select_locked(
+    contract_id: uuid.UUID,
+    *,
+    with_history: bool = False,
+    defer_task_ids: bool = False,
+    annotations: dict[str, Any] | None = None,
+) -> SupervisorState | None:
+    """The contract's supervisor row, locked until the transaction ends (None: no row); no fence checked.
+
+    The read under :func:`lock_supervisor`, and the full save's (which creates a missing row). On
+    PostgreSQL without ``annotations`` it is one fixed statement on the hot cursor (:func:`_locked_row`),
+    otherwise the ORM's ``select_for_update``. Either way the row's version comes with it (``row_xmin``).
+    """
+    if connection.vendor == "postgresql" and not annotations:
+        return _locked_row(contract_id, with_history=with_history, defer_task_ids=defer_task_ids)
     qs = SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
     if not with_history:
         qs = qs.defer("conversation_history")
     if defer_task_ids:
         qs = qs.defer("spawned_task_ids", "pending_task_ids")
     qs = qs.annotate(**(annotations or {}), **row_version_annotation())
-    supervisor = qs.filter(contract_id=contract_id).first()
-    if supervisor is None:
-        if fence.daemon_id is not None:
-            raise not_visible(contract_id)
-        raise NotFound(f"Contract {contract_id} has no supervisor.", fields={"contract_id": ["No supervisor."]})
-    check_fence(supervisor, fence)
+    return qs.filter(contract_id=contract_id).first()
+
+
+@dataclass(frozen=True)
+class _LockingSelect:
+    sql: str
+    attnames: tuple[str, ...]
+    converters: tuple[tuple[tuple[Callable[..., Any], ...], Any], ...]
+
+
+@cache
+def _locking_select(with_history: bool, defer_task_ids: bool) -> _LockingSelect:
+    """PostgreSQL: the SELECT ... FOR NO KEY UPDATE the ORM would build for :func:`lock_supervisor`, built once.
+
+    The loaded columns in the model's field order, the row's ``xmin`` last, and each column's converters
+    as Django's compiler applies them (the JSON columns are decoded by their fields).
+    """
+    deferred = set() if with_history else {"conversation_history"}
+    if defer_task_ids:
+        deferred |= {"spawned_task_ids", "pending_task_ids"}
+    table = SupervisorState._meta.db_table
+    fields = [f for f in SupervisorState._meta.concrete_fields if f.attname not in deferred]
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"{quote(table)}.{quote(f.column)}" for f in fields)
+    cols = [f.get_col(table) for f in fields]
+    return _LockingSelect(
+        sql=f"SELECT {columns}, {quote(table)}.xmin::text FROM {quote(table)} "
+        f"WHERE {quote(table)}.{quote('contract_id')} = %s FOR NO KEY UPDATE",
+        attnames=tuple(f.attname for f in fields),
+        converters=tuple(
+            (tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection)), col) for col in cols
+        ),
+    )
+
+
+def _locked_row(contract_id: uuid.UUID, *, with_history: bool, defer_task_ids: bool) -> SupervisorState | None:
+    """PostgreSQL: lock and load the row with one fixed statement on the hot cursor (every save point runs it).
+
+    The instance is what the ORM's ``select_for_update().defer(...).annotate(row_xmin=...)`` would give:
+    built by ``from_db`` from the converted columns, the deferred ones left in the database.
+    """
+    if connection.get_autocommit():
+        raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+    select = _locking_select(with_history, defer_task_ids)
+    with hot_cursor() as cursor:
+        cursor.execute(
+            select.sql,
+            [SupervisorState._meta.get_field("contract").target_field.get_db_prep_value(contract_id, connection)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for value, (converters, col) in zip(row[:-1], select.converters, strict=True):
+        for converter in converters:
+            value = converter(value, col, connection)
+        values.append(value)
+    supervisor = SupervisorState.from_db(connection.alias, select.attnames, values)
+    supervisor.row_xmin = row[-1]
     return supervisor
 
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -37,6 +39,7 @@ from supervisors.enums import DaemonStatus
 from supervisors.models import Contract, Daemon, RestorationLog, SupervisorState, Task
 
 from .errors import Conflict, NotFound
+from .hot_cursor import hot_cursor
 
 SUPERSEDED = "superseded"
 
@@ -94,18 +97,35 @@ def may_add_tasks(daemon_id: uuid.UUID | None, contract_id: uuid.UUID) -> bool:
     return visible_contracts(daemon_id).filter(pk=contract_id).exists()
 
 
+def may_add_tasks_given(daemon_id: uuid.UUID | None, supervisor_task_daemons: Iterable[uuid.UUID | None]) -> bool:
+    """:func:`may_add_tasks` over the daemons of the contract's supervisor tasks, which the caller already read."""
+    daemons = list(supervisor_task_daemons)
+    return daemon_id is None or not daemons or daemon_id in daemons
+
+
 def supervisor_task_owner(supervisor: SupervisorState) -> tuple[bool, uuid.UUID | None]:
     """(whether the row's task is its contract's supervisor task, that task's daemon), read afresh.
 
     A fresh statement on purpose: called under the supervisor's row lock, it
     sees a takeover that committed while this transaction waited for the lock
     (a join in the locking SELECT would see the task as it was before).
+    The statement's text is fixed and runs on the hot cursor (every fenced write reads it).
     """
-    row = Task.objects.filter(pk=supervisor.task_id).values_list("is_supervisor", "contract_id", "daemon_id").first()
+    with hot_cursor() as cursor:
+        cursor.execute(_TASK_OWNER_SQL, [Task._meta.pk.get_db_prep_value(supervisor.task_id, connection)])
+        row = cursor.fetchone()
     if row is None:
         return False, None
-    is_supervisor, contract_id, daemon_id = row
+    is_supervisor, contract_id, daemon_id = (row[0], *(column_uuid(value) for value in row[1:]))
     return bool(is_supervisor and contract_id == supervisor.contract_id), daemon_id
+
+
+_TASK_OWNER_SQL = f"SELECT is_supervisor, contract_id, daemon_id FROM {Task._meta.db_table} WHERE id = %s"
+
+
+def column_uuid(value: uuid.UUID | str | None) -> uuid.UUID | None:
+    """A uuid column as read by a plain cursor: a UUID on PostgreSQL, 32 hex digits on SQLite."""
+    return value if value is None or isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def orphaned_q(now: datetime | None = None) -> Q:

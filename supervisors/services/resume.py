@@ -26,14 +26,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from supervisors.enums import RestorationSource
-from supervisors.models import Daemon, SupervisorState
+from supervisors.models import Contract, Daemon, SupervisorState
 
 from .actors import Actor
 from .errors import Conflict
+from .hot_cursor import hot_cursor
 from .ownership import is_daemon_gone, not_visible, supervisor_task_owner
 from .restoration import RestorationResult, restore_supervisor
 from .world import (
@@ -72,12 +73,7 @@ def resume_supervisor(
     try:
         with transaction.atomic():
             # Serialise with any other resume (or write) of this supervisor before deciding anything.
-            locked = (
-                SupervisorState.objects.select_for_update()
-                .only("id", "contract_id", "task_id", "restoration_count", "last_restored_at")
-                .filter(contract_id=contract_id)
-                .first()
-            )
+            locked = _lock(contract_id)
             if key is not None:
                 stored = find_idempotent_response(daemon_id=daemon_id, key=key, fingerprint=fingerprint)
                 if stored is not None:
@@ -120,6 +116,26 @@ def resume_supervisor(
     return answer
 
 
+#: What a resume decides on under the row lock, before the restoration reads the rest.
+_LOCKED_FIELDS = ("id", "contract_id", "task_id", "restoration_count", "last_restored_at")
+_LOCK_SQL = (
+    f"SELECT {', '.join(_LOCKED_FIELDS)} FROM {SupervisorState._meta.db_table} WHERE contract_id = %s FOR UPDATE"
+)
+
+
+def _lock(contract_id: uuid.UUID) -> SupervisorState | None:
+    """The supervisor's row locked (FOR UPDATE), with only ``_LOCKED_FIELDS`` loaded; None when there is none.
+
+    On PostgreSQL one fixed statement on the hot cursor, the model built from its row as the ORM would.
+    """
+    if connection.vendor != "postgresql":
+        return SupervisorState.objects.select_for_update().only(*_LOCKED_FIELDS).filter(contract_id=contract_id).first()
+    with hot_cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [Contract._meta.pk.get_db_prep_value(contract_id, connection)])
+        row = cursor.fetchone()
+    return None if row is None else SupervisorState.from_db(connection.alias, _LOCKED_FIELDS, row)
+
+
 def _overlapped(locked: SupervisorState, seen_epoch: int | None, arrived_at: datetime) -> bool:
     """Another restoration ran while this request was in flight: since it arrived, or since it first looked.
 
@@ -132,8 +148,17 @@ def _overlapped(locked: SupervisorState, seen_epoch: int | None, arrived_at: dat
 
 
 def _epoch_as_seen(contract_id: uuid.UUID) -> int | None:
-    """The epoch before the lock: a different one under the lock means another restoration overlapped."""
-    return SupervisorState.objects.filter(contract_id=contract_id).values_list("restoration_count", flat=True).first()
+    """The epoch before the lock: a different one under the lock means another restoration overlapped.
+
+    Fixed SQL on the hot cursor (every resume reads it; the ORM built the same statement each time).
+    """
+    with hot_cursor() as cursor:
+        cursor.execute(_EPOCH_SQL, [Contract._meta.pk.get_db_prep_value(contract_id, connection)])
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+_EPOCH_SQL = f"SELECT restoration_count FROM {SupervisorState._meta.db_table} WHERE contract_id = %s"
 
 
 def _takeover_target(

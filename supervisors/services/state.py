@@ -26,7 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from supervisors.enums import ActorKind, DaemonStatus, EventKind, RestorationSource, SavePoint, SupervisorStatus
-from supervisors.models import Contract, SupervisorState, Task
+from supervisors.models import SupervisorState, Task
 from supervisors.validators import MAX_TEXT_LENGTH
 
 from . import heartbeat_sql
@@ -55,17 +55,19 @@ from .inputs import (
     raise_if_broken,
     refuse_answered_questions,
     row_version_annotation,
+    select_locked,
     some_of,
 )
 from .ownership import (
     UNFENCED,
     Fence,
     check_fence,
-    may_add_tasks,
+    may_add_tasks_given,
     not_visible,
     note_lease_renewed,
     superseded,
 )
+from .save_point_sql import save_references
 from .signals import send_on_commit, state_saved
 from .world import PendingCount, record_daemon_heartbeat
 
@@ -144,9 +146,14 @@ def stamp_write(supervisor: SupervisorState) -> list[str]:
 
 
 def finish_save_point(supervisor: SupervisorState, reason: SavePoint) -> None:
-    """The common end of a save point: checkpoint now, tell integrators after commit."""
-    remember_row_version(supervisor)
+    """The common end of a save point: checkpoint now, tell integrators after commit.
+
+    The checkpoint reads the row's new version on its way (for the ETag); it is
+    only read on its own if the checkpoint did not.
+    """
     take_checkpoint(supervisor, reason)
+    if "row_xmin" not in supervisor.__dict__:
+        remember_row_version(supervisor)
     send_on_commit(
         state_saved,
         contract_id=supervisor.contract_id,
@@ -163,9 +170,11 @@ def _spawned_and_pending(
     errors: dict[str, list[str]],
     *,
     check_spawned: list[uuid.UUID] | None = None,
+    owners: dict[uuid.UUID, uuid.UUID] | None = None,
 ) -> None:
     """Spawned tasks are tasks of this contract; pending tasks are among the spawned ones."""
-    check_task_ids(contract_id, {"spawned_task_ids": spawned if check_spawned is None else check_spawned}, errors)
+    ids = spawned if check_spawned is None else check_spawned
+    check_task_ids(contract_id, {"spawned_task_ids": ids}, errors, owners=owners)
     known = set(spawned)
     never = [str(t) for t in pending if t not in known]
     if never:
@@ -175,7 +184,20 @@ def _spawned_and_pending(
 # --- full save and partial update -------------------------------------------------
 
 
-def save_supervisor_state_full(
+@dataclass(frozen=True)
+class SavedState:
+    """A full save's outcome: the supervisor (without its conversation) and whether this save created it."""
+
+    supervisor: SupervisorState
+    created: bool
+
+
+def save_supervisor_state_full(**options: Any) -> SupervisorState:
+    """:func:`save_supervisor_state`, returning only the supervisor (the seed's repository function)."""
+    return save_supervisor_state(**options).supervisor
+
+
+def save_supervisor_state(
     *,
     contract_id: uuid.UUID | str,
     task_id: uuid.UUID | str,
@@ -191,7 +213,7 @@ def save_supervisor_state_full(
     expected_version: str | None = None,
     fence: Fence = UNFENCED,
     actor: Actor | None = None,
-) -> SupervisorState:
+) -> SavedState:
     """Save the whole state of a contract's supervisor, creating it if the contract has none (UPSERT).
 
     Records a ``created`` or ``state_saved`` event (``actor``: who saved;
@@ -226,27 +248,24 @@ def save_supervisor_state_full(
     values["pending_questions"] = clean_questions(pending_questions, errors)
     spawned = parse_id_list(spawned_task_ids, "spawned_task_ids", errors)
     pending = parse_id_list(pending_task_ids, "pending_task_ids", errors)
-    if not Contract.objects.filter(id=contract_uuid).exists():
+    # The contract, the daemon's right to it and every task named: one statement (save_point_sql).
+    found = save_references(contract_uuid, [task_uuid, *spawned])
+    if not found.contract_exists:
         raise NotFound(f"Contract {contract_uuid} does not exist.", fields={"contract_id": ["No such contract."]})
-    if fence.daemon_id is not None and not may_add_tasks(fence.daemon_id, contract_uuid):
+    if not may_add_tasks_given(fence.daemon_id, found.supervisor_task_daemons):
         raise not_visible(contract_uuid)
     raise_if(errors)
     references: dict[str, list[str]] = {}
-    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, references)
-    if "task_id" not in references and not Task.objects.filter(pk=task_uuid, is_supervisor=True).exists():
+    owners = found.task_contracts()
+    check_task_ids(contract_uuid, {"task_id": [task_uuid]}, references, owners=owners)
+    if "task_id" not in references and not found.tasks[task_uuid][1]:
         references["task_id"] = ["Must be the contract's supervisor task (a task marked isSupervisor)."]
-    _spawned_and_pending(contract_uuid, spawned, pending, references)
+    _spawned_and_pending(contract_uuid, spawned, pending, references, owners=owners)
     raise_if_broken(references)
     values.update(task_id=task_uuid, spawned_task_ids=spawned, pending_task_ids=pending)
 
     with transaction.atomic():
-        supervisor = (
-            SupervisorState.objects.select_for_update(no_key=connection.features.has_select_for_no_key_update)
-            .defer("conversation_history")
-            .annotate(**row_version_annotation())
-            .filter(contract_id=contract_uuid)
-            .first()
-        )
+        supervisor = select_locked(contract_uuid)
         if supervisor is None:
             mine = Task.objects.filter(pk=task_uuid, daemon_id=fence.daemon_id)
             if fence.daemon_id is not None and not mine.exists():
@@ -270,7 +289,7 @@ def save_supervisor_state_full(
                 record_event(
                     supervisor.pk, EventKind.CREATED, actor=actor_of(actor, fence), details=_saved_details(supervisor)
                 )
-                return supervisor
+                return SavedState(supervisor, created=True)
         else:
             check_fence(supervisor, fence)
         check_version(supervisor, expected_version)
@@ -286,7 +305,7 @@ def save_supervisor_state_full(
             actor=actor_of(actor, fence),
             details=_saved_details(supervisor, before),
         )
-    return supervisor
+    return SavedState(supervisor, created=False)
 
 
 def _saved_details(supervisor: SupervisorState, before: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -714,12 +733,14 @@ def get_supervisor_state_for_restoration(contract_id: uuid.UUID | str, *, lock: 
 __all__ = [
     "UPDATABLE_FIELDS",
     "HeartbeatItem",
+    "SavedState",
     "add_supervisor_spawned_task",
     "get_supervisor_state_for_restoration",
     "mark_supervisor_restored",
     "record_daemon_and_supervisor_heartbeats",
     "save_state_on_phase_change",
     "save_state_on_task_spawn",
+    "save_supervisor_state",
     "save_supervisor_state_full",
     "state_version",
     "update_supervisor_detailed_state",

@@ -35,6 +35,8 @@ from supervisors.enums import (
 from supervisors.models import Contract, QuestionAnswer, SupervisorState, Task
 from supervisors.validators import clean_pending_question, validate_conversation_history
 
+from .hot_cursor import hot_cursor
+
 #: How many offending ids one issue string lists before it summarises the rest.
 MAX_IDS_PER_ISSUE = 10
 
@@ -136,7 +138,7 @@ def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUI
     found: dict[uuid.UUID, TaskFacts] = {}
     contract_ids = set(contract_ids)
     if contract_ids:
-        for row in Task.objects.filter(contract_id__in=contract_ids).values_list(*TaskFacts._fields):
+        for row in _tasks_of_contracts(contract_ids):
             if row[0] in wanted:
                 found[row[0]] = TaskFacts._make(row)
     missing = wanted - found.keys()
@@ -144,6 +146,21 @@ def load_tasks(task_ids: Iterable[uuid.UUID], *, contract_ids: Iterable[uuid.UUI
         for row in Task.objects.filter(id__in=missing).values_list(*TaskFacts._fields):
             found[row[0]] = TaskFacts._make(row)
     return found
+
+
+#: PostgreSQL: the tasks of some contracts, as the ORM would read them (Task's ordering), in one fixed statement.
+_TASKS_OF_CONTRACTS_SQL = (
+    f"SELECT {', '.join(TaskFacts._fields)} FROM {Task._meta.db_table} WHERE contract_id = ANY(%s) ORDER BY created_at"
+)
+
+
+def _tasks_of_contracts(contract_ids: set[uuid.UUID]) -> Iterable[tuple[Any, ...]]:
+    """Rows of TaskFacts' fields; on PostgreSQL prepared once on the hot cursor (every resume reads them)."""
+    if connection.vendor != "postgresql":
+        return Task.objects.filter(contract_id__in=contract_ids).values_list(*TaskFacts._fields)
+    with hot_cursor() as cursor:
+        cursor.execute(_TASKS_OF_CONTRACTS_SQL, [list(contract_ids)])
+        return cursor.fetchall()
 
 
 def load_worlds(

@@ -7,6 +7,7 @@ import json
 import pytest
 from django.db import connection
 
+from supervisors import validators
 from supervisors.enums import SavePoint
 from supervisors.models import ConversationSnapshot, RestorationLog, SupervisorCheckpoint, SupervisorState
 from supervisors.services.checkpoints import checkpoint_issues, checkpoint_snapshot, take_checkpoint
@@ -72,6 +73,22 @@ def test_retention_keeps_the_newest_and_drops_unused_conversations(supervisor, s
     assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 4
 
 
+def test_a_pruned_conversation_goes_only_when_no_kept_checkpoint_holds_it(supervisor, settings):
+    """Pruning collects snapshots only when it freed one: a shared one stays while a kept checkpoint holds it."""
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 2
+    first, rewritten = [{"role": "user", "n": 1}], [{"role": "user", "n": 2}]
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": first})
+    update_supervisor_phase(supervisor.contract_id, "a")
+    update_supervisor_phase(supervisor.contract_id, "b")  # prunes a checkpoint holding `first`; one still does
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 1
+    update_supervisor_detailed_state(supervisor.contract_id, {"conversation_history": rewritten})
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 2  # "b" still holds `first`
+    update_supervisor_phase(supervisor.contract_id, "c")  # prunes "b": nothing holds `first` any more
+    assert ConversationSnapshot.objects.filter(supervisor=supervisor).count() == 1
+    kept = SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id")
+    assert [checkpoint_snapshot(c)["conversation_history"] for c in kept] == [rewritten, rewritten]
+
+
 def test_default_retention_is_twenty(supervisor):
     for i in range(25):
         update_supervisor_phase(supervisor.contract_id, f"p{i}")
@@ -94,6 +111,26 @@ def test_pruning_never_drops_the_newest_consistent_checkpoint(supervisor, settin
     # Once a consistent one is in the window again, the old one may go.
     update_supervisor_detailed_state(supervisor.contract_id, {"state": "working"})
     update_supervisor_phase(supervisor.contract_id, "again")
+    assert not SupervisorCheckpoint.objects.filter(pk=good.pk).exists()
+    assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 3
+
+
+def test_checkpoints_with_too_many_questions_never_push_out_the_consistent_one(supervisor, settings):
+    """The search for the newest consistent checkpoint skips these in SQL on PostgreSQL: same verdict."""
+    settings.SUPERVISOR_CHECKPOINT_RETENTION = 3
+    update_supervisor_detailed_state(supervisor.contract_id, {"state": "working", "progress": 77})
+    good = SupervisorCheckpoint.objects.filter(supervisor=supervisor).latest("id")
+    too_many = [make_question(f"q{i}") for i in range(validators.MAX_PENDING_QUESTIONS + 1)]
+    SupervisorState.objects.filter(pk=supervisor.pk).update(state="waiting_for_user", pending_questions=too_many)
+    for i in range(6):
+        update_supervisor_phase(supervisor.contract_id, f"p{i}")
+    kept = list(SupervisorCheckpoint.objects.filter(supervisor=supervisor).order_by("id"))
+    assert [c.pk for c in kept[:1]] == [good.pk] and len(kept) == 4
+    assert all(checkpoint_issues(c) for c in kept[1:])
+    # Back under the limit: the newest is consistent again and the old one goes.
+    SupervisorState.objects.filter(pk=supervisor.pk).update(pending_questions=too_many[:1])
+    for i in range(3):
+        update_supervisor_phase(supervisor.contract_id, f"q{i}")
     assert not SupervisorCheckpoint.objects.filter(pk=good.pk).exists()
     assert SupervisorCheckpoint.objects.filter(supervisor=supervisor).count() == 3
 

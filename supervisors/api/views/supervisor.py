@@ -30,7 +30,7 @@ from supervisors.services.conversation_append import append_conversation_message
 from supervisors.services.errors import InvalidInput, NotFound
 from supervisors.services.state import (
     add_supervisor_spawned_task,
-    save_supervisor_state_full,
+    save_supervisor_state,
     state_version,
     update_supervisor_detailed_state,
     update_supervisor_heartbeat_state,
@@ -116,11 +116,10 @@ class SupervisorView(ApiView):
         data = dict(serializer.validated_data)
         data["pending_questions"] = questions_to_wire(data["pending_questions"])
         fence = scoping.fence_of(request)
-        existed = SupervisorState.objects.filter(contract_id=contract_uuid).exists()
-        supervisor = save_supervisor_state_full(
+        saved = save_supervisor_state(
             contract_id=contract_uuid, expected_version=if_match(request), fence=fence, actor=actor_of(request), **data
         )
-        return state_response(supervisor, code=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+        return state_response(saved.supervisor, code=status.HTTP_201_CREATED if saved.created else status.HTTP_200_OK)
 
     @extend_schema(
         operation_id="supervisor_update",
