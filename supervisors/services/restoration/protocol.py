@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from supervisors.enums import (
@@ -132,8 +132,8 @@ def restore_locked_supervisors(
         try:
             ready = prepare(supervisor, loaded, verdicts[supervisor.id], options, now, one_started)  # steps 3-10
         except Exception as exc:
-            if not isolate_failures:
-                raise
+            if not isolate_failures or isinstance(exc, DatabaseError):
+                raise  # a database error outside a savepoint dooms the whole transaction: not this item's alone
             logger.warning("Restoring the supervisor of contract %s failed: %s", supervisor.contract_id, exc)
             items.append(BatchItem(supervisor, error=exc))
             continue

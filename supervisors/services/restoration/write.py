@@ -150,15 +150,34 @@ def apply(prepared: Sequence[Prepared], options: RestoreOptions) -> None:
     record_events(report.events(prepared, options))
 
 
+def raise_if_transaction_lost(exc: DatabaseError) -> None:
+    """Re-raise ``exc`` when the enclosing transaction can no longer commit (the connection broke).
+
+    A savepoint isolates one supervisor's failed write only while the
+    connection lives. When it broke (the server restarted, a pooler or an
+    operator killed it), rolling back to the savepoint fails too, Django marks
+    the whole transaction for rollback, and the caller's block would end by
+    silently rolling everything back: a claim would answer 200 naming
+    supervisors it never took, which another daemon then claims as well. The
+    failure must reach the caller instead (the API answers 503: retry).
+    """
+    if transaction.get_connection().needs_rollback:
+        raise exc
+
+
 def apply_isolated(prepared: Sequence[Prepared], options: RestoreOptions) -> dict[uuid.UUID, Exception]:
-    """``apply`` in a savepoint; when it fails, each supervisor in its own. Returns the ones that failed."""
+    """``apply`` in a savepoint; when it fails, each supervisor in its own. Returns the ones that failed.
+
+    A failure that took the connection (and so the caller's transaction) with it is raised, not isolated.
+    """
     if not prepared:
         return {}
     try:
         with transaction.atomic():
             apply(prepared, options)
         return {}
-    except DatabaseError:
+    except DatabaseError as exc:
+        raise_if_transaction_lost(exc)
         logger.warning("Batch write failed; retrying the %d supervisors one by one", len(prepared), exc_info=True)
     failed: dict[uuid.UUID, Exception] = {}
     for item in prepared:
@@ -166,6 +185,7 @@ def apply_isolated(prepared: Sequence[Prepared], options: RestoreOptions) -> dic
             with transaction.atomic():
                 apply([item], options)
         except DatabaseError as exc:
+            raise_if_transaction_lost(exc)
             logger.warning("Restoring the supervisor of contract %s failed: %s", item.result.contract_id, exc)
             failed[item.decision.supervisor.id] = exc
             item.result.log = None
@@ -173,13 +193,15 @@ def apply_isolated(prepared: Sequence[Prepared], options: RestoreOptions) -> dic
 
 
 def log_failures(rows: Sequence[RestorationLog]) -> None:
-    """Record the batch's failed restorations (their own writes were rolled back); never raises."""
+    """Record the batch's failed restorations (their own writes were rolled back); raises only when the
+    connection broke (then nothing of the caller's transaction can commit anyway)."""
     if not rows:
         return
     try:
         with transaction.atomic():
             RestorationLog.objects.bulk_create(rows)
-    except DatabaseError:
+    except DatabaseError as exc:
+        raise_if_transaction_lost(exc)
         logger.warning("Could not record %d failed restorations in the log", len(rows), exc_info=True)
 
 
