@@ -49,7 +49,8 @@ from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern, ResolverMatch
 from django.utils.module_loading import import_string
 
-from makima_supervisor.browser_middleware import DAEMON_API_PREFIX, is_daemon_api_request
+from makima_supervisor.browser_middleware import DAEMON_API_PREFIX
+from makima_supervisor.daemon_calls import takes_short_path
 
 DISPATCHER = "makima_supervisor.daemon_stack.DaemonApiDispatchMiddleware"
 
@@ -153,13 +154,14 @@ class DaemonApiHandler(BaseHandler):
 
 
 class DaemonApiDispatchMiddleware:
-    """First in ``settings.MIDDLEWARE``: a daemon's API call goes down the daemons' chain, anything else on."""
+    """First in ``settings.MIDDLEWARE``: a daemon's API call (or a health probe) goes down the daemons' chain,
+    anything else on."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.daemon_chain = DaemonApiHandler(daemon_middleware(settings.MIDDLEWARE))._middleware_chain
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if is_daemon_api_request(request):
+        if takes_short_path(request.path_info, request.META):
             return self.daemon_chain(request)
         return self.get_response(request)

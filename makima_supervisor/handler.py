@@ -6,7 +6,7 @@ request: forget the debug query log, close database connections that are
 broken, in a bad state or past CONN_MAX_AGE (before and after the request),
 close cache connections, and reset the thread's URLconf. Sending a signal costs
 more than that work on a heartbeat (a lock, weak references resolved, each
-receiver's sender filter), so for a daemon's API call (see
+receiver's sender filter), so for a daemon's API call or a health probe (see
 :mod:`makima_supervisor.daemon_stack`) this handler runs those same functions
 itself, in the same order, at the same moments.
 
@@ -29,7 +29,7 @@ from django.db import close_old_connections, reset_queries
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
-from makima_supervisor.daemon_calls import is_daemon_call
+from makima_supervisor.daemon_calls import takes_short_path
 
 #: Django's own receivers, in the order Django connects them (django.db, django.core.cache, the handler).
 STARTED = (reset_queries, close_old_connections)
@@ -71,7 +71,7 @@ class MakimaWSGIHandler(WSGIHandler):
     """Django's WSGIHandler; daemons' API calls skip the signal machinery, not the signals' work."""
 
     def __call__(self, environ, start_response):
-        if not (is_daemon_call(environ.get("PATH_INFO", ""), environ) and _only(signals.request_started, STARTED)):
+        if not (takes_short_path(environ.get("PATH_INFO", ""), environ) and _only(signals.request_started, STARTED)):
             return super().__call__(environ, start_response)
         set_script_prefix(get_script_name(environ))
         for receiver in STARTED:

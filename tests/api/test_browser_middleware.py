@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 from tests.api.conftest import url
 
@@ -39,3 +40,17 @@ def test_a_bearer_header_outside_the_api_changes_nothing(client):
     response = client.get("/admin/", HTTP_AUTHORIZATION="Bearer mks_any_key")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert hasattr(response.wsgi_request, "session") and hasattr(response.wsgi_request, "user")
+
+
+def test_health_probes_step_over_the_browser_layers_and_other_methods_do_not(client):
+    """A balancer's GET /healthz takes the daemons' short chain; a POST to it is answered as before (CSRF's 403)."""
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path)
+        assert response.status_code == 200, response.content
+        assert not hasattr(response.wsgi_request, "session") and not hasattr(response.wsgi_request, "user")
+        assert not response.cookies
+        assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
+        assert "no-cache" in response["Cache-Control"]
+    posted = Client(enforce_csrf_checks=True).post("/healthz")
+    assert posted.status_code == 403
+    assert hasattr(posted.wsgi_request, "session")
