@@ -20,6 +20,7 @@ from supervisors.services.errors import NotFound
 from supervisors.services.questions import add_supervisor_pending_question, clear_pending_question
 from supervisors.services.state import (
     add_supervisor_spawned_task,
+    save_supervisor_state,
     save_supervisor_state_full,
     update_supervisor_detailed_state,
     update_supervisor_heartbeat_state,
@@ -176,11 +177,16 @@ def test_partial_updates_racing_heartbeats_keep_both_columns():
 
 
 def test_two_first_full_saves_of_one_contract_make_one_row():
+    """Racing first saves leave one row, and exactly one of them says it created it (the API's one 201)."""
     contract = make_contract()
     task = make_task(contract, is_supervisor=True)
+    created: list[bool] = []
 
     def save(i):
-        return lambda: save_supervisor_state_full(
+        return lambda: created.append(save_one(i).created)
+
+    def save_one(i):
+        return save_supervisor_state(
             contract_id=contract.id,
             task_id=task.id,
             phase="plan",
@@ -195,6 +201,7 @@ def test_two_first_full_saves_of_one_contract_make_one_row():
     run_threads(*[save(i) for i in range(8)])
     assert SupervisorState.objects.filter(contract=contract).count() == 1
     assert SupervisorState.objects.get(contract=contract).progress in range(8)
+    assert sorted(created) == [False] * 7 + [True]
 
 
 def test_concurrent_answers_to_one_question_record_one_answer():
