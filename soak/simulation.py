@@ -238,6 +238,11 @@ class DaemonSim:
         self.forced_silent = False
         #: Down after a crash (restarting, or gone): its claim poller sends nothing.
         self.down = False
+        #: Held by the claim poller over a claim and everything that follows from its reply, and by a crash
+        #: as the process goes down. Without it a claim the server made before the crash's ``disconnected``
+        #: could reach the ledger after another daemon's claim of the same supervisor, which the server made
+        #: later: the ledger would then name the wrong owner and orphan twice what another daemon runs.
+        self.life = threading.Lock()
         #: Seconds into the run after which this daemon sends no daemon heartbeat any more (a quiet daemon).
         self.quiet_after: float | None = None
         self.quiet = False
@@ -544,10 +549,11 @@ class DaemonSim:
         starts empty-handed (it may claim others' orphans later)."""
         with self.world.ledger.lock:
             self.world.ledger.crashes += 1
-        self.tasks.clear()
-        self.histories.clear()
-        self.client.close()
-        self.down = True
+        with self.life:  # a claim on its way is done first (its reply, its acknowledgements)
+            self.tasks.clear()
+            self.histories.clear()
+            self.client.close()
+            self.down = True
         if takeover if takeover is not None else self.rng.random() < self.world.config.takeover_share:
             if silent is None:
                 silent = self.rng.random() < self.world.config.silent_share
@@ -670,8 +676,9 @@ class DaemonSim:
             body["contractIds"] = [str(c) for c in contracts]
         try:
             while not self.world.claims_done.wait(self.rng.uniform(0.5, 1.5) * self.world.config.claim_every):
-                if not self.down and self.started:
-                    self.claim(client, body)
+                with self.life:
+                    if not self.down and self.started:
+                        self.claim(client, body)
         finally:
             client.close()
 
@@ -713,11 +720,6 @@ class DaemonSim:
                 ledger.resumes[contract] += 1
                 ledger.resumes_by_source["task_reassignment"] += 1
                 ledger.owner[contract] = self.identity.name
-            if self.gone:  # it crashed while the claim was on its way: orphaned again, by this crash
-                orphaning = Orphaning(contract, self.identity.name, claimed_at, silent=False)
-                self.world.orphans[contract] = orphaning
-                with ledger.lock:
-                    ledger.orphanings.append(orphaning)
             self.world.orphans_changed.notify_all()
         for answer in context.get("pendingAnswers", []):
             self.acknowledge(contract, answer["questionId"], answer["answer"], client=client)
