@@ -255,7 +255,9 @@ def recovery_line(world: World) -> str:
     head = (
         f"failover: {len(world.ledger.orphanings)} supervisors orphaned, {len(times)} claimed "
         f"(claim every {world.config.claim_every:g} s, capacity {world.config.claim_capacity}, "
-        f"lease {world.config.daemon_gone_after} s, bound {world.config.recovery_bound:g} s)"
+        f"lease {world.config.daemon_gone_after} s, bound {world.config.recovery_bound:g} s); "
+        f"claim answers lost {world.ledger.claim_answers_lost}, supervisors then found by listing "
+        f"{world.ledger.found_by_listing}"
     )
     if not times:
         return head

@@ -83,6 +83,9 @@ class Ledger:
     claim_polls: int = 0
     claim_polls_nonempty: int = 0
     claim_failed: list[str] = field(default_factory=list)  # contracts a claim answered in ``failed``
+    #: Claims whose answer the daemon dropped (or never got), and the supervisors it then found by listing.
+    claim_answers_lost: int = 0
+    found_by_listing: int = 0
     #: Claims of a supervisor that was not orphaned (its daemon alive, or already claimed for this crash).
     claims_not_orphaned: list[str] = field(default_factory=list)
     #: A claimed supervisor whose restoration context lost or invented a message or a question.
@@ -133,6 +136,9 @@ class SoakConfig:
     claim_every: float = 1.0
     #: The ``capacity`` each claim asks for.
     claim_capacity: int = 5
+    #: The share of claims that took something whose answer the daemon never gets (a timeout, a dropped
+    #: connection): it must find those supervisors by listing its own and resume them (docs/api.md).
+    claim_answer_lost: float = 0.2
     #: Of the crashes that leave supervisors behind, the share whose daemon goes silent (no ``disconnected``).
     silent_share: float = 0.5
     #: Added to lease + claim period for the recovery bound: CPU contention, lease renewal granularity.
@@ -250,6 +256,8 @@ class DaemonSim:
         self.epochs: dict[uuid.UUID, int | None] = {}
         #: Supervisors taken over from this daemon while it was gone, with the epoch it had: its zombie's targets.
         self.lost: dict[uuid.UUID, int | None] = {}
+        #: A claim's answer went missing: until a listing of its supervisors is done, it may own unknown ones.
+        self.claim_unsure = False
         self.started = False  # its supervisors exist (its first PUTs are done)
         #: This daemon's copy of each supervisor's conversation, as a daemon keeps it; absent: unsure, read it
         #: again before the next append. Save points send only the new message (the delta form, issue 12).
@@ -683,16 +691,61 @@ class DaemonSim:
             client.close()
 
     def claim(self, client: Client, body: dict) -> None:
+        if self.claim_unsure and not self.find_lost_claims(client):
+            return  # the listing failed: claiming more before knowing what is ours would only add to it
         reply = client.request("POST", f"{API}/supervisors/claim/", body, endpoint="/supervisors/claim/")
         claimed_at = time.monotonic()
         if not reply.ok:
+            # A 503 or no answer may come after the claim committed: what it took is ours, unknown to us.
+            self.claim_unsure = reply.status >= 500 or reply.status == NO_ANSWER
             return
         with self.world.ledger.lock:
             self.world.ledger.claim_polls += 1
             self.world.ledger.claim_polls_nonempty += bool(reply.body["claimed"])
             self.world.ledger.claim_failed += reply.body["failed"]
+        if reply.body["claimed"] and self.rng.random() < self.world.config.claim_answer_lost:
+            with self.world.ledger.lock:
+                self.world.ledger.claim_answers_lost += 1
+            self.claim_unsure = True  # the answer is dropped on its way back: as a timeout would
+            self.find_lost_claims(client)
+            return
         for context in reply.body["claimed"]:
             self.take_claimed(client, uuid.UUID(context["contractId"]), context, claimed_at)
+        # Sent again after a 503: the first attempt may have taken supervisors this answer does not name.
+        self.claim_unsure = reply.after_unavailable
+
+    def find_lost_claims(self, client: Client) -> bool:
+        """After a claim whose answer is missing: list this daemon's supervisors and resume, as their owner,
+        each one it does not know (docs/api.md, "A claim whose answer never arrived"). Whether it is done."""
+        listed: set[uuid.UUID] = set()
+        for page in range(100):
+            reply = client.request(
+                "GET", f"{API}/supervisors/?limit=1000&offset={page * 1000}", endpoint="/supervisors/"
+            )
+            if not reply.ok:
+                return False
+            listed |= {uuid.UUID(item["contractId"]) for item in reply.body}
+            if 'rel="next"' not in reply.headers.get("link", ""):
+                break
+        unknown = [c for c in listed if c in self.world.ledger.owner and c not in self.supervisors]
+        for contract in unknown:
+            reply = self.call(
+                "POST",
+                SUP + "resume/",
+                contract,
+                {"source": "daemon_restart", "reason": "soak: a claim's answer was lost"},
+                client=client,
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )
+            if not reply.ok:
+                return False  # tried again before the next claim
+            with self.world.ledger.lock:
+                self.world.ledger.found_by_listing += 1
+                self.world.ledger.resumes[contract] += 1  # the resume's restoration; take_claimed counts the claim's
+                self.world.ledger.resumes_by_source["daemon_restart"] += 1
+            self.take_claimed(client, contract, reply.body, time.monotonic())
+        self.claim_unsure = False
+        return True
 
     def take_claimed(self, client: Client, contract: uuid.UUID, context: dict, claimed_at: float) -> None:
         """Make a claimed supervisor this daemon's, at the epoch the claim returned; check what came with it."""

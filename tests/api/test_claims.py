@@ -13,7 +13,7 @@ from supervisors.enums import DaemonStatus
 from supervisors.models import Daemon, RestorationLog, SupervisorState, Task
 from tests.factories import make_contract, make_supervisor
 
-from .conftest import url
+from .conftest import _daemon, url
 
 CLAIM = "/api/v1/supervisors/claim/"
 
@@ -130,3 +130,33 @@ def test_the_former_owner_coming_back_is_superseded(alpha, beta):
     assert back.status_code == 409
     assert back.json()["code"] == "superseded"
     assert SupervisorState.objects.get(pk=orphan.pk).progress == 0
+
+
+def test_a_claim_whose_answer_never_arrived_is_found_in_the_claimers_list_and_resumed(alpha, beta):
+    """The documented recovery (docs/api.md, "Takeover"): a claim that committed but whose answer the
+    daemon never got leaves the supervisor on that daemon, alive, so nobody else takes it; the daemon finds
+    it in its own list and resumes it as its owner, getting the context and an epoch of its own."""
+    history = [{"role": "user", "content": "keep me"}]
+    orphan = make_supervisor(make_contract("orphan"), daemon=beta.daemon, state="working", conversation_history=history)
+    gone(beta.daemon)
+    lost = alpha.client.post(CLAIM, {"capacity": 5}, format="json")  # its answer never reaches alpha
+    assert [c["contractId"] for c in lost.json()["claimed"]] == [str(orphan.contract_id)]
+
+    gamma = _daemon("gamma")  # another live daemon polling claims meanwhile: alpha is alive, nothing to take
+    assert gamma.client.post(CLAIM, {"capacity": 5}, format="json").json()["claimed"] == []
+
+    mine = alpha.client.get("/api/v1/supervisors/").json()
+    assert [s["contractId"] for s in mine] == [str(orphan.contract_id)]
+    resumed = alpha.client.post(url(orphan.contract_id, "resume/"), {"source": "daemon_restart"}, format="json")
+    assert resumed.status_code == 200
+    context = resumed.json()
+    assert context["restorationCount"] == 2  # the claim's epoch (1), which alpha never learnt, is fenced off
+    assert context["conversationHistory"] == history
+    stale = alpha.client.post(
+        url(orphan.contract_id, "heartbeat/"),
+        {"state": "working", "currentActivity": "coding", "progress": 1},
+        format="json",
+        HTTP_SUPERVISOR_EPOCH="1",
+    )
+    assert stale.status_code == 409 and stale.json()["code"] == "superseded"
+    assert Task.objects.get(pk=orphan.task_id).daemon_id == alpha.daemon.id
