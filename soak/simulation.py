@@ -738,6 +738,9 @@ class DaemonSim:
                 headers={"Idempotency-Key": str(uuid.uuid4())},
             )
             if not reply.ok:
+                if reply.status >= 500 or reply.status == NO_ANSWER:
+                    with self.world.ledger.lock:  # it may have restored all the same
+                        self.world.ledger.resume_unsure[contract] += 1
                 return False  # tried again before the next claim
             with self.world.ledger.lock:
                 self.world.ledger.found_by_listing += 1
