@@ -44,8 +44,10 @@ class EstimatedCountPaginator(Paginator):
     table (87 ms at a million supervisors, bench/admin_bench.py).
     """
 
-    def __init__(self, object_list, per_page, orphans=0, allow_empty_first_page=True, *, rows=None) -> None:
-        super().__init__(object_list, per_page, orphans, allow_empty_first_page)
+    def __init__(
+        self, object_list, per_page, orphans=0, allow_empty_first_page=True, error_messages=None, *, rows=None
+    ) -> None:
+        super().__init__(object_list, per_page, orphans, allow_empty_first_page, error_messages)
         self.rows = rows
 
     @cached_property
