@@ -37,31 +37,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from api_heartbeat_bench import DIRECT_SQL, libpq_dsn, run_clients, setup_world  # noqa: E402
+from api_heartbeat_bench import direct_client, libpq_dsn, run_clients, setup_world  # noqa: E402
 
 KINDS = ("direct", "fenced", "counted")
 
 
-def client(kind: str, statements: dict[str, str], dsn: str, contract: str, daemon: str, start, seconds, out) -> None:
+def service_client(kind: str, sql: str, dsn: str, contract: str, daemon: str, start, seconds, out) -> None:
+    """The service's statement (``fenced`` or ``counted``) in a loop; ``direct`` is the server bench's own client."""
     import psycopg
+
+    from supervisors.services.world import PendingCount
 
     conn = psycopg.connect(dsn, autocommit=True)
     contract_id, daemon_id = uuid.UUID(contract), uuid.UUID(daemon)
-    rate_key = f"bench-statement:{daemon}"
+    count = PendingCount.now(f"bench-statement:{daemon}", limit=10**9, window_seconds=60)
     done = 0
     start.wait()
     deadline = time.monotonic() + seconds
     with conn.cursor() as cursor:
         while time.monotonic() < deadline:
             now = datetime.datetime.now(datetime.UTC)
-            row = ["working", "coding", done % 100, now, now, contract_id]
-            if kind == "direct":
-                cursor.execute(DIRECT_SQL, [*row, daemon_id])
-            elif kind == "fenced":
-                cursor.execute(statements["fenced"], [*row, None, daemon_id])
+            row = ["working", "coding", done % 100, now, now, contract_id, None, daemon_id]
+            if kind == "fenced":
+                cursor.execute(sql, row)
             else:
-                window = int(time.time()) // 60 * 60
-                cursor.execute(statements["counted"], [rate_key, window, *row, None, daemon_id, 10**9])
+                cursor.execute(sql, [count.key, count.window_start, *row, count.limit])
                 cursor.fetchone()
             done += 1
     conn.close()
@@ -86,10 +86,11 @@ def main() -> None:
     dsn = libpq_dsn()
     args = [(dsn, c["contracts"][0], c["daemon_id"]) for c in world]
     rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    targets = {"direct": direct_client, **{k: functools.partial(service_client, k, texts[k]) for k in texts}}
     for round_index in range(options.rounds):
         shift = round_index % len(KINDS)
         for kind in KINDS[shift:] + KINDS[:shift]:
-            rate, _ = run_clients(functools.partial(client, kind, texts), args, options.seconds)
+            rate, _ = run_clients(targets[kind], args, options.seconds)
             rates[kind].append(rate)
     print(f"{options.clients} psycopg processes, {options.rounds} rounds x {options.seconds:g} s, order rotated")
     print(f"{'statement':<9} {'per s':>8} {'ratio to direct (median, range)':>34}")
