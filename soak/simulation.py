@@ -506,11 +506,12 @@ class DaemonSim:
             self.after_message(contract, self.call("POST", SUP + "phase/", contract, body), message)
 
     # --- crashes, restarts and takeovers -------------------------------------------------
-    def resume(self, contract: uuid.UUID, source: str) -> Reply | None:
+    def resume(self, contract: uuid.UUID, source: str, *, client: Client | None = None) -> Reply | None:
         """Resume (with an Idempotency-Key, now and then retried); the reply when it restored, else None.
 
         The answers the human gave and this daemon never acknowledged must come
         with the resume (``pendingAnswers``): the daemon acknowledges them there.
+        ``client``: the calling thread's connection (default: the daemon's main one).
         """
         with self.world.ledger.lock:
             given = {
@@ -519,17 +520,10 @@ class DaemonSim:
                 if c == contract and qid not in self.world.ledger.received and qid not in self.world.ledger.ack_unsure
             }
         key = str(uuid.uuid4())
-        reply = self.call(
-            "POST", SUP + "resume/", contract, {"source": source, "reason": "soak"}, headers={"Idempotency-Key": key}
-        )
+        body = {"source": source, "reason": "soak"}
+        reply = self.call("POST", SUP + "resume/", contract, body, client, headers={"Idempotency-Key": key})
         if reply.ok and self.rng.random() < 0.2:  # the answer got lost: retry with the same key, restores nothing
-            again = self.call(
-                "POST",
-                SUP + "resume/",
-                contract,
-                {"source": source, "reason": "soak"},
-                headers={"Idempotency-Key": key},
-            )
+            again = self.call("POST", SUP + "resume/", contract, body, client, headers={"Idempotency-Key": key})
             if again.ok and again.body.get("restorationCount") != reply.body.get("restorationCount"):
                 self.world.recorder.record("retried resume restored twice", 599, 0.0, (), again.body)
         with self.world.ledger.lock:
@@ -546,7 +540,7 @@ class DaemonSim:
         self.epochs[contract] = reply.body.get("restorationCount")
         self.histories[contract] = reply.body["conversationHistory"]
         for qid, text in offered.items():
-            self.acknowledge(contract, qid, text)
+            self.acknowledge(contract, qid, text, client=client)
         return reply
 
     def crash(self, *, takeover: bool | None = None, silent: bool | None = None) -> None:
@@ -729,29 +723,22 @@ class DaemonSim:
                 break
         unknown = [c for c in listed if c in self.world.ledger.owner and c not in self.supervisors]
         for contract in unknown:
-            reply = self.call(
-                "POST",
-                SUP + "resume/",
-                contract,
-                {"source": "daemon_restart", "reason": "soak: a claim's answer was lost"},
-                client=client,
-                headers={"Idempotency-Key": str(uuid.uuid4())},
-            )
-            if not reply.ok:
-                if reply.status >= 500 or reply.status == NO_ANSWER:
-                    with self.world.ledger.lock:  # it may have restored all the same
-                        self.world.ledger.resume_unsure[contract] += 1
+            reply = self.resume(contract, "daemon_restart", client=client)  # counts itself, acknowledges answers
+            if reply is None:
                 return False  # tried again before the next claim
             with self.world.ledger.lock:
                 self.world.ledger.found_by_listing += 1
-                self.world.ledger.resumes[contract] += 1  # the resume's restoration; take_claimed counts the claim's
-                self.world.ledger.resumes_by_source["daemon_restart"] += 1
-            self.take_claimed(client, contract, reply.body, time.monotonic())
+            # The claim's own restoration, and the supervisor this daemon's from now.
+            self.take_claimed(client, contract, reply.body, time.monotonic(), acknowledge=False)
         self.claim_unsure = False
         return True
 
-    def take_claimed(self, client: Client, contract: uuid.UUID, context: dict, claimed_at: float) -> None:
-        """Make a claimed supervisor this daemon's, at the epoch the claim returned; check what came with it."""
+    def take_claimed(
+        self, client: Client, contract: uuid.UUID, context: dict, claimed_at: float, *, acknowledge: bool = True
+    ) -> None:
+        """Make a claimed supervisor this daemon's, at the epoch the claim returned; check what came with it.
+
+        ``acknowledge``: acknowledge the answers the context carries (False: a resume already did)."""
         ledger = self.world.ledger
         with self.world.orphans_changed:
             orphaning = self.world.orphans.pop(contract, None)
@@ -777,7 +764,7 @@ class DaemonSim:
                 ledger.resumes_by_source["task_reassignment"] += 1
                 ledger.owner[contract] = self.identity.name
             self.world.orphans_changed.notify_all()
-        for answer in context.get("pendingAnswers", []):
+        for answer in context.get("pendingAnswers", []) if acknowledge else []:
             self.acknowledge(contract, answer["questionId"], answer["answer"], client=client)
 
     def check_context(self, contract: uuid.UUID, context: dict) -> None:
